@@ -1,0 +1,107 @@
+"""The Pascal VOC 2012 segmentation layout, read without TensorFlow.
+
+``ROOT/JPEGImages/<id>.jpg``, ``ROOT/SegmentationClass/<id>.png`` and
+``ROOT/ImageSets/Segmentation/<split>.txt``. ``ROOT`` may also be the folder that
+holds ``VOCdevkit/VOC2012`` (the unpacked tarball) or ``VOCdevkit`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segedge.data.images import read_image, read_mask
+from segedge.errors import DataError
+
+IMAGE_DIR = "JPEGImages"
+MASK_DIR = "SegmentationClass"
+SPLIT_DIR = Path("ImageSets") / "Segmentation"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def resolve_root(root: str | os.PathLike[str]) -> Path:
+    """The folder holding ``JPEGImages``, accepting the tarball's parents too."""
+    base = Path(root).expanduser()
+    if not base.exists():
+        raise DataError(f"{base}: dataset folder not found")
+    for candidate in (base, base / "VOC2012", base / "VOCdevkit" / "VOC2012"):
+        if (candidate / IMAGE_DIR).is_dir():
+            return candidate
+    raise DataError(
+        f"{base}: not a VOC dataset (no {IMAGE_DIR}/ here or under VOCdevkit/VOC2012); "
+        "point at the VOC2012 folder or create one with 'segedge data synth'"
+    )
+
+
+def validate_id(sample_id: str, source: Path) -> str:
+    """Reject ids that would read outside the dataset (``../``, absolute paths)."""
+    if not _SAFE_ID.match(sample_id) or ".." in sample_id:
+        raise DataError(
+            f"{source}: entry {sample_id!r} is not a plain image id "
+            "(path separators, '..' and absolute paths are refused)"
+        )
+    return sample_id
+
+
+@dataclass(frozen=True)
+class VocDataset:
+    """A VOC-layout folder; every read names the file on failure."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> VocDataset:
+        return cls(resolve_root(root))
+
+    def split_file(self, split: str) -> Path:
+        return self.root / SPLIT_DIR / f"{split}.txt"
+
+    def has_split(self, split: str) -> bool:
+        return self.split_file(split).is_file()
+
+    def ids(self, split: str) -> list[str]:
+        """Ids listed in a split file, validated, order kept, duplicates refused."""
+        path = self.split_file(split)
+        if not path.is_file():
+            raise DataError(
+                f"{path}: split file not found; a VOC root needs "
+                f"{SPLIT_DIR}/{split}.txt (one image id per line)"
+            )
+        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not ids:
+            raise DataError(f"{path}: split file is empty; list one image id per line")
+        seen: set[str] = set()
+        for sample_id in ids:
+            validate_id(sample_id, path)
+            if sample_id in seen:
+                raise DataError(f"{path}: id {sample_id!r} is listed twice")
+            seen.add(sample_id)
+        return ids
+
+    def image_path(self, sample_id: str) -> Path:
+        return self.root / IMAGE_DIR / f"{sample_id}.jpg"
+
+    def mask_path(self, sample_id: str) -> Path:
+        return self.root / MASK_DIR / f"{sample_id}.png"
+
+    def load_image(self, sample_id: str) -> Image.Image:
+        return read_image(self.image_path(sample_id))
+
+    def load_mask(self, sample_id: str) -> np.ndarray:
+        return read_mask(self.mask_path(sample_id))
+
+    def load_pair(self, sample_id: str) -> tuple[Image.Image, np.ndarray]:
+        """Image and mask, checked to be the same size."""
+        image = self.load_image(sample_id)
+        mask = self.load_mask(sample_id)
+        if mask.shape != (image.height, image.width):
+            raise DataError(
+                f"{self.mask_path(sample_id)}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{self.image_path(sample_id).name} is {image.width}x{image.height}"
+            )
+        return image, mask

@@ -1,0 +1,67 @@
+"""One error hierarchy for everything a user can get wrong.
+
+Each error carries a message meant for a person (the file, what is wrong and,
+where obvious, the fix) and the exit code the CLI returns for it, so scripts
+and CI can tell a bad input from a failed parity gate.
+"""
+
+from __future__ import annotations
+
+
+class SegedgeError(Exception):
+    """Base of every error segedge reports to a user as one readable line."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SegedgeError):
+    """A bad option value or combination; nothing was done."""
+
+    exit_code = 2
+
+
+class DataError(SegedgeError):
+    """A dataset file is missing, unreadable or inconsistent."""
+
+    exit_code = 3
+
+
+class ModelError(SegedgeError):
+    """A model or bundle file is missing, truncated, tampered or incompatible."""
+
+    exit_code = 4
+
+
+class ExportError(SegedgeError):
+    """A conversion or its self-check failed; the previous bundle is untouched."""
+
+    exit_code = 5
+
+
+class MissingExtraError(SegedgeError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    exit_code = 6
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"'{module}' is not installed; install it with: pip install \"segedge[{extra}]\""
+        )
+        self.module = module
+        self.extra = extra
+
+
+class ParityError(SegedgeError):
+    """A converted model drifted past a stated bound (the CI gate)."""
+
+    exit_code = 7
+
+
+class OutputError(SegedgeError):
+    """The output location cannot be written (exists, read-only, disk full)."""
+
+    exit_code = 8

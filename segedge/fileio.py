@@ -1,0 +1,120 @@
+"""Atomic writes: a file or folder appears whole under its final name or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from segedge.errors import OutputError
+
+TMP_PREFIX = ".segedge-tmp-"
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        why = "the disk is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "it is not writable (read-only or no permission)"
+    else:
+        why = exc.strerror or str(exc)
+    return OutputError(f"{path}: cannot write: {why}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place on success.
+
+    The temporary file lives in the same folder so the final ``os.replace`` is
+    atomic; on any failure it is removed and an existing ``path`` is untouched.
+    """
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=final.suffix, dir=final.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _output_error(final, exc) from exc
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _output_error(final, exc) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
+    """Build a folder under a temporary name, then swap it in for ``path``.
+
+    A run killed midway leaves only a ``.segedge-tmp-*`` sibling (removed by the
+    next run) and the previous folder intact.
+    """
+    final = Path(path).absolute()
+    if final.exists() and not overwrite:
+        raise OutputError(f"{final}: already exists; pass --overwrite to replace it")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(final.parent, final.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
+    except OSError as exc:
+        raise _output_error(final, exc) from exc
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = final.with_name(f"{TMP_PREFIX}{final.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _output_error(final, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_stale_temps(folder: Path, stem: str = "") -> None:
+    """Delete temp files/folders a killed run left behind in ``folder``."""
+    if not folder.is_dir():
+        return
+    for entry in folder.glob(f"{TMP_PREFIX}{stem}*"):
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

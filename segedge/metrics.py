@@ -1,0 +1,52 @@
+"""Dataset mIoU from a confusion matrix, void ignored: the VOC protocol, numpy only.
+
+Shared by training reports, export verification and bench, so every number
+that says "mIoU" in segedge means the same thing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segedge.labels import NUM_CLASSES, VOID
+
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES,
+                     void: int = VOID) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, rows = truth; void/out-of-range truth ignored."""
+    truth = np.asarray(truth).ravel().astype(np.int64)
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    if truth.shape != pred.shape:
+        raise ValueError(f"truth has {truth.size} pixels, prediction {pred.size}")
+    keep = (truth != void) & (truth >= 0) & (truth < num_classes)
+    pred = np.clip(pred[keep], 0, num_classes - 1)
+    index = truth[keep] * num_classes + pred
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_iou(cm: np.ndarray) -> np.ndarray:
+    """IoU per class; NaN where a class is absent from both truth and prediction."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_iou(cm: np.ndarray) -> float:
+    """Mean over classes present in truth or prediction (absent classes excluded)."""
+    iou = per_class_iou(cm)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+
+
+def pixel_accuracy(cm: np.ndarray) -> float:
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else 0.0
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels where two predicted masks agree."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} vs {b.shape}")
+    return float((a == b).mean()) if a.size else 1.0

@@ -1,0 +1,67 @@
+"""The one table of export targets, read by export, edge and bench alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from segedge.errors import ConfigError
+
+
+class Runtime(str, Enum):
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    dynamic = "dynamic"
+    int8 = "int8"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    runtime: Runtime
+    precision: Precision
+    filename: str
+    needs_calibration: bool
+    description: str
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("fp32", Runtime.tflite, Precision.fp32, "model_fp32.tflite", False, "TFLite float32"),
+        Target("fp16", Runtime.tflite, Precision.fp16, "model_fp16.tflite", False, "TFLite float16 weights"),
+        Target("dynamic", Runtime.tflite, Precision.dynamic, "model_dynamic.tflite", False,
+               "TFLite dynamic-range int8 weights"),
+        Target("int8", Runtime.tflite, Precision.int8, "model_int8.tflite", True,
+               "TFLite full integer int8 (uint8 input by default)"),
+        Target("onnx", Runtime.onnx, Precision.fp32, "model_fp32.onnx", False, "ONNX float32 (tf2onnx)"),
+        Target("onnx-int8", Runtime.onnx, Precision.int8, "model_int8.onnx", True,
+               "ONNX int8 QDQ (onnxruntime quantizer)"),
+    )
+}
+
+
+def parse_targets(spec: str) -> list[Target]:
+    """'fp32,int8' or 'all' -> targets in table order; unknown names list the valid ones."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("no export format given; choose from " + ", ".join(TARGETS) + " or all")
+    if "all" in names:
+        return list(TARGETS.values())
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        raise ConfigError(f"unknown format {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+    return [t for name, t in TARGETS.items() if name in names]
+
+
+def runtime_for_file(filename: str) -> Runtime:
+    if filename.endswith(".tflite"):
+        return Runtime.tflite
+    if filename.endswith(".onnx"):
+        return Runtime.onnx
+    raise ConfigError(f"{filename}: unknown model type; expected a .tflite or .onnx file")

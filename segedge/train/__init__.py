@@ -1,0 +1,1 @@
+"""Training (TensorFlow/Keras). Import its submodules lazily; the edge never imports this."""

@@ -1,0 +1,22 @@
+"""Shared fixtures: generated VOC-layout data (VOC itself cannot be downloaded here)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from segedge.data.synth import SynthConfig, generate
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A small read-only-by-convention synthetic dataset shared by many tests."""
+    return generate(tmp_path_factory.mktemp("synth") / "voc", SynthConfig(images=40, size=64, seed=1))
+
+
+@pytest.fixture
+def synth_copy(synth_root: Path, tmp_path: Path) -> Path:
+    """A private copy a test may damage."""
+    return Path(shutil.copytree(synth_root, tmp_path / "voc"))

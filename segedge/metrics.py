@@ -13,22 +13,30 @@ from segedge.labels import NUM_CLASSES, VOID
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES,
                      void: int = VOID) -> np.ndarray:
-    """(num_classes, num_classes) int64 counts, rows = truth; void/out-of-range truth ignored."""
+    """(num_classes, num_classes + 1) int64 counts: rows = truth, columns = prediction.
+
+    Void (and any out-of-range truth) is ignored. The extra last column counts
+    predictions outside ``0..num_classes-1`` (the seed preset's "void" output):
+    a miss for the true class, never a false positive for another class.
+    """
     truth = np.asarray(truth).ravel().astype(np.int64)
     pred = np.asarray(pred).ravel().astype(np.int64)
     if truth.shape != pred.shape:
         raise ValueError(f"truth has {truth.size} pixels, prediction {pred.size}")
     keep = (truth != void) & (truth >= 0) & (truth < num_classes)
-    pred = np.clip(pred[keep], 0, num_classes - 1)
-    index = truth[keep] * num_classes + pred
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    pred = pred[keep]
+    pred = np.where((pred >= 0) & (pred < num_classes), pred, num_classes)
+    width = num_classes + 1
+    index = truth[keep] * width + pred
+    return np.bincount(index, minlength=num_classes * width).reshape(num_classes, width)
 
 
 def per_class_iou(cm: np.ndarray) -> np.ndarray:
     """IoU per class; NaN where a class is absent from both truth and prediction."""
     cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
+    classes = cm.shape[0]
+    tp = np.diag(cm[:, :classes])
+    union = cm.sum(1) + cm[:, :classes].sum(0) - tp
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, tp / union, np.nan)
 
@@ -41,7 +49,7 @@ def mean_iou(cm: np.ndarray) -> float:
 
 def pixel_accuracy(cm: np.ndarray) -> float:
     total = cm.sum()
-    return float(np.trace(cm) / total) if total else 0.0
+    return float(np.trace(cm[:, : cm.shape[0]]) / total) if total else 0.0
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,6 +9,8 @@ import pytest
 
 from segedge.data.synth import SynthConfig, generate
 
+pytest_plugins = ["fixtures_train", "fixtures_export"]
+
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:

@@ -1,0 +1,1 @@
+"""Session fixtures that build run folders and export bundles (owned by the export stage)."""

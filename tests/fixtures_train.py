@@ -1,0 +1,1 @@
+"""Session fixtures that train tiny models (owned by the train stage)."""

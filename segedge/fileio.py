@@ -18,6 +18,13 @@ from segedge.errors import OutputError
 TMP_PREFIX = ".segedge-tmp-"
 
 
+def _default_file_mode() -> int:
+    """0o666 minus the umask: what ``open()`` would give, not mkstemp's private 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _output_error(path: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
         why = "the disk is full"
@@ -45,6 +52,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -81,6 +89,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(final.parent, final.name)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
+        os.chmod(tmp, 0o777 & ~(0o666 ^ _default_file_mode()))
     except OSError as exc:
         raise _output_error(final, exc) from exc
     try:

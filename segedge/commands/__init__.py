@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from segedge.errors import SegedgeError
 
@@ -30,7 +31,7 @@ def user_errors(fn: F) -> F:
         except SegedgeError as exc:
             if debug_enabled():
                 raise
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; partial outputs were discarded")

@@ -27,6 +27,8 @@ def _open(path: Path) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image is implausibly large ({exc}); refusing to decode it") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc}); re-copy or delete it") from exc
     return image

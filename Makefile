@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.segedge-installed
 DEMO_DIR    ?= demo
 DEMO_IMAGES ?= 240
 DEMO_SIZE   ?= 96
+DEMO_EPOCHS ?= 8
 
 .PHONY: install demo test lint clean
 
@@ -20,9 +21,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# data -> train -> export -> bench, on a generated VOC-layout dataset.
 demo: $(STAMP)
 	$(BIN)/segedge data synth $(DEMO_DIR)/data --images $(DEMO_IMAGES) --size $(DEMO_SIZE) --overwrite
 	$(BIN)/segedge data check $(DEMO_DIR)/data
+	$(BIN)/segedge train $(DEMO_DIR)/data --out $(DEMO_DIR)/run --image-size $(DEMO_SIZE) \
+		--epochs $(DEMO_EPOCHS) --batch-size 16 --overwrite
+	$(BIN)/segedge export $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --formats all --calib 100 --eval 60 --overwrite
+	$(BIN)/segedge bench $(DEMO_DIR)/bundle --out $(DEMO_DIR)/report --runs 50 --warmup 5
+	@echo "report: $(DEMO_DIR)/report/report.md (and report.html, latency_vs_miou.png)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

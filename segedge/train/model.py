@@ -20,6 +20,16 @@ SKIP_LAYERS: tuple[str, ...] = (
 )
 DECODER_FILTERS: tuple[int, ...] = (512, 256, 128, 64)
 IMAGENET_WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+# MobileNetV2's BatchNormalization keeps 99.9 % of its moving statistics each step: right for
+# fine-tuning ImageNet statistics, far too slow from random weights, where the weights (and so
+# every layer's activation statistics) change fast early on and a stale estimate in one layer
+# shifts the inputs of the 50 after it. Inference mode (validation, export) then predicts
+# background everywhere while training-mode accuracy is high. Measured on 200 synthetic images
+# at 96 px, batch 16, 8 steps/epoch: momentum 0.999 (Keras' own) val mIoU stuck at the
+# all-background 0.14 for 6 epochs (train mIoU 0.93); 0.9 stuck for 4 epochs, then 0.31, 0.84;
+# 0.5 gave 0.42, 0.67, 0.77, 0.91 in epochs 2-5. A batch's statistics are over ~10^5 pixels per
+# channel, so averaging over the last few batches is still a stable estimate.
+RANDOM_INIT_BN_MOMENTUM = 0.5
 
 
 def keras_cache_weights() -> Path:
@@ -48,8 +58,13 @@ def resolve_encoder_weights(choice: str) -> str | None:
 
 
 def build_unet(image_size: int = 224, num_classes: int = 21, encoder_weights: str | None = None,
-               freeze_encoder: bool = False):
-    """A Keras U-Net with logits out at full resolution (``image_size`` divisible by 32)."""
+               freeze_encoder: bool = False, bn_momentum: float | None = None):
+    """A Keras U-Net with logits out at full resolution (``image_size`` divisible by 32).
+
+    ``bn_momentum`` sets every BatchNormalization's moving-average momentum (training only;
+    inference is unaffected). None: ``RANDOM_INIT_BN_MOMENTUM`` when the encoder starts from
+    random weights, the layers' own values (0.999 encoder, 0.99 decoder) otherwise.
+    """
     import keras
 
     if image_size < 32 or image_size % 32:
@@ -76,4 +91,13 @@ def build_unet(image_size: int = 224, num_classes: int = 21, encoder_weights: st
         x = keras.layers.ReLU()(x)
         x = keras.layers.Concatenate()([x, skip])
     logits = keras.layers.Conv2DTranspose(num_classes, 3, strides=2, padding="same", name="logits")(x)
-    return keras.Model(inputs, logits, name="unet_mobilenetv2")
+    model = keras.Model(inputs, logits, name="unet_mobilenetv2")
+    if bn_momentum is None and encoder_weights is None:
+        bn_momentum = RANDOM_INIT_BN_MOMENTUM
+    if bn_momentum is not None:
+        if not 0.0 <= bn_momentum < 1.0:
+            raise ConfigError(f"--bn-momentum must be in [0, 1), got {bn_momentum}")
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
+    return model

@@ -1,0 +1,177 @@
+"""``segedge train``: fit the U-Net on a VOC-layout folder into a run folder.
+
+Options left unset take the preset's value (``--preset default`` or ``seed``;
+see ``segedge.train.config``). TensorFlow is imported inside the command only,
+so ``segedge train --help`` works on an edge install.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from segedge.commands import user_errors
+from segedge.errors import ConfigError
+from segedge.preprocess import Scaling
+from segedge.train.config import Augment, CacheMode, Monitor, Preset, SplitChoice, VoidHandling
+
+PANEL_RECIPE = "Recipe (unset options take the preset's value)"
+PANEL_RUN = "Run"
+
+# Options a resumed run may change: they do not alter what the checkpoint means.
+RESUME_MAY_CHANGE = ("epochs", "cache")
+
+
+def _value(option: Any) -> Any:
+    return option.value if hasattr(option, "value") else option
+
+
+def train_command(
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="VOC2012 folder (or its VOCdevkit parent); optional with --resume."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create.")] = None,
+    preset: Annotated[
+        Preset, typer.Option(help="default: void ignored, [-1,1] input, h-flip; seed: the write-up exactly.")
+    ] = Preset.default,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs (preset: 30).", rich_help_panel=PANEL_RECIPE)]
+    = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per step (preset: 32).",
+                                                   rich_help_panel=PANEL_RECIPE)] = None,
+    image_size: Annotated[int | None, typer.Option(min=32, help="Square model input, a multiple of 32 (224).",
+                                                   rich_help_panel=PANEL_RECIPE)] = None,
+    learning_rate: Annotated[float | None, typer.Option(min=0.0, help="Adam learning rate (preset: 1e-3).",
+                                                        rich_help_panel=PANEL_RECIPE)] = None,
+    patience: Annotated[int | None, typer.Option(min=0, help="Early-stopping patience in epochs (preset: 5).",
+                                                 rich_help_panel=PANEL_RECIPE)] = None,
+    monitor: Annotated[Monitor | None, typer.Option(
+        help="What early stopping and the best checkpoint follow (default: val_miou; seed: val_loss).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    encoder_weights: Annotated[str | None, typer.Option(
+        help="MobileNetV2 encoder start: none (random), imagenet (Keras' cached file; never downloaded) "
+             "or PATH to a local no-top .h5.", rich_help_panel=PANEL_RECIPE)] = None,
+    freeze_encoder: Annotated[bool | None, typer.Option(
+        "--freeze-encoder/--no-freeze-encoder",
+        help="Freeze the encoder (default: only when pretrained weights are loaded).",
+        rich_help_panel=PANEL_RECIPE, show_default=False)] = None,
+    bn_momentum: Annotated[float | None, typer.Option(
+        help="BatchNorm moving-average momentum (default: 0.5 from random weights, else the layers' own).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    split: Annotated[SplitChoice | None, typer.Option(
+        help="official (train.txt/val.txt), seed (2164/449/300 proportions) or auto (official when present).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    scaling: Annotated[Scaling | None, typer.Option(
+        help="Input scaling: mobilenet [-1,1] (default) or unit [0,1] (seed).", rich_help_panel=PANEL_RECIPE)]
+    = None,
+    void: Annotated[VoidHandling | None, typer.Option(
+        help="ignore: void (255) skipped by loss and metrics (default); class: void is an extra class 21 (seed).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    augment: Annotated[Augment | None, typer.Option(
+        help="hflip: random horizontal flip (default); flip-copies: add an h- and a v-flipped copy (seed, 3x).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed for split, init, shuffles and flips (0).",
+                                             rich_help_panel=PANEL_RECIPE)] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(min=1, help="Cap training steps per epoch.",
+                                                        rich_help_panel=PANEL_RUN)] = None,
+    validation_steps: Annotated[int | None, typer.Option(min=1, help="Cap validation steps per epoch.",
+                                                         rich_help_panel=PANEL_RUN)] = None,
+    cache: Annotated[CacheMode | None, typer.Option(
+        help="Keep resized images in memory: auto (when they fit), memory, none.", rich_help_panel=PANEL_RUN)]
+    = None,
+    jit_compile: Annotated[bool | None, typer.Option(
+        "--jit-compile/--no-jit-compile", help="XLA-compile the step (slow to compile on CPU; off by default).",
+        rich_help_panel=PANEL_RUN, show_default=False)] = None,
+    run_eagerly: Annotated[bool | None, typer.Option(
+        "--run-eagerly", help="No graph tracing (debugging, tiny runs).", rich_help_panel=PANEL_RUN,
+        show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue the run in this folder from its last finished epoch (its config.json is used; "
+             "--epochs may raise the limit).", rich_help_panel=PANEL_RUN)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over in an --out folder that already holds a run.",
+                                            rich_help_panel=PANEL_RUN)] = False,
+) -> None:
+    """Train the U-Net (MobileNetV2 encoder, pix2pix decoder) and write RUN/model.keras, config.json,
+    split.json, history.csv and checkpoints/."""
+    from segedge.optional import require
+
+    require("tensorflow", "train")
+    from segedge.train.config import make_config
+    from segedge.train.fit import train
+    from segedge.train.rundir import load_config
+
+    options = {
+        "epochs": epochs, "batch_size": batch_size, "image_size": image_size, "learning_rate": learning_rate,
+        "patience": patience, "monitor": monitor, "encoder_weights": encoder_weights,
+        "freeze_encoder": freeze_encoder, "bn_momentum": bn_momentum, "split": split, "scaling": scaling,
+        "void_handling": void, "augment": augment, "seed": seed, "steps_per_epoch": steps_per_epoch,
+        "validation_steps": validation_steps, "cache": cache, "jit_compile": jit_compile,
+        "run_eagerly": run_eagerly,
+    }
+    options = {k: _value(v) for k, v in options.items()}
+    if resume is not None:
+        config = _resume_config(load_config(resume), resume, data, out, preset, overwrite, options)
+    else:
+        if data is None or out is None:
+            raise ConfigError("pass the dataset folder and --out RUN (or --resume RUN to continue a run)")
+        config = make_config(data, out, preset.value, **options)
+    typer.echo(
+        f"{'resuming' if resume else 'training'} {config.preset} recipe: {config.image_size}px, "
+        f"batch {config.batch_size}, up to {config.epochs} epochs, lr {config.learning_rate:g}, "
+        f"encoder {config.encoder_weights}{' (frozen)' if config.freeze else ''} -> {config.out}"
+    )
+    try:
+        result = train(config, resume=resume is not None, overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise typer.Exit(_interrupted(Path(config.out))) from None
+    counts = result.split_counts
+    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test")
+    if resume is not None and result.epochs_completed == result.initial_epoch:
+        why = "it stopped early" if result.stopped_early else f"it already ran {result.epochs_completed} epochs"
+        typer.echo(f"nothing to resume: {why}; raise --epochs to continue")
+    typer.echo(result.summary())
+
+
+def _interrupted(run: Path) -> int:
+    """Ctrl-C: finished epochs are checkpointed, so say how to continue instead of "discarded"."""
+    from segedge.train.rundir import RunPaths, load_state
+
+    if not RunPaths.at(run).config.is_file():
+        typer.echo("interrupted before training started; nothing was written", err=True)
+        return 130
+    state = load_state(run)
+    done = state.epoch if state else 0
+    typer.echo(f"interrupted after {done} finished epoch(s); continue with: segedge train --resume {run}", err=True)
+    return 130
+
+
+def _flag(field: str) -> str:
+    return "--void" if field == "void_handling" else "--" + field.replace("_", "-")
+
+
+def _resume_config(saved, run: Path, data: Path | None, out: Path | None, preset: Preset, overwrite: bool,
+                   options: dict[str, Any]):
+    """The saved config, with only what a resume may change (and a moved dataset or run folder)."""
+    changed = sorted(k for k, v in options.items() if v is not None and k not in RESUME_MAY_CHANGE
+                     and v != getattr(saved, k))
+    if changed or (preset is not Preset.default and preset.value != saved.preset):
+        names = ", ".join(_flag(k) for k in changed) or "--preset"
+        raise ConfigError(
+            f"--resume {run} continues with {run / 'config.json'}; {names} cannot change. "
+            "Start a new run (another --out) to change them"
+        )
+    if overwrite:
+        raise ConfigError("--overwrite and --resume contradict each other; pick one")
+    if out is not None and out.expanduser().absolute() != run.expanduser().absolute():
+        raise ConfigError(f"--out {out} and --resume {run} differ; --resume writes into the run it continues")
+    changes: dict[str, Any] = {"out": str(run.expanduser().absolute())}
+    if data is not None:
+        changes["data_root"] = str(data.expanduser().absolute())
+    changes.update({k: options[k] for k in RESUME_MAY_CHANGE if options[k] is not None})
+    return saved.replace(**changes)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", no_args_is_help=True)(user_errors(train_command))

@@ -1,0 +1,282 @@
+"""Every training hyper-parameter in one frozen dataclass, and the two recipes.
+
+``TrainConfig`` is what ``RUN/config.json`` holds (plus the derived fields the
+export stage reads: ``preprocess``, ``num_outputs``). Values are checked when
+the object is built, so a bad option fails before TensorFlow is even imported.
+No TensorFlow here.
+
+Recipes (``--preset``):
+
+``seed``
+    The write-up, faithfully: pooled train+val cut 2164/449/300 (proportional
+    on other sizes), pixels scaled to [0, 1], void 255 relabelled as an extra
+    class 21 (22 outputs, trained like any other class), the training set
+    enlarged 3x with an h-flipped and a v-flipped copy of every image, batch 32,
+    up to 30 epochs, Adam (Keras' default 1e-3), plain sparse categorical
+    cross-entropy from logits, early stopping on ``val_loss``. The write-up
+    gives no patience; we use 5: with at most 30 epochs and a 449-image
+    validation set the loss is noisy from epoch to epoch, so stopping at the
+    first uptick (Keras' default patience 0) would end runs on noise, while 5
+    epochs (1/6 of the budget) still stops a run that has really plateaued.
+    The write-up does not restore the best weights, but ``model.keras`` is
+    always the best epoch's checkpoint anyway.
+
+``default``
+    What a practitioner would run: VOC's official train/val lists when present
+    (otherwise the seed split), void ignored in the loss and the metrics (21
+    outputs, the VOC protocol), a random horizontal flip on the fly (a vertical
+    flip makes upside-down people and cats, which never occur in test data), the
+    [-1, 1] scaling MobileNetV2's ImageNet weights expect, early stopping on
+    ``val_miou`` (the number we report; validation loss can rise while mIoU
+    still improves as the model grows over-confident) with the best weights
+    restored, patience 5.
+
+Encoder weights default to ``none`` (random): Keras' ``imagenet`` weights are
+a download and this project never downloads at run time. Pass ``imagenet``
+when Keras' cache holds the file, or a local no-top MobileNetV2 ``.h5`` path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from segedge.errors import ConfigError
+from segedge.labels import NUM_CLASSES
+from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec
+
+CONFIG_VERSION = 1
+
+
+class Preset(str, Enum):
+    default = "default"
+    seed = "seed"
+
+
+class SplitChoice(str, Enum):
+    auto = "auto"          # official lists when train.txt and val.txt exist, else the seed split
+    official = "official"
+    seed = "seed"
+
+
+class VoidHandling(str, Enum):
+    ignore = "ignore"  # 255 stays 255, the loss and metrics skip it (VOC protocol)
+    klass = "class"    # 255 becomes class 21, an extra output (the seed write-up)
+
+
+class Augment(str, Enum):
+    hflip = "hflip"              # a random horizontal flip per image and epoch
+    flip_copies = "flip-copies"  # every training image plus an h- and a v-flipped copy (3x)
+    none = "none"
+
+
+class Monitor(str, Enum):
+    val_loss = "val_loss"
+    val_miou = "val_miou"
+
+
+class CacheMode(str, Enum):
+    auto = "auto"      # decoded, resized arrays in memory when they fit the budget below
+    memory = "memory"
+    none = "none"      # decode from disk every epoch
+
+
+MONITOR_MODE = {Monitor.val_loss.value: "min", Monitor.val_miou.value: "max"}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    Preset.seed.value: {
+        "split": SplitChoice.seed.value,
+        "scaling": "unit",
+        "void_handling": VoidHandling.klass.value,
+        "augment": Augment.flip_copies.value,
+        "batch_size": 32,
+        "epochs": 30,
+        "learning_rate": 1e-3,
+        "patience": 5,
+        "monitor": Monitor.val_loss.value,
+        "restore_best_weights": False,
+    },
+    Preset.default.value: {
+        "split": SplitChoice.auto.value,
+        "scaling": "mobilenet",
+        "void_handling": VoidHandling.ignore.value,
+        "augment": Augment.hflip.value,
+        "batch_size": 32,
+        "epochs": 30,
+        "learning_rate": 1e-3,
+        "patience": 5,
+        "monitor": Monitor.val_miou.value,
+        "restore_best_weights": True,
+    },
+}
+
+
+def _choice(value: Any, enum: type[Enum], what: str) -> str:
+    value = value.value if isinstance(value, Enum) else value
+    allowed = [member.value for member in enum]
+    if value not in allowed:
+        raise ConfigError(f"{what} {value!r} is not one of {allowed}")
+    return value
+
+
+def _positive(value: Any, what: str, number: bool = False, allow_zero: bool = False) -> None:
+    kinds = (int, float) if number else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(f"{what} must be {'a number' if number else 'an integer'}, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{what} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run's every knob; ``RUN/config.json`` is ``to_dict()``."""
+
+    data_root: str
+    out: str
+    preset: str = Preset.default.value
+    split: str = SplitChoice.auto.value
+    image_size: int = 224
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    patience: int = 5
+    monitor: str = Monitor.val_miou.value
+    restore_best_weights: bool = True
+    seed: int = 0
+    encoder_weights: str = "none"
+    freeze_encoder: bool | None = None
+    bn_momentum: float | None = None  # None: 0.5 from random weights, the layers' own otherwise (model.py)
+    scaling: str = "mobilenet"
+    void_handling: str = VoidHandling.ignore.value
+    augment: str = Augment.hflip.value
+    cache: str = CacheMode.auto.value
+    cache_budget_mb: int = 2048
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    # XLA on this 2-core CPU: the first step took 113 s to compile (45 s without) and later steps
+    # ran slower, so it is opt-in (--jit-compile); on a GPU it may pay off.
+    jit_compile: bool = False
+    # Eager steps skip the ~20-50 s graph tracing; slower per step, so only for tiny runs (tests, debugging).
+    run_eagerly: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "preset", _choice(self.preset, Preset, "--preset"))
+        set_(self, "split", _choice(self.split, SplitChoice, "--split"))
+        set_(self, "monitor", _choice(self.monitor, Monitor, "--monitor"))
+        set_(self, "void_handling", _choice(self.void_handling, VoidHandling, "--void"))
+        set_(self, "augment", _choice(self.augment, Augment, "--augment"))
+        set_(self, "cache", _choice(self.cache, CacheMode, "--cache"))
+        scaling = self.scaling.value if isinstance(self.scaling, Enum) else self.scaling
+        if scaling not in SCALING_CONSTANTS:
+            raise ConfigError(f"--scaling {scaling!r} is not one of {sorted(SCALING_CONSTANTS)}")
+        set_(self, "scaling", scaling)
+        if not str(self.data_root):
+            raise ConfigError("the dataset folder (DATA) is empty; pass a VOC2012 folder")
+        if not str(self.out):
+            raise ConfigError("--out is empty; pass the run folder to write")
+        _positive(self.image_size, "--image-size")
+        if self.image_size < 32 or self.image_size % 32:
+            raise ConfigError(
+                f"--image-size must be a multiple of 32 (the encoder halves it 5 times), got {self.image_size}; "
+                f"try {max(32, round(self.image_size / 32) * 32)}"
+            )
+        _positive(self.batch_size, "--batch-size")
+        _positive(self.epochs, "--epochs")
+        _positive(self.learning_rate, "--learning-rate", number=True)
+        _positive(self.patience, "--patience", allow_zero=True)
+        _positive(self.cache_budget_mb, "cache budget (MB)", allow_zero=True)
+        _positive(self.seed, "--seed", allow_zero=True)
+        for name in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(value, f"--{name.replace('_', '-')}")
+        if not isinstance(self.encoder_weights, str) or not self.encoder_weights:
+            raise ConfigError(
+                f"--encoder-weights must be imagenet, none or a .h5 path, got {self.encoder_weights!r}"
+            )
+        if self.bn_momentum is not None and (
+            isinstance(self.bn_momentum, bool) or not isinstance(self.bn_momentum, (int, float))
+            or not 0.0 <= self.bn_momentum < 1.0
+        ):
+            raise ConfigError(f"--bn-momentum must be a number in [0, 1), got {self.bn_momentum!r}")
+        if self.freeze_encoder is not None and not isinstance(self.freeze_encoder, bool):
+            raise ConfigError(f"freeze_encoder must be true, false or null (auto), got {self.freeze_encoder!r}")
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def num_outputs(self) -> int:
+        """21 VOC classes, plus one for void when void is trained as a class."""
+        return NUM_CLASSES + (1 if self.void_handling == VoidHandling.klass.value else 0)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.encoder_weights != "none"
+
+    @property
+    def freeze(self) -> bool:
+        """Auto (None) freezes the encoder only when it starts from pretrained weights."""
+        return self.pretrained if self.freeze_encoder is None else self.freeze_encoder
+
+    @property
+    def monitor_mode(self) -> str:
+        return MONITOR_MODE[self.monitor]
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        return PreprocessSpec(height=self.image_size, width=self.image_size, scaling=self.scaling)
+
+    # -- serialisation --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` body: every field plus what later stages need without re-deriving."""
+        data = dataclasses.asdict(self)
+        data.update(
+            config_version=CONFIG_VERSION,
+            split_kind=self.split,
+            num_outputs=self.num_outputs,
+            num_classes=NUM_CLASSES,
+            freeze_encoder_effective=self.freeze,
+            monitor_mode=self.monitor_mode,
+            preprocess=self.preprocess_spec().to_dict(),
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; derived keys are ignored, unknown keys refused by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        derived = {"config_version", "split_kind", "num_outputs", "num_classes", "freeze_encoder_effective",
+                   "monitor_mode", "preprocess"}
+        unknown = sorted(set(data) - names - derived)
+        if unknown:
+            raise ConfigError(f"config has unknown keys {unknown}; was it written by a newer segedge?")
+        missing = sorted(n for n in ("data_root", "out") if n not in data)
+        if missing:
+            raise ConfigError(f"config is missing {missing}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def make_config(data_root: str | os.PathLike[str], out: str | os.PathLike[str], preset: str = "default",
+                **overrides: Any) -> TrainConfig:
+    """The preset's values, then every override that is not None (CLI options default to None)."""
+    preset = _choice(preset, Preset, "--preset")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values.update({k: (v.value if isinstance(v, Enum) else v) for k, v in overrides.items() if v is not None})
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown training options {unknown}")
+    return TrainConfig(
+        data_root=str(Path(data_root).expanduser().absolute()),
+        out=str(Path(out).expanduser().absolute()),
+        preset=preset,
+        **values,
+    )

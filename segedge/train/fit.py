@@ -1,0 +1,157 @@
+"""``train(config) -> TrainResult``: the whole run, from data check to best model.
+
+Order matters for the user: everything that can be wrong with the options, the
+output folder, the encoder weights or the data is found before TensorFlow
+builds a model; the run folder is only touched once all of that passed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segedge import fileio
+from segedge.errors import ModelError
+from segedge.train.config import TrainConfig
+from segedge.train.model import resolve_encoder_weights
+from segedge.train.rundir import RunPaths, RunState, check_new_run, clear_run, load_split, load_state
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: TrainConfig
+    split_counts: dict[str, int]
+    initial_epoch: int
+    epochs_completed: int
+    best_epoch: int
+    best_value: float | None
+    stopped_early: bool
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    model: Any = field(default=None, repr=False)  # the Keras model, best weights when restored
+
+    @property
+    def best_row(self) -> dict[str, Any]:
+        return next((r for r in self.history if r["epoch"] == self.best_epoch), {})
+
+    @property
+    def best_val_miou(self) -> float | None:
+        return self.best_row.get("val_miou")
+
+    def summary(self) -> str:
+        """One line: where the best epoch is and what it scored."""
+        if not self.best_epoch:
+            return f"no epoch finished; nothing saved in {self.run_dir}"
+        row = self.best_row
+        how = "stopped early" if self.stopped_early else "done"
+        return (
+            f"{how} after {self.epochs_completed} epoch(s) in {self.seconds:.0f} s: best epoch {self.best_epoch} "
+            f"val_miou {row.get('val_miou', float('nan')):.4f} val_loss {row.get('val_loss', float('nan')):.4f} "
+            f"-> {self.run_dir / 'model.keras'}"
+        )
+
+
+def select_strategy():
+    """MirroredStrategy over every visible GPU when there are several, TF's default otherwise."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _result(paths: RunPaths, config: TrainConfig, counts: dict[str, int], initial: int, state: RunState,
+            started: float, model=None) -> TrainResult:
+    return TrainResult(
+        run_dir=paths.root, config=config, split_counts=counts, initial_epoch=initial,
+        epochs_completed=state.epoch, best_epoch=state.best_epoch, best_value=state.best,
+        stopped_early=state.stopped_early, seconds=time.perf_counter() - started, history=list(state.rows),
+        model=model,
+    )
+
+
+def build_compiled(config: TrainConfig, encoder_weights: str | None):
+    """(training model, inference view sharing its weights), compiled under the current strategy."""
+    import keras
+
+    from segedge.train.losses import make_loss, make_metrics
+    from segedge.train.model import build_unet
+
+    model = build_unet(config.image_size, config.num_outputs, encoder_weights, config.freeze, config.bn_momentum)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=make_loss(config.void_handling, config.num_outputs),
+        metrics=make_metrics(),
+        jit_compile=config.jit_compile,
+        run_eagerly=config.run_eagerly,
+    )
+    # Creating the optimizer's slots now, not inside the first traced step, halves the first
+    # step's tracing time (TF otherwise traces the step twice to lift the new variables).
+    model.optimizer.build(model.trainable_variables)
+    inference = keras.Model(model.inputs, model.outputs, name=model.name)
+    return model, inference
+
+
+def _load_checkpoint(model, path: Path) -> None:
+    try:
+        model.load_weights(path)
+    except (ValueError, OSError) as exc:
+        raise ModelError(
+            f"{path}: cannot restore this checkpoint into the model of {path.parent.parent / 'config.json'} "
+            f"({exc}); start the run again with --overwrite"
+        ) from exc
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks: Sequence = (),
+          verbose: int | None = None) -> TrainResult:
+    """Run (or continue, with ``resume``) training into ``config.out``; see docs/design.md for the folder."""
+    started = time.perf_counter()
+    paths = RunPaths.at(config.out)
+    if resume:
+        state = load_state(paths.root) or RunState()
+        split = load_split(paths.root)
+        if state.stopped_early or state.epoch >= config.epochs:  # nothing left to do: don't read the data
+            return _result(paths, config, split.counts(), state.epoch, state, started)
+    else:
+        check_new_run(paths, overwrite)
+        state, split = RunState(), None
+    encoder_weights = resolve_encoder_weights(config.encoder_weights)
+
+    from segedge.train.pipeline import load_training_data, train_dataset, train_steps, val_dataset
+
+    data = load_training_data(config, split)
+    config = config.replace(split=data.split.kind, out=str(paths.root))
+    if not resume:
+        clear_run(paths)
+        data.split.save(paths.split)
+    fileio.write_json(paths.config, config.to_dict())
+    initial = state.epoch
+
+    import keras
+
+    from segedge.train.callbacks import RunCheckpoint
+
+    keras.utils.set_random_seed(config.seed)
+    with select_strategy().scope():
+        model, inference = build_compiled(config, encoder_weights)
+        if state.weights:
+            _load_checkpoint(model, paths.checkpoints / state.weights)
+    checkpoint = RunCheckpoint(paths, state, inference, config.monitor, config.monitor_mode, config.patience,
+                               config.restore_best_weights)
+    model.fit(
+        train_dataset(data.train, config, initial_epoch=initial),
+        epochs=config.epochs,
+        initial_epoch=initial,
+        steps_per_epoch=train_steps(data.train, config),
+        validation_data=val_dataset(data.val, config),
+        callbacks=[checkpoint, *callbacks],
+        shuffle=False,  # the dataset already shuffles, per epoch, from the seed
+        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+    )
+    return _result(paths, config, data.split.counts(), initial, state, started, model=model)

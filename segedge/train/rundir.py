@@ -1,0 +1,187 @@
+"""The run folder (``RUN/``): its paths, the resume state, and the refuse/overwrite rules.
+
+Layout (the contract in docs/design.md)::
+
+    RUN/model.keras              best epoch, inference-only (no optimizer, no compile config)
+    RUN/config.json              TrainConfig.to_dict()
+    RUN/split.json               segedge.data.Split
+    RUN/history.csv              one row per finished epoch (epoch is 1-based)
+    RUN/checkpoints/state.json   last finished epoch, early-stopping state, history rows
+    RUN/checkpoints/epoch-NNNN.weights.h5   model + optimizer weights after epoch NNNN
+
+``state.json`` names its weights file and is written after it, both by rename,
+so a run killed at any moment resumes from a consistent pair and loses at most
+the epoch in progress. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segedge import fileio
+from segedge.data import Split
+from segedge.errors import ConfigError, ModelError, OutputError
+from segedge.train.config import TrainConfig
+
+STATE_VERSION = 1
+FIRST_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", "pixel_accuracy", "val_pixel_accuracy", "miou")
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> RunPaths:
+        return cls(Path(root).expanduser().absolute())
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.keras"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def state(self) -> Path:
+        return self.checkpoints / "state.json"
+
+    def weights(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.weights.h5"
+
+    def run_entries(self) -> list[Path]:
+        return [self.model, self.config, self.split, self.history, self.checkpoints]
+
+
+@dataclass
+class RunState:
+    """What a resumed run needs beyond the weights: the epoch counter and early stopping."""
+
+    epoch: int = 0                 # epochs finished
+    weights: str | None = None     # file name under checkpoints/
+    best: float | None = None      # best monitored value so far
+    best_epoch: int = 0            # 1-based; 0 = none yet
+    wait: int = 0                  # epochs since the best
+    stopped_early: bool = False
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state_version": STATE_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        return cls(**{k: data[k] for k in ("epoch", "weights", "best", "best_epoch", "wait", "stopped_early",
+                                           "rows")})
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} not found; is {path.parent} a segedge run folder?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable {what} ({exc})") from exc
+
+
+def load_config(run: str | Path) -> TrainConfig:
+    """The config a run was started with (``--resume`` continues with it)."""
+    paths = RunPaths.at(run)
+    if not paths.root.is_dir():
+        raise ConfigError(f"{paths.root}: run folder not found; --resume takes a folder written by segedge train")
+    data = _read_json(paths.config, "run config")
+    try:
+        return TrainConfig.from_dict(data)
+    except (TypeError, ConfigError) as exc:
+        raise ModelError(f"{paths.config}: not a valid run config ({exc})") from exc
+
+
+def load_split(run: str | Path) -> Split:
+    path = RunPaths.at(run).split
+    try:
+        return Split.from_dict(_read_json(path, "split"))
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not a valid split file ({exc})") from exc
+
+
+def load_state(run: str | Path) -> RunState | None:
+    """The last consistent checkpoint, or None when no epoch has finished yet."""
+    paths = RunPaths.at(run)
+    if not paths.state.is_file():
+        return None
+    try:
+        state = RunState.from_dict(_read_json(paths.state, "resume state"))
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"{paths.state}: not a valid resume state ({exc})") from exc
+    if state.weights and not (paths.checkpoints / state.weights).is_file():
+        raise ModelError(
+            f"{paths.checkpoints / state.weights}: checkpoint named by {paths.state} is missing; "
+            "the run cannot be resumed, start it again with --overwrite"
+        )
+    return state
+
+
+def check_new_run(paths: RunPaths, overwrite: bool) -> None:
+    """Refuse to start over a folder that holds anything, unless --overwrite."""
+    if paths.root.exists() and not paths.root.is_dir():
+        raise OutputError(f"{paths.root}: exists and is not a folder; choose another --out")
+    if not paths.root.is_dir() or not any(paths.root.iterdir()) or overwrite:
+        return
+    if paths.config.exists():
+        raise OutputError(
+            f"{paths.root}: already holds a training run; continue it with --resume {paths.root}, "
+            "or pass --overwrite to start over"
+        )
+    raise OutputError(f"{paths.root}: folder is not empty; choose an empty or new --out, or pass --overwrite")
+
+
+def clear_run(paths: RunPaths) -> None:
+    """Delete a previous run's own files (only those; anything else in the folder stays)."""
+    for entry in paths.run_entries():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        elif entry.exists():
+            entry.unlink()
+    fileio.remove_stale_temps(paths.root)
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV text with ``epoch, loss, val_loss, val_miou`` first, then the other columns sorted."""
+    names: list[str] = []
+    for row in rows:
+        names.extend(k for k in row if k not in names)
+    columns = [c for c in FIRST_COLUMNS if c in names] + sorted(c for c in names if c not in FIRST_COLUMNS)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    return out.getvalue()
+
+
+def read_history(run: str | Path) -> list[dict[str, float]]:
+    """``history.csv`` as a list of dicts of floats (``epoch`` as int)."""
+    path = RunPaths.at(run).history
+    if not path.is_file():
+        raise ModelError(f"{path}: history not found")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""} for row in rows]

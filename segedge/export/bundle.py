@@ -1,0 +1,196 @@
+"""``export_bundle``: RUN folder -> BUNDLE folder (artifacts, manifest.json, reference.npz).
+
+Everything is assembled in ``fileio.atomic_dir(out)`` and swapped in only
+after every artifact has been written, read back and verified, so a failed or
+killed export leaves the previous bundle as it was and no half bundle.
+Converter scratch (SavedModels, pre-processed ONNX) lives in a
+``tempfile.TemporaryDirectory(prefix="segedge.")`` removed on the way out.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from segedge import fileio
+from segedge.errors import ConfigError, ExportError, OutputError, SegedgeError
+from segedge.export.calibration import CalibrationSource, load_calibration
+from segedge.export.graph import ExportModel, prepare_export_model
+from segedge.export.options import ExportOptions
+from segedge.export.reference import Reference, build_reference
+from segedge.export.run import RunFolder, check_model_matches, load_keras_model, open_run
+from segedge.export.tflite import Converted, TFLiteSource, convert_tflite
+from segedge.export.verify import check_fp32, read_io, verify_artifact
+from segedge.labels import PALETTE, VOC_CLASSES, VOID
+from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
+from segedge.progress import stderr
+from segedge.targets import TARGETS, Precision, Runtime, Target
+
+
+def log(message: str) -> None:
+    """Progress lines on stderr (stdout stays for the command's summary)."""
+    stderr.print(message, highlight=False, soft_wrap=True)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TF's C++ info/warning chatter off the terminal unless the user set a level."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    import segedge
+
+    found = {"segedge": segedge.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+             "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    try:
+        from importlib.metadata import version
+
+        found["ai-edge-litert"] = version("ai-edge-litert")
+    except Exception:  # not installed: the TFLite artifacts were verified with tflite-runtime
+        pass
+    return found
+
+
+def _convert(target: Target, export: ExportModel, tflite: TFLiteSource, scratch: Path,
+             calibration: CalibrationSource | None, options: ExportOptions, onnx_fp32: Path | None) -> Converted:
+    """One target's bytes; ONNX int8 reuses (or makes) the fp32 ONNX in scratch."""
+    if target.runtime is Runtime.tflite:
+        return convert_tflite(tflite, target.precision, calibration, options.int8_io)
+    from segedge.export.onnx import convert_onnx, quantize_onnx
+
+    if target.precision is Precision.fp32:
+        return convert_onnx(export)
+    if onnx_fp32 is None:
+        onnx_fp32 = scratch / "onnx_fp32_for_int8.onnx"
+        onnx_fp32.write_bytes(convert_onnx(export).data)
+    return quantize_onnx(onnx_fp32, scratch, calibration, export.input_name, options.calib_method)
+
+
+def _artifact(folder: Path, target: Target, converted: Converted, export: ExportModel,
+              elapsed: float) -> ArtifactInfo:
+    path = folder / target.filename
+    fileio.write_bytes(path, converted.data)
+    size = path.stat().st_size
+    shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+    log(f"{target.name}: {shown} in {elapsed:.1f} s ({converted.converter})")
+    tensor_in, tensor_out = read_io(path)
+    if tensor_in.shape[0] != export.batch:
+        raise ExportError(
+            f"export {target.name} failed: the written model's batch dimension is {tensor_in.shape[0]}, "
+            f"not the fixed {export.batch} it was built with (a dynamic batch falls out of XNNPACK)"
+        )
+    details = {**converted.details, **export.details(), "seconds": round(elapsed, 2)}
+    return ArtifactInfo(file=target.filename, runtime=target.runtime.value, precision=target.precision.value,
+                        sha256=fileio.sha256_file(path), bytes=size, input=tensor_in, output=tensor_out,
+                        converter=converted.converter, details=details)
+
+
+def _write_artifacts(folder: Path, targets: Sequence[Target], export: ExportModel,
+                     calibration: CalibrationSource | None, options: ExportOptions) -> dict[str, ArtifactInfo]:
+    artifacts: dict[str, ArtifactInfo] = {}
+    with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
+        scratch = Path(scratch_name)
+        onnx_fp32: Path | None = None
+        tflite = TFLiteSource(export, scratch)
+        for target in targets:
+            start = time.perf_counter()
+            try:
+                converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32)
+            except SegedgeError:
+                raise
+            except Exception as exc:
+                raise ExportError(f"export {target.name} failed: {type(exc).__name__}: {exc}") from exc
+            artifacts[target.name] = _artifact(folder, target, converted, export, time.perf_counter() - start)
+            if target.runtime is Runtime.onnx and target.precision is Precision.fp32:
+                onnx_fp32 = folder / target.filename
+    return artifacts
+
+
+def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, ArtifactInfo], reference: Reference,
+            run: RunFolder) -> None:
+    """Fill each artifact's ``verify``; the command prints them (``verify.describe``) on stdout."""
+    for target in targets:
+        info = artifacts[target.name]
+        try:
+            info.verify = verify_artifact(folder / info.file, target, reference, run.spec, len(VOC_CLASSES))
+        except SegedgeError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"export {target.name} failed: the written file does not run "
+                              f"({type(exc).__name__}: {exc})") from exc
+        check_fp32(target, info.verify)
+
+
+def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSource | None,
+              options: ExportOptions, artifacts: dict[str, ArtifactInfo]) -> Manifest:
+    calib: dict[str, Any] = (calibration.summary() if calibration is not None
+                             else {"count": 0, "split": "train", "ids": []})
+    if calibration is not None:
+        calib.update({"tflite_method": "minmax", "onnx_method": options.calib_method.value,
+                      "int8_io": options.int8_io.value, "requested": options.calib})
+    return Manifest(
+        classes=list(VOC_CLASSES),
+        palette=[list(rgb) for rgb in PALETTE[: len(VOC_CLASSES)]],
+        void=VOID,
+        void_handling=run.void_handling,
+        model_outputs=run.num_outputs,
+        preprocess=run.spec,
+        source_model={"file": run.model_path.name, "run": str(run.path.resolve()),
+                      "sha256": fileio.sha256_file(run.model_path), "bytes": run.model_path.stat().st_size,
+                      "preset": run.config.get("preset"), "encoder_weights": run.config.get("encoder_weights")},
+        calibration=calib,
+        reference=reference.summary(REFERENCE_NAME),
+        versions=versions(),
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        artifacts=artifacts,
+    )
+
+
+def _warn_scaling(run: RunFolder) -> None:
+    weights = str(run.config.get("encoder_weights") or "none")
+    if weights != "none" and run.spec.scaling != "mobilenet":
+        log(f"warning: the encoder started from {weights} (MobileNetV2 expects [-1, 1] input) but the run "
+            f"trained with {run.spec.scaling!r} scaling; the bundle keeps the training scaling")
+
+
+def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], targets: Sequence[Target], *,
+                  calib: int = 200, eval_count: int = 100, int8_io: str = "uint8", calib_method: str = "minmax",
+                  data_root: str | os.PathLike[str] | None = None, overwrite: bool = True) -> Manifest:
+    """Convert, verify and write a bundle; returns its manifest (also saved as ``out/manifest.json``)."""
+    if not targets:
+        raise ConfigError("no export format selected")
+    options = ExportOptions.build(calib, eval_count, int8_io, calib_method)
+    order = list(TARGETS)
+    targets = sorted(set(targets), key=lambda t: order.index(t.name))  # onnx before onnx-int8: reused
+    run = open_run(run_dir)
+    dataset = run.dataset(data_root)
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite:  # checked before minutes of conversion, again at the swap
+        raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
+    quiet_tensorflow()
+    _warn_scaling(run)
+    model = load_keras_model(run.model_path)
+    check_model_matches(model, run)
+    export = prepare_export_model(model)
+    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count)
+    calibration = None
+    if any(t.needs_calibration for t in targets):
+        calibration = load_calibration(dataset, run.split.train, options.calib, run.spec, exclude=reference.ids)
+    with fileio.atomic_dir(out, overwrite=overwrite) as folder:
+        artifacts = _write_artifacts(folder, targets, export, calibration, options)
+        reference.save(folder / REFERENCE_NAME)
+        _verify(folder, targets, artifacts, reference, run)
+        manifest = _manifest(run, reference, calibration, options, artifacts)
+        manifest.save(folder / MANIFEST_NAME)
+    return manifest

@@ -1,0 +1,79 @@
+"""ONNX conversion (tf2onnx) and static int8 QDQ quantization (onnxruntime.quantization).
+
+The ONNX model keeps Keras' NHWC float input, so the edge feeds every artifact
+the same array. ``tf2onnx.convert.from_keras`` is tried first; if it fails on
+a Keras 3 model the graph is traced to a concrete function with a fixed
+TensorSpec and converted with ``from_function``. The int8 model is built from
+the fp32 one: ``quant_pre_process`` (shape inference, optimisation), then
+``quantize_static`` with QDQ nodes, per-channel int8 weights, uint8
+activations, calibrated on the same training images as TFLite int8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from segedge.export.calibration import CalibrationSource, OrtCalibrationReader
+from segedge.export.graph import ExportModel
+from segedge.export.options import CalibMethod
+from segedge.export.tflite import Converted
+
+OPSET = 17
+FROM_KERAS = "tf2onnx.convert.from_keras"
+FROM_FUNCTION = "tf2onnx.convert.from_function (traced tf.function, fixed TensorSpec)"
+QUANTIZER = "onnxruntime.quantization.quantize_static (QDQ) after quant_pre_process"
+
+
+def convert_onnx(export: ExportModel, opset: int = OPSET) -> Converted:
+    """fp32 ONNX, NHWC float input named as in Keras, batch fixed like every other artifact."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec(export.input_shape, tf.float32, name=export.input_name),)
+    details = {"opset": opset, "input_layout": "NHWC"}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            proto, _ = tf2onnx.convert.from_keras(export.model, input_signature=spec, opset=opset)
+        return Converted(proto.SerializeToString(), FROM_KERAS, details)
+    except Exception as first:  # tf2onnx raises whatever the TF graph walk raises
+        try:
+            function = tf.function(lambda x: export.model(x, training=False), input_signature=spec)
+            with contextlib.redirect_stdout(io.StringIO()):
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=opset)
+            details["fallback_reason"] = f"{type(first).__name__}: {first}"[:500]
+            return Converted(proto.SerializeToString(), FROM_FUNCTION, details)
+        except Exception as second:
+            raise RuntimeError(
+                f"{FROM_KERAS} failed ({type(first).__name__}: {first}); "
+                f"from_function failed too ({type(second).__name__}: {second})"
+            ) from second
+
+
+def _ort_method(method: CalibMethod):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {CalibMethod.minmax: CalibrationMethod.MinMax, CalibMethod.entropy: CalibrationMethod.Entropy,
+            CalibMethod.percentile: CalibrationMethod.Percentile}[method]
+
+
+def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource, input_name: str,
+                  method: CalibMethod = CalibMethod.minmax, reduce_range: bool = False) -> Converted:
+    """int8 QDQ ONNX from an fp32 ONNX file, calibrated on ``calibration``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = scratch / "onnx_preprocessed.onnx"
+    quantized = scratch / "onnx_int8.onnx"
+    quant_pre_process(str(fp32_path), str(prepared))
+    quantize_static(
+        str(prepared), str(quantized), OrtCalibrationReader(calibration, input_name),
+        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=_ort_method(method),
+    )
+    details = {"quant_format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+               "reduce_range": reduce_range, "calibration_method": method.value,
+               "calibration_count": len(calibration), "preprocess": "quant_pre_process"}
+    return Converted(quantized.read_bytes(), QUANTIZER, details)

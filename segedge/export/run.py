@@ -1,0 +1,124 @@
+"""Read a training RUN folder (``model.keras``, ``config.json``, ``split.json``) with clear errors.
+
+The run folder is the contract between ``segedge train`` and ``segedge
+export``; everything export needs to reproduce the training-time input
+pipeline (pre-processing, data root, split) is read from it, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segedge.data.splits import Split
+from segedge.data.voc import VocDataset
+from segedge.errors import ConfigError, DataError, ModelError
+from segedge.preprocess import PreprocessSpec
+
+MODEL_NAME = "model.keras"
+CONFIG_NAME = "config.json"
+SPLIT_NAME = "split.json"
+VOID_HANDLING = ("ignore", "class")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+    config: dict[str, Any]
+    split: Split
+    spec: PreprocessSpec
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_NAME
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.config.get("num_outputs", 21))
+
+    @property
+    def void_handling(self) -> str:
+        return str(self.config.get("void_handling", "ignore"))
+
+    def dataset(self, data_root: str | os.PathLike[str] | None = None) -> VocDataset:
+        """The dataset the run trained on, or ``data_root`` when the data has moved (``--data``)."""
+        root = data_root if data_root is not None else self.config.get("data_root")
+        if not root:
+            raise ConfigError(f"{self.path / CONFIG_NAME}: no data_root recorded; pass --data PATH")
+        try:
+            return VocDataset.open(root)
+        except DataError as exc:
+            hint = "" if data_root is not None else " (the path recorded in config.json; pass --data PATH if it moved)"
+            raise DataError(exc.message + hint) from exc
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelError(f"{path}: not found; is {path.parent} a run folder written by 'segedge train'?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data
+
+
+def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
+    """Validate the run folder's files (not the model itself: that needs TensorFlow)."""
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"{path}: run folder not found")
+    config = _read_json(path / CONFIG_NAME)
+    try:
+        split = Split.from_dict(_read_json(path / SPLIT_NAME))
+        spec = PreprocessSpec.from_dict(config["preprocess"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: config.json or split.json is missing a field ({exc})") from exc
+    except ConfigError as exc:
+        raise ModelError(f"{path / CONFIG_NAME}: {exc.message}") from exc
+    run = RunFolder(path, config, split, spec)
+    if run.void_handling not in VOID_HANDLING:
+        raise ModelError(f"{path / CONFIG_NAME}: void_handling {run.void_handling!r} is not one of {VOID_HANDLING}")
+    if not (path / MODEL_NAME).is_file():
+        raise ModelError(f"{path / MODEL_NAME}: model file not found; train first or point at the right run")
+    return run
+
+
+def load_keras_model(path: Path):
+    """``model.keras`` with ``safe_mode=True`` (no arbitrary code); any failure names the file."""
+    import keras
+
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: model file is empty (0 bytes); re-train or re-copy it")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # zipfile, h5py, json and Keras raise many unrelated types
+        if "safe_mode" in str(exc):
+            raise ModelError(f"{path}: refused: the model holds Python code (e.g. a Lambda layer) and segedge "
+                             "loads .keras files in Keras' safe mode, so it never runs code from a model file; "
+                             "rebuild the model without Lambda layers") from exc
+        raise ModelError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc}); "
+                         "the file is truncated, corrupt or not a .keras archive") from exc
+
+
+def check_model_matches(model, run: RunFolder) -> None:
+    """The model's input size and output channels must be what config.json says (else wrong run)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    expected = (run.spec.height, run.spec.width, 3)
+    if shape != expected:
+        raise ModelError(
+            f"{run.model_path}: model input is {shape} but config.json pre-processing gives {expected}; "
+            "the model and its config.json do not belong together"
+        )
+    channels = model.outputs[0].shape[-1]
+    if channels != run.num_outputs:
+        raise ModelError(
+            f"{run.model_path}: model has {channels} output channels but config.json says "
+            f"num_outputs={run.num_outputs}"
+        )

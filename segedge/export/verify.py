@@ -1,0 +1,81 @@
+"""Run each written artifact in its edge runtime on the reference images and compare with Keras.
+
+Uses ``segedge.edge.runtime.open_backend`` (the code the device runs), so a
+pass here means the file works the way predict and bench will load it. An
+fp32 artifact that disagrees with Keras is a conversion bug, not quantization
+loss, and fails the export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segedge.edge.runtime import open_backend
+from segedge.errors import ExportError
+from segedge.export.reference import Reference
+from segedge.manifest import TensorInfo
+from segedge.metrics import agreement, confusion_matrix, mean_iou
+from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.progress import track
+from segedge.targets import Precision, Target
+
+FP32_MIN_AGREEMENT = 0.999
+
+
+def tensor_info(spec) -> TensorInfo:
+    """What the written model itself declares (never what we asked the converter for)."""
+    return TensorInfo(name=spec.name, dtype=spec.dtype, shape=[int(v) for v in spec.shape],
+                      scale=spec.scale, zero_point=spec.zero_point)
+
+
+def read_io(path: Path) -> tuple[TensorInfo, TensorInfo]:
+    backend = open_backend(path)
+    try:
+        return tensor_info(backend.input), tensor_info(backend.output)
+    finally:
+        backend.close()
+
+
+def verify_artifact(path: Path, target: Target, reference: Reference, spec: PreprocessSpec,
+                    num_classes: int) -> dict[str, Any]:
+    """Agreement with Keras' argmax, max |logit - Keras logit|, and mIoU against the ground truth."""
+    backend = open_backend(path)
+    try:
+        masks, logits = [], []
+        inputs = scale_pixels(reference.inputs, spec)
+        for i in track(range(len(inputs)), f"verifying {target.name}", total=len(inputs)):
+            out = backend.run(inputs[i : i + 1])
+            masks.append(out[0].argmax(-1).astype(np.uint8))
+            if i < len(reference.logits):
+                logits.append(out[0])
+    finally:
+        backend.close()
+    pred = np.stack(masks)
+    result: dict[str, Any] = {
+        "agreement": agreement(pred, reference.keras),
+        "miou": mean_iou(confusion_matrix(reference.truth, pred, num_classes)),
+        "images": len(pred),
+    }
+    if logits:
+        result["max_abs_logit_error"] = float(np.abs(np.stack(logits) - reference.logits).max())
+    return result
+
+
+def check_fp32(target: Target, result: dict[str, Any]) -> None:
+    if target.precision is Precision.fp32 and result["agreement"] < FP32_MIN_AGREEMENT:
+        raise ExportError(
+            f"export {target.name} failed verification: it agrees with Keras on "
+            f"{100 * result['agreement']:.3f} % of reference pixels (< {100 * FP32_MIN_AGREEMENT:.1f} %); "
+            "a float32 model must match its source, so this is a conversion bug"
+        )
+
+
+def describe(name: str, size_bytes: int, result: dict[str, Any], precision: str) -> str:
+    """One line per artifact: size, agreement with Keras, logit error (float formats), mIoU."""
+    line = f"{name:<10} {size_bytes / 1e6:7.2f} MB  agreement {100 * result['agreement']:7.3f} %"
+    if precision != Precision.int8.value and "max_abs_logit_error" in result:
+        line += f"  max|dlogit| {result['max_abs_logit_error']:.2e}"
+    return line + f"  mIoU {result['miou']:.3f}"

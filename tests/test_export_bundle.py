@@ -1,0 +1,132 @@
+"""The all-targets bundle of a briefly trained 64 px U-Net (``tiny_bundle``): what it holds and how it runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segedge import fileio
+from segedge.data.splits import Split
+from segedge.edge.runtime import open_backend
+from segedge.export.reference import Reference
+from segedge.labels import VOC_CLASSES
+from segedge.manifest import SCHEMA_VERSION, Manifest, load_manifest, verify_artifact_file
+from segedge.metrics import agreement
+from segedge.preprocess import scale_pixels
+from segedge.targets import TARGETS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_bundle: Path) -> Manifest:
+    return load_manifest(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_bundle: Path) -> Reference:
+    return Reference.load(tiny_bundle / "reference.npz")
+
+
+def test_bundle_holds_six_artifacts_manifest_and_reference(tiny_bundle, manifest):
+    expected = {t.filename for t in TARGETS.values()} | {"manifest.json", "reference.npz"}
+    assert {p.name for p in tiny_bundle.iterdir()} == expected
+    assert set(manifest.artifacts) == set(TARGETS)
+    for name, info in manifest.artifacts.items():
+        assert info.file == TARGETS[name].filename
+        verify_artifact_file(tiny_bundle / info.file, info)  # sha256 recorded = bytes on disk
+        assert info.bytes == (tiny_bundle / info.file).stat().st_size
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_each_format_runs_in_its_edge_runtime(tiny_bundle, manifest, reference, name):
+    backend = open_backend(tiny_bundle / manifest.artifacts[name].file)
+    logits = backend.run(scale_pixels(reference.inputs[:2], manifest.preprocess))
+    assert logits.shape == (2, 64, 64, manifest.model_outputs)
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+
+
+def test_manifest_round_trips_and_has_every_field(tiny_bundle, manifest):
+    raw = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert raw["schema_version"] == SCHEMA_VERSION
+    assert Manifest.from_dict(raw).to_dict() == raw
+    assert Manifest.from_dict(manifest.to_dict()) == manifest
+    assert manifest.classes == list(VOC_CLASSES) and len(manifest.palette) == len(VOC_CLASSES)
+    assert manifest.void == 255 and manifest.void_handling == "ignore" and manifest.model_outputs == 21
+    assert raw["preprocess"]["scaling"] == "mobilenet" and raw["preprocess"]["scale"] == pytest.approx(1 / 127.5)
+    assert set(manifest.versions) >= {"segedge", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"}
+    assert len(manifest.source_model["sha256"]) == 64 and manifest.created
+    assert manifest.reference["file"] == "reference.npz" and manifest.reference["count"] == 6
+    for info in manifest.artifacts.values():
+        assert info.details["fixed_batch"] == 1 and info.input.shape == [1, 64, 64, 3]
+        assert info.converter and info.verify["agreement"] > 0
+    assert manifest.artifacts["onnx"].details["opset"] >= 13
+    assert manifest.artifacts["int8"].details["int8_io"] == "uint8"
+    assert manifest.artifacts["onnx-int8"].details["calibration_method"] == "minmax"
+
+
+def test_source_model_hash_is_the_run_model(tiny_run, manifest):
+    assert manifest.source_model["sha256"] == fileio.sha256_file(tiny_run / "model.keras")
+
+
+def test_quantization_params_in_manifest_are_the_models_own(tiny_bundle, manifest):
+    for name, info in manifest.artifacts.items():
+        backend = open_backend(tiny_bundle / info.file)
+        for recorded, actual in ((info.input, backend.input), (info.output, backend.output)):
+            assert recorded.dtype == actual.dtype and tuple(recorded.shape) == actual.shape, name
+            assert recorded.scale == actual.scale and recorded.zero_point == actual.zero_point, name
+    int8 = manifest.artifacts["int8"]
+    assert int8.input.dtype == "uint8" and int8.output.dtype == "uint8"
+    assert int8.input.scale and 0 <= int8.input.zero_point <= 255
+    # mobilenet scaling maps 0..255 onto [-1, 1]: the calibrated input range must say the same
+    assert int8.input.scale * 255 == pytest.approx(2.0, rel=0.02)
+    assert manifest.artifacts["fp32"].input.scale is None
+
+
+def test_calibration_uses_training_ids_only(tiny_run, manifest, reference):
+    split = Split.from_dict(json.loads((tiny_run / "split.json").read_text()))
+    ids = manifest.calibration["ids"]
+    assert manifest.calibration["split"] == "train" and manifest.calibration["count"] == len(ids) == 8
+    assert set(ids) <= set(split.train)
+    assert not set(ids) & set(reference.ids)
+    assert not set(ids) & set(split.val + split.test)
+
+
+def test_reference_npz_follows_the_contract(manifest, reference):
+    n = manifest.reference["count"]
+    assert reference.ids == manifest.reference["ids"] and reference.split == manifest.reference["split"] == "val"
+    assert reference.inputs.shape == (n, 64, 64, 3) and reference.inputs.dtype == np.uint8
+    assert reference.truth.shape == (n, 64, 64) and reference.truth.dtype == np.uint8
+    assert reference.keras.shape == (n, 64, 64) and reference.keras.dtype == np.uint8
+    assert reference.logits.shape == (n, 64, 64, 21) and reference.logits.dtype == np.float32
+    np.testing.assert_array_equal(reference.logits.argmax(-1), reference.keras)
+    assert len(np.unique(reference.keras)) > 1, "the fit model should not predict one class everywhere"
+
+
+@pytest.mark.parametrize("name", ["fp32", "onnx"])
+def test_fp32_artifacts_agree_with_keras(tiny_bundle, manifest, reference, name):
+    backend = open_backend(tiny_bundle / manifest.artifacts[name].file)
+    logits = backend.run(scale_pixels(reference.inputs, manifest.preprocess))
+    assert agreement(logits.argmax(-1), reference.keras) >= 0.999
+    assert np.abs(logits[: len(reference.logits)] - reference.logits).max() < 1e-3
+    assert manifest.artifacts[name].verify["agreement"] >= 0.999
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16", "dynamic", "int8"])
+def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, manifest, name):
+    """A dynamic batch adds SHAPE/STRIDED_SLICE/PACK per transposed conv and leaves XNNPACK (design.md)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tiny_bundle / manifest.artifacts[name].file))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "TRANSPOSE_CONV" in ops
+    assert not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}
+    assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 64, 64, 3]
+
+
+def test_int8_tflite_is_at_most_027_of_fp32(manifest):
+    assert manifest.artifacts["int8"].bytes <= 0.27 * manifest.artifacts["fp32"].bytes
+    assert manifest.artifacts["fp16"].bytes <= 0.51 * manifest.artifacts["fp32"].bytes

@@ -65,7 +65,8 @@ def _check_readable(path: Path) -> None:
         raise ModelError(f"{path}: model file is empty (0 bytes); re-export or re-copy it")
 
 
-def _tflite_interpreter_class():
+def tflite_interpreter_class():
+    """LiteRT's Interpreter, else tflite-runtime's; never TensorFlow's."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -93,7 +94,7 @@ class TFLiteBackend:
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
         self.path, self.threads = Path(path), threads
         _check_readable(self.path)
-        interpreter_class = _tflite_interpreter_class()
+        interpreter_class = tflite_interpreter_class()
         try:
             self._interpreter = interpreter_class(model_path=str(self.path), num_threads=threads)
             self._interpreter.allocate_tensors()

@@ -1,0 +1,161 @@
+"""``segedge predict``: masks and overlays from a bundle, with LiteRT or onnxruntime.
+
+This module stays light (typer only); the runtime, numpy and OpenCV are
+imported inside the command body, and nothing here or below it imports
+TensorFlow, so the command works on a Pi with only ``segedge[edge]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from segedge.commands import err_console, user_errors
+from segedge.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from segedge.edge.predictor import Segmenter
+    from segedge.edge.sources import Inputs
+
+MAX_NAMED = 10  # file names listed in one warning before "and N more"
+
+
+def _names(paths: list, limit: int = MAX_NAMED) -> str:
+    shown = ", ".join(str(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _note(message: str) -> None:
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+
+
+def _check_options(input_: str | None, out: Path | None, camera: str | None, threads: int | None,
+                   every: int | None, show: bool, max_frames: int | None, batch: int, alpha: float,
+                   as_json: bool) -> None:
+    """Every bad combination is refused before a model is loaded (seconds on a Pi)."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
+    if every is not None and every < 1:
+        raise ConfigError(f"--every must be at least 1, got {every}")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {max_frames}")
+    if not 0.0 < alpha <= 1.0:
+        raise ConfigError(f"--alpha must be in (0, 1], got {alpha}")
+    if camera is not None and input_ is not None:
+        raise ConfigError(f"give either INPUT ({input_}) or --camera ({camera}), not both")
+    if camera is None:
+        if input_ is None:
+            raise ConfigError("nothing to predict: pass an image, a folder or a glob as INPUT, or --camera SOURCE")
+        used = [name for name, value in (("--every", every), ("--max-frames", max_frames)) if value is not None]
+        used += ["--show"] if show else []
+        if used:
+            raise ConfigError(f"{', '.join(used)} only apply with --camera")
+        if out is None and not as_json:
+            raise ConfigError("nothing would be written: pass --out DIR (and/or --json)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+
+
+@user_errors
+def predict(
+    model: Annotated[Path, typer.Argument(
+        metavar="BUNDLE_OR_MODEL", help="Bundle folder (from 'segedge export') or a model file inside one.",
+        show_default=False)],
+    inputs: Annotated[list[str] | None, typer.Argument(
+        metavar="INPUT", help="Images, folders, or a quoted glob like 'photos/**/*.jpg'.",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <stem>.png masks and overlays.")] = None,
+    artifact: Annotated[str | None, typer.Option(
+        help="Artifact name from the manifest (fp32, int8, onnx, onnx-int8, ...). Default: int8 TFLite, "
+             "else fp32 TFLite, else ONNX.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="tflite or onnx (default: from the file's extension).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")] = None,
+    overlay: Annotated[bool, typer.Option("--overlay/--no-overlay",
+                                          help="Also write <stem>_overlay.jpg with a legend.")] = True,
+    alpha: Annotated[float, typer.Option(help="Overlay colour opacity, 0-1.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print per-image class pixel fractions as JSON "
+                                                         "(JSON Lines per saved frame with --camera).")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r",
+                                            help="Search sub-folders; outputs mirror them.")] = False,
+    batch: Annotated[int, typer.Option(help="Images per inference call (batch-1 models are looped).")] = 1,
+    camera: Annotated[str | None, typer.Option(
+        help="Camera index (0), device (/dev/video0) or a video file, read with OpenCV.")] = None,
+    every: Annotated[int | None, typer.Option(help="With --camera: save every Nth frame to --out [1].")] = None,
+    show: Annotated[bool, typer.Option("--show", help="With --camera: show overlays in a window (needs a display).")
+                    ] = False,
+    max_frames: Annotated[int | None, typer.Option(help="With --camera: stop after N frames.")] = None,
+) -> None:
+    """Segment images, a folder or camera frames with an exported bundle; no TensorFlow needed."""
+    input_ = " ".join(inputs) if inputs else None
+    _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json)
+    from segedge.edge.predictor import load
+
+    if camera is not None:
+        from segedge.edge.camera import CameraOptions, open_capture, run_camera
+
+        capture = open_capture(camera)  # a missing extra or a bad source fails before the model loads
+        options = CameraOptions(out=out, every=every or 1, show=show, max_frames=max_frames, overlay=overlay,
+                                alpha=alpha, json_lines=as_json)
+        try:
+            with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
+                _note(f"model: {segmenter.describe()}")
+                run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
+        finally:
+            capture.release()
+        return
+    from segedge.edge.runner import check_no_overwrite
+    from segedge.edge.sources import resolve_inputs
+
+    found = resolve_inputs(inputs or [], recursive=recursive, exclude=out)  # bad paths fail before the model loads
+    if out is not None:
+        check_no_overwrite(found.sources, out, overlay)
+    with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
+        _note(f"model: {segmenter.describe()}")
+        _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
+
+
+def _predict_files(segmenter: Segmenter, inputs: Inputs, out: Path | None, overlay: bool, alpha: float, as_json: bool,
+                   batch: int) -> None:
+    from segedge.edge.runner import predict_files
+
+    if inputs.skipped:
+        _warn(f"skipped {len(inputs.skipped)} non-image file(s): {_names(inputs.skipped)}")
+    if inputs.subfolders_ignored:
+        _warn(f"{inputs.subfolders_ignored} sub-folder(s) not searched; pass --recursive to include them")
+    if inputs.renamed:
+        _warn("images that share a name get distinct output names: "
+              + _names([f"{s.path.name} -> {s.stem.name}.png" for s in inputs.renamed]))
+    result = predict_files(segmenter, inputs.sources, out, overlay=overlay, batch=batch, alpha=alpha,
+                           single=inputs.single)
+    for _path, message in result.failed:
+        _warn(f"skipped unreadable image: {message}")
+    if as_json:
+        typer.echo(json.dumps({
+            "model": str(segmenter.path), "artifact": segmenter.artifact,
+            "images": [item.to_json() for item in result.images],
+            "failed": [{"input": str(path), "error": message} for path, message in result.failed],
+            "skipped": [str(path) for path in inputs.skipped],
+        }, indent=2))
+    overlays = sum(1 for item in result.images if item.overlay_path)
+    if out is not None:
+        written = f"wrote {len(result.images)} mask(s)" + (f" and {overlays} overlay(s)" if overlays else "")
+        typer.echo(f"{written} to {out}", err=as_json)
+    if result.failed:
+        raise DataError(
+            f"{len(result.failed)} of {len(inputs.sources)} image(s) could not be read: "
+            f"{_names([path for path, _ in result.failed])}"
+        )
+

@@ -1,0 +1,218 @@
+"""``segedge predict --camera``: frames from a camera, a device or a video file.
+
+OpenCV (the ``camera`` extra) is imported only here and only when asked for,
+so a Pi that never uses a camera does not need it. A video file goes through
+the very same loop as a live camera, which is how the camera path is tested
+on a machine without one. Ctrl-C is the normal way to stop a live camera, so
+it ends the loop cleanly (capture released, windows closed, a summary) rather
+than counting as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from segedge.edge.postprocess import save_image, save_mask
+from segedge.errors import DataError, MissingExtraError
+
+FPS_WINDOW = 30  # frames in the rolling FPS average
+WINDOW_TITLE = "segedge"
+
+
+def cv2_module() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingExtraError("cv2 (opencv-python-headless)", "camera") from exc
+    return cv2
+
+
+def open_capture(source: str) -> Any:
+    """A camera index ('0'), a device ('/dev/video0'), a video file or a stream URL -> VideoCapture."""
+    cv2 = cv2_module()
+    target: int | str = int(source) if source.strip().isdigit() else source
+    if isinstance(target, str) and "://" not in target and not Path(target).exists():
+        raise DataError(f"{source}: no such camera device or video file (a camera index looks like 0)")
+    capture = cv2.VideoCapture(target)
+    if not capture.isOpened():
+        capture.release()
+        raise DataError(
+            f"{source}: cannot open this camera or video with OpenCV (busy, no permission, "
+            "or a codec this OpenCV build lacks)"
+        )
+    return capture
+
+
+def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR (or grey, or BGRA from some USB cameras) -> the RGB the model was trained on."""
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def display_problem() -> str | None:
+    """Why a window cannot open here, or None when a display exists."""
+    if sys.platform.startswith(("win", "darwin")):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "no display (DISPLAY is not set), so --show opens no window; save overlays with --out DIR --every N"
+
+
+class RollingFps:
+    """Frames per second over the last ``window`` frames: steady on a Pi whose speed drifts with heat."""
+
+    def __init__(self, window: int = FPS_WINDOW) -> None:
+        self._times: deque[float] = deque(maxlen=window + 1)
+
+    def tick(self, now: float | None = None) -> None:
+        self._times.append(time.perf_counter() if now is None else now)
+
+    @property
+    def fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+@dataclass
+class CameraOptions:
+    out: Path | None = None
+    every: int = 1
+    show: bool = False
+    max_frames: int | None = None
+    overlay: bool = True
+    alpha: float = 0.5
+    json_lines: bool = False
+
+
+@dataclass
+class CameraSummary:
+    source: str
+    frames: int = 0
+    written: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        how = "stopped by Ctrl-C" if self.interrupted else "done"
+        saved = f", wrote {self.written} frame(s)" if self.written else ""
+        return (f"camera {self.source}: {how}: {self.frames} frame(s) in {self.seconds:.1f} s "
+                f"({self.fps:.1f} fps){saved}")
+
+
+class _Window:
+    """An OpenCV window that degrades to a message when this OpenCV has no GUI (the headless wheel)."""
+
+    def __init__(self, cv2: Any, log: Callable[[str], None]) -> None:
+        self.cv2, self.log, self.active, self.opened = cv2, log, True, False
+
+    def show(self, rgb: np.ndarray) -> bool:
+        """Show a frame; False when the user pressed q or Esc."""
+        if not self.active:
+            return True
+        try:
+            self.cv2.imshow(WINDOW_TITLE, self.cv2.cvtColor(rgb, self.cv2.COLOR_RGB2BGR))
+            self.opened = True
+            key = self.cv2.waitKey(1) & 0xFF
+        except self.cv2.error:
+            self.active = False
+            self.log("this OpenCV build has no GUI support (opencv-python-headless), so --show opens no "
+                     "window; install opencv-python instead, or save overlays with --out DIR --every N")
+            return True
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self.opened:
+            try:
+                self.cv2.destroyAllWindows()
+            except self.cv2.error:
+                pass
+
+
+def _writer(stream: IO[str]) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        stream.write(message + "\n")
+        stream.flush()
+    return log
+
+
+def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions,
+               stderr: IO[str] | None = None, stdout: IO[str] | None = None) -> CameraSummary:
+    """Segment frames until the source ends, ``max_frames``, q/Esc in the window, or Ctrl-C."""
+    cv2 = cv2_module()
+    stderr, stdout = stderr or sys.stderr, stdout or sys.stdout
+    log, tty = _writer(stderr), stderr.isatty()
+    window = None
+    if options.show:
+        problem = display_problem()
+        if problem:
+            log(problem)
+        else:
+            window = _Window(cv2, log)
+    summary, fps = CameraSummary(source), RollingFps()
+    start = last_status = time.perf_counter()
+    try:
+        while options.max_frames is None or summary.frames < options.max_frames:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            rgb = frame_to_rgb(cv2, frame)
+            mask = segmenter.predict(rgb)
+            index = summary.frames
+            summary.frames += 1
+            fps.tick()
+            keep = options.out is not None and index % options.every == 0
+            showing = window is not None and window.active
+            picture = segmenter.overlay(rgb, mask, options.alpha) if showing or (keep and options.overlay) else None
+            if options.out is not None and keep:
+                _save_frame(options.out / f"frame_{index:06d}", mask, picture if options.overlay else None, segmenter)
+                summary.written += 1
+            if options.json_lines and index % options.every == 0:
+                stdout.write(json.dumps({"frame": index, "classes": segmenter.fractions(mask)}) + "\n")
+                stdout.flush()
+            now = time.perf_counter()
+            if now - last_status >= (0.5 if tty else 5.0):
+                last_status = now
+                message = f"frame {summary.frames}  {fps.fps:5.1f} fps"
+                stderr.write(f"\r{message}   " if tty else message + "\n")
+                stderr.flush()
+            if showing and window is not None and not window.show(np.asarray(picture)):
+                break
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        capture.release()
+        if window is not None:
+            window.close()
+        summary.seconds = time.perf_counter() - start
+        if tty:
+            stderr.write("\r")
+    if summary.frames == 0 and not summary.interrupted:
+        raise DataError(f"{source}: no frames could be read (an empty video, or a camera that sends nothing)")
+    log(summary.line())
+    return summary
+
+
+def _save_frame(stem: Path, mask: np.ndarray, picture: Any, segmenter: Any) -> None:
+    """``frame_000010.png`` (the mask) and, when drawn, ``frame_000010_overlay.jpg``."""
+    save_mask(stem.with_name(stem.name + ".png"), mask, segmenter.manifest.palette)
+    if picture is not None:
+        save_image(stem.with_name(stem.name + "_overlay.jpg"), picture)

@@ -1,0 +1,98 @@
+"""Predict over a list of image files: read, batch, segment, write masks and overlays.
+
+A folder of photos from the field always holds a few bad files; in a folder
+run one unreadable image is recorded and skipped so the other thousand still
+get masks, and the caller turns the failures into a non-zero exit at the end.
+A single named image that cannot be read is an error straight away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from segedge.data.images import read_image
+from segedge.edge.postprocess import save_image, save_mask
+from segedge.edge.predictor import Segmenter, batched
+from segedge.edge.sources import Source
+from segedge.errors import ConfigError, DataError
+from segedge.progress import track
+
+
+@dataclass
+class ImageResult:
+    source: Source
+    size: tuple[int, int]          # (width, height) of the original image
+    fractions: dict[str, float]    # class name -> fraction of pixels
+    mask: np.ndarray | None = None  # kept only when asked (memory stays flat over a long folder)
+    mask_path: Path | None = None
+    overlay_path: Path | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "input": str(self.source.path),
+            "mask": str(self.mask_path) if self.mask_path else None,
+            "overlay": str(self.overlay_path) if self.overlay_path else None,
+            "width": self.size[0],
+            "height": self.size[1],
+            "classes": self.fractions,
+        }
+
+
+@dataclass
+class RunResult:
+    images: list[ImageResult] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def check_no_overwrite(sources: Sequence[Source], out: Path, overlay: bool) -> None:
+    """``--out`` pointing at the input folder must not replace ``photo.png`` with its mask."""
+    inputs = {source.path.resolve() for source in sources}
+    for source in sources:
+        targets = [source.mask_path(out)] + ([source.overlay_path(out)] if overlay else [])
+        for target in targets:
+            if target.resolve() in inputs:
+                raise ConfigError(
+                    f"--out {out}: writing {target.name} would overwrite the input image {target}; "
+                    "choose another output folder"
+                )
+
+
+def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image.Image | None:
+    """The image upright as a viewer shows it (EXIF orientation applied: phone photos), or None if unreadable."""
+    try:
+        return ImageOps.exif_transpose(read_image(source.path))
+    except Image.DecompressionBombError as exc:
+        error = DataError(f"{source.path}: image is too large to decode safely ({exc})")
+    except DataError as exc:
+        error = exc
+    if single:
+        raise error
+    failed.append((source.path, error.message))
+    return None
+
+
+def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool = True,
+                  batch: int = 1, alpha: float = 0.5, single: bool = False, keep_masks: bool = False) -> RunResult:
+    """Segment every source; write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) under ``out`` if given."""
+    result = RunResult()
+    palette = segmenter.manifest.palette
+    for chunk in batched(track(sources, "predicting", total=len(sources)), batch):
+        loaded = [(source, image) for source in chunk
+                  if (image := _read(source, single, result.failed)) is not None]
+        if not loaded:
+            continue
+        masks = segmenter.predict_batch([image for _, image in loaded])
+        for (source, image), mask in zip(loaded, masks, strict=True):
+            item = ImageResult(source, image.size, segmenter.fractions(mask), mask if keep_masks else None)
+            if out is not None:
+                item.mask_path = save_mask(source.mask_path(out), mask, palette)
+                if overlay:
+                    item.overlay_path = save_image(source.overlay_path(out), segmenter.overlay(image, mask, alpha))
+            result.images.append(item)
+    return result
+

@@ -1,0 +1,92 @@
+"""The edge package runs with TensorFlow, Keras and tf2onnx unimportable, as on a Pi.
+
+A subprocess installs a meta-path finder that refuses those packages, imports
+every module under ``segedge.edge`` and runs ``segedge predict`` on an image,
+a folder and a generated video for the TFLite fp32, TFLite int8 and ONNX
+artifacts of the exported bundle, then checks none of them was imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    BLOCKED = {"tensorflow", "keras", "tf2onnx", "tf_keras", "tensorflow_cpu"}
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked in this test: {name}")
+            return None
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+SCRIPT = textwrap.dedent(
+    """
+    import importlib, json, pkgutil, sys
+    from pathlib import Path
+    from typer.testing import CliRunner
+
+    import segedge.edge
+    modules = sorted(m.name for m in pkgutil.walk_packages(segedge.edge.__path__, "segedge.edge."))
+    for name in modules:
+        importlib.import_module(name)
+    import segedge.commands.predict
+    from segedge.cli import app
+    from segedge.edge import load
+
+    bundle, work = Path(sys.argv[1]), Path(sys.argv[2])
+    artifacts = json.loads(sys.argv[3])
+    for name in artifacts:
+        out = work / "out" / name
+        for args in ([str(work / "photos" / "a.png")], [str(work / "photos"), "--recursive"],
+                     ["--camera", str(work / "clip.avi"), "--every", "2"]):
+            r = CliRunner().invoke(app, ["predict", str(bundle), *args, "--out", str(out), "--artifact", name])
+            assert r.exit_code == 0, (name, args, r.output)
+        assert (out / "a.png").is_file() and (out / "a_overlay.jpg").is_file(), name
+        assert (out / "sub" / "b.png").is_file(), name
+        assert (out / "frame_000002.png").is_file() and (out / "frame_000002_overlay.jpg").is_file(), name
+    from PIL import Image
+    mask = load(bundle / "model_int8.tflite").predict(Image.open(work / "photos" / "a.png"))
+    assert mask.shape == (53, 37), mask.shape
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"tensorflow", "keras", "tf2onnx", "tf_keras"})
+    assert not heavy, heavy
+    print(json.dumps({"modules": modules}))
+    """
+)
+
+
+def test_predict_runs_with_tensorflow_blocked(tiny_bundle, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from segedge.manifest import load_manifest
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (53, 37, 3), dtype=np.uint8)).save(photos / "a.png")
+    Image.fromarray(rng.integers(0, 256, (40, 70, 3), dtype=np.uint8)).save(photos / "sub" / "b.jpg")
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (80, 60))
+    for i in range(4):
+        writer.write(np.full((60, 80, 3), 40 * i, dtype=np.uint8))
+    writer.release()
+    wanted = {("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32")}
+    names = [n for n, a in load_manifest(tiny_bundle).artifacts.items() if (a.runtime, a.precision) in wanted]
+    assert len(names) == 3
+
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER + SCRIPT, str(tiny_bundle), str(tmp_path), json.dumps(names)],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-2000:]
+    modules = json.loads(result.stdout.strip().splitlines()[-1])["modules"]
+    assert {"segedge.edge.predictor", "segedge.edge.runtime", "segedge.edge.camera"} <= set(modules)

@@ -1,0 +1,126 @@
+"""``segedge bench``: speed, memory, size and accuracy of every artifact, and the parity gate.
+
+Runs in the edge install (no TensorFlow); the Keras row appears only where
+TensorFlow and the source model are available. Heavy modules are imported in
+the command body so ``segedge --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from segedge.commands import user_errors
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on stderr, advanced once per measuring process."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segedge.progress import stderr
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
+        task = progress.add_task("benchmarking", total=None)
+
+        def step(description: str, done: int, total: int) -> None:
+            progress.update(task, description=f"benchmarking {description}", completed=done, total=total)
+
+        yield step
+
+
+def _print_table(result, files) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from segedge.edge.report_table import columns_for
+
+    columns = columns_for(result.rows, compact=True)
+    table = Table(title=f"segedge bench: {Path(result.config.bundle).name}", title_style="bold")
+    for column in columns:
+        table.add_column(column.short_header, justify="right" if column.numeric else "left",
+                         no_wrap=not column.numeric)
+    for row in result.rows:
+        style = "red" if row.get("error") else None
+        table.add_row(*(column.cell(row) for column in columns), style=style)
+    console = Console()
+    console.print(table)
+    for row in result.rows:
+        if row.get("error"):
+            console.print(f"[red]{row['artifact']} ({row['threads']} threads): {row['error']}[/]", highlight=False)
+    for note in files.notes:
+        console.print(f"note: {note}", highlight=False)
+    verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
+    console.print(f"parity gate: {verdict}; report: {files.markdown} (also report.json, report.html"
+                  + (f", {files.plot.name}" if files.plot else "") + f", {len(files.gallery)} gallery strips)",
+                  highlight=False)
+
+
+@user_errors
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by 'segedge export' (manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: report.md/.json/.html, plot, gallery/.")],
+    data: Annotated[Path | None, typer.Option(
+        help="VOC root: score mIoU on its val split (preprocessed as the manifest says) instead of the "
+             "bundle's reference images.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use at most this many --data val images.")] = None,
+    artifacts: Annotated[str | None, typer.Option(
+        help="Comma-separated artifacts to bench, e.g. fp32,int8. Default: all in the manifest.")] = None,
+    threads: Annotated[str | None, typer.Option(
+        help="Thread counts to sweep, e.g. 1,2,4. Default: 1 and the number of usable cores.")] = None,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 10,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per artifact and thread count.")] = 100,
+    e2e_images: Annotated[int, typer.Option(
+        min=0, help="Images timed end to end (load + preprocess + infer + postprocess).")] = 10,
+    keras: Annotated[bool | None, typer.Option(
+        "--keras/--no-keras",
+        help="Add the original Keras model as a row (needs TensorFlow). Default: when TensorFlow and the "
+             "model are available.")] = None,
+    keras_model: Annotated[Path | None, typer.Option(
+        help="The Keras model for that row. Default: the source model recorded in the manifest.")] = None,
+    max_miou_drop: Annotated[float, typer.Option(
+        min=0.0, help="Gate: most mIoU points an artifact may lose against Keras on the reference images.")] = 1.0,
+    min_agreement: Annotated[list[str] | None, typer.Option(
+        help="Gate: least fraction of pixels agreeing with Keras; default 0.98. Repeat with FORMAT=VALUE "
+             "to override one format, e.g. --min-agreement 0.98 --min-agreement int8=0.97.")] = None,
+    gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
+    plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
+) -> None:
+    """Measure every artifact in a bundle (latency, init, memory, size, mIoU, agreement with Keras).
+
+    Each artifact and thread count runs in its own fresh process. Writes
+    REPORT_DIR/report.md, report.json, report.html, latency_vs_miou.png and
+    gallery/, prints a compact table, then applies the parity gate. Exit
+    status: 0 when every artifact passes the parity gate, 7 when one breaks a
+    bound (one line per failing artifact; the report is written first).
+    """
+    from segedge.edge.bench import BenchConfig, default_threads, parse_threads, run_bench
+    from segedge.edge.bench_gate import GateBounds, parse_min_agreement
+    from segedge.edge.report import write_report
+    from segedge.errors import ParityError
+    from segedge.targets import TARGETS
+
+    default_agreement, per_format = parse_min_agreement(min_agreement or [], TARGETS)
+    config = BenchConfig(
+        bundle=bundle, data=data, limit=limit,
+        artifacts=[a.strip() for a in artifacts.split(",") if a.strip()] if artifacts else None,
+        threads=parse_threads(threads) if threads else default_threads(),
+        warmup=warmup, runs=runs, e2e_images=e2e_images, keras=keras, keras_model=keras_model,
+        bounds=GateBounds(max_miou_drop, default_agreement, per_format),
+    )
+    with _progress() as step:
+        result = run_bench(config, on_step=step)
+    files = write_report(result, out, gallery_count=gallery, plot=plot)
+    _print_table(result, files)
+    if not result.passed:
+        raise ParityError(f"parity gate failed for {len(result.gate_failures)} artifact(s):\n"
+                          + "\n".join(f"  {line}" for line in result.gate_failures))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="bench")(bench)

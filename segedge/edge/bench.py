@@ -1,0 +1,325 @@
+"""``segedge bench``: every artifact of a bundle measured the same way, in one table.
+
+The parent process never loads a model. It prepares the images, then runs one
+fresh child process per (artifact, thread count) (``bench_child``) so each
+row's peak RSS and cold init time are its own, and collects rows as plain
+dicts. An artifact that fails to load becomes a row with ``error`` set, never
+a crash, and it fails the parity gate. Accuracy is scored here from the masks
+the children saved, against ground truth and the bundle's Keras masks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import segedge
+from segedge import fileio
+from segedge.edge.bench_accuracy import artifact_accuracy, keras_reference_accuracy
+from segedge.edge.bench_child import KERAS, ChildJob, PredictJob
+from segedge.edge.bench_data import EvalSet, load_reference, load_voc_val
+from segedge.edge.bench_gate import GateBounds, evaluate_gate
+from segedge.edge.bench_machine import machine_info, usable_cores
+from segedge.errors import ConfigError, MissingExtraError, ModelError
+from segedge.manifest import Manifest, load_manifest, verify_artifact_file
+
+MB = 1024 * 1024
+ROW_KEYS: tuple[str, ...] = (
+    "artifact", "runtime", "dtype", "input_dtype", "threads", "file", "size_mb",
+    "init_ms", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",
+    "e2e_load_ms", "e2e_preprocess_ms", "e2e_infer_ms", "e2e_postprocess_ms", "e2e_total_ms", "e2e_p50_ms",
+    "e2e_images", "base_rss_mb", "peak_rss_mb",
+    "miou", "miou_delta_pts", "agreement", "miou_vs_keras",
+    "speedup_vs_fp32", "speedup_vs_keras", "runtime_version", "error",
+)
+ACCURACY_ROW_KEYS = ("miou", "miou_delta_pts", "agreement", "miou_vs_keras")
+
+
+def default_threads() -> list[int]:
+    """1 and every usable core: the two numbers a deployer needs."""
+    return sorted({1, usable_cores()})
+
+
+def parse_threads(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4] (deduplicated, in order); each at least 1."""
+    values: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise ConfigError(f"--threads: {part!r} is not a positive whole number (e.g. --threads 1,2,4)")
+        if int(part) not in values:
+            values.append(int(part))
+    if not values:
+        raise ConfigError("--threads: give at least one thread count, e.g. --threads 1,2")
+    return values
+
+
+@dataclass
+class BenchConfig:
+    bundle: Path
+    data: Path | None = None
+    artifacts: list[str] | None = None  # None = every artifact in the manifest
+    threads: list[int] = field(default_factory=default_threads)
+    warmup: int = 10
+    runs: int = 100
+    e2e_images: int = 10
+    limit: int | None = None  # at most this many --data val images
+    keras: bool | None = None  # None = include the Keras row when TensorFlow and the model are there
+    keras_model: Path | None = None
+    bounds: GateBounds = field(default_factory=GateBounds)
+
+    def check(self) -> None:
+        if self.runs < 1:
+            raise ConfigError(f"--runs must be at least 1, got {self.runs}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup cannot be negative, got {self.warmup}")
+        if self.e2e_images < 0:
+            raise ConfigError(f"--e2e-images cannot be negative, got {self.e2e_images}")
+        if self.bounds.max_miou_drop < 0:
+            raise ConfigError(f"--max-miou-drop cannot be negative, got {self.bounds.max_miou_drop}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle), "data": str(self.data) if self.data else None,
+                "artifacts": self.artifacts, "threads": self.threads, "warmup": self.warmup, "runs": self.runs,
+                "e2e_images": self.e2e_images, "limit": self.limit, "keras": self.keras,
+                "keras_model": str(self.keras_model) if self.keras_model else None,
+                "gate": self.bounds.to_dict()}
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    manifest: Manifest
+    machine: dict[str, Any]
+    rows: list[dict[str, Any]]
+    accuracy: dict[str, dict[str, Any]]  # artifact (and "keras") -> artifact_accuracy()
+    reference: EvalSet
+    predictions: dict[str, np.ndarray]  # reference-set masks per artifact (and "keras")
+    gated: list[str]
+    gate_failures: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.gate_failures
+
+
+def select_artifacts(manifest: Manifest, wanted: list[str] | None) -> list[str]:
+    if not manifest.artifacts:
+        raise ModelError("the bundle's manifest lists no artifacts; re-export it")
+    if not wanted:
+        return list(manifest.artifacts)
+    unknown = [name for name in wanted if name not in manifest.artifacts]
+    if unknown:
+        raise ConfigError(f"--artifacts: {unknown[0]!r} is not in this bundle; it has "
+                          + ", ".join(manifest.artifacts))
+    return [name for name in manifest.artifacts if name in wanted]
+
+
+def find_keras_model(manifest: Manifest, bundle: Path, explicit: Path | None) -> tuple[Path | None, str]:
+    """The original model: ``--keras-model``, else the path export recorded; and why not, if none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"--keras-model {explicit}: file not found")
+        return explicit, ""
+    source = manifest.source_model or {}
+    recorded = source.get("path") or source.get("file")
+    if not isinstance(recorded, str) or not recorded:
+        return None, "the manifest records no source model; pass --keras-model PATH"
+    path = Path(recorded)
+    candidates = [path] if path.is_absolute() else [
+        *([Path(source["run"]) / path] if isinstance(source.get("run"), str) else []), bundle / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            expected = source.get("sha256")
+            if expected and fileio.sha256_file(candidate) != expected:
+                return None, f"{candidate} changed since export (sha256 differs); pass --keras-model to use it"
+            return candidate, ""
+    return None, f"{candidates[0]} (the manifest's source model) not found; pass --keras-model PATH"
+
+
+def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None, str]:
+    """The Keras model to bench, or None and a note saying why the row is absent."""
+    if config.keras is False:
+        return None, "Keras row off (--no-keras)"
+    if importlib.util.find_spec("tensorflow") is None:
+        if config.keras:
+            raise MissingExtraError("tensorflow", "train")
+        return None, "Keras row skipped: TensorFlow is not installed (the edge install)"
+    path, why = find_keras_model(manifest, config.bundle, config.keras_model)
+    if path is None and config.keras:
+        raise ConfigError(f"--keras: no Keras model to run: {why}")
+    return path, (f"Keras row skipped: {why}" if path is None else "")
+
+
+def _child_env() -> dict[str, str]:
+    """The child must import this very segedge (a checkout works without installing)."""
+    env = dict(os.environ)
+    root = str(Path(segedge.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_child(job: ChildJob, workdir: Path, index: int) -> dict[str, Any]:
+    """One measurement in a fresh interpreter; a crash becomes ``{"ok": false, "error": ...}``."""
+    job_path, result_path = workdir / f"job-{index}.json", workdir / f"result-{index}.json"
+    job_path.write_text(json.dumps(job.to_dict()), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "segedge.edge.bench_child", str(job_path), str(result_path)],
+                          capture_output=True, text=True, env=_child_env())
+    if result_path.is_file():
+        return json.loads(result_path.read_text(encoding="utf-8"))
+    tail = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or ["no output"]
+    return {"ok": False, "error": f"measuring process died (exit {proc.returncode}): {tail[0]}"}
+
+
+def _e2e_images(evaluation: EvalSet, reference: EvalSet, workdir: Path, count: int) -> list[str]:
+    """Files to time end to end: the --data images, else the reference images saved as PNG."""
+    if evaluation.image_paths:
+        return [str(p) for p in evaluation.image_paths[:count]]
+    folder = workdir / "e2e"
+    folder.mkdir()
+    paths = []
+    for i, pixels in enumerate(reference.inputs[:count]):
+        path = folder / f"{i:04d}.png"
+        Image.fromarray(pixels, "RGB").save(path)
+        paths.append(str(path))
+    return paths
+
+
+@dataclass
+class _Target:
+    name: str
+    path: Path
+    runtime: str
+    dtype: str
+    error: str | None = None
+
+
+def _targets(config: BenchConfig, manifest: Manifest, names: list[str], keras_model: Path | None) -> list[_Target]:
+    targets = []
+    for name in names:
+        info = manifest.artifacts[name]
+        path = config.bundle / info.file
+        error = None
+        try:
+            verify_artifact_file(path, info)
+        except ModelError as exc:
+            error = exc.message
+        targets.append(_Target(name, path, info.runtime, info.precision, error))
+    if keras_model is not None:
+        targets.append(_Target(KERAS, keras_model, KERAS, "fp32"))
+    return targets
+
+
+def _row(target: _Target, threads: int, measured: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row.update(artifact=target.name, runtime=target.runtime, dtype=target.dtype, threads=threads,
+               file=target.path.name)
+    if target.path.is_file():
+        row["size_mb"] = target.path.stat().st_size / MB
+    if measured.get("ok"):
+        row.update({k: v for k, v in measured.items() if k in ROW_KEYS or k == "samples_ms"})
+    else:
+        row["error"] = measured.get("error") or target.error or "not measured"
+    return row
+
+
+def _add_speedups(rows: list[dict[str, Any]]) -> None:
+    """p50 ratios within one run: vs the fp32 artifact of the same runtime, and vs Keras."""
+    def p50(runtime: str, threads: int) -> float | None:
+        for row in rows:
+            if row["runtime"] == runtime and row["dtype"] == "fp32" and row["threads"] == threads:
+                return row["p50_ms"]
+        return None
+
+    for row in rows:
+        if not row["p50_ms"]:
+            continue
+        fp32, keras = p50(row["runtime"], row["threads"]), p50(KERAS, row["threads"])
+        row["speedup_vs_fp32"] = fp32 / row["p50_ms"] if fp32 else None
+        row["speedup_vs_keras"] = keras / row["p50_ms"] if keras else None
+
+
+def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | None = None) -> BenchResult:
+    """Measure every selected artifact (and Keras when available); score; apply the gate.
+
+    ``on_step(description, done, total)`` is called before each child runs, for progress.
+    """
+    config.check()
+    if config.bundle.is_file():  # the manifest itself was named
+        config.bundle = config.bundle.parent
+    manifest = load_manifest(config.bundle)
+    names = select_artifacts(manifest, config.artifacts)
+    spec, num_classes = manifest.preprocess, manifest.num_classes
+    reference = load_reference(config.bundle, spec)
+    evaluation = load_voc_val(config.data, spec, config.limit) if config.data else None
+    keras_model, keras_note = resolve_keras(config, manifest)
+    notes = [keras_note] if keras_note else []
+    if manifest.void_handling == "class":
+        notes.append(f"this model predicts void as class {num_classes}: such pixels count as misses in mIoU")
+    targets = _targets(config, manifest, names, keras_model)
+
+    rows: list[dict[str, Any]] = []
+    accuracy: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="segedge-bench-") as tmp:
+        workdir = Path(tmp)
+        np.save(workdir / "reference.npy", reference.inputs)
+        if evaluation is not None:
+            np.save(workdir / "eval.npy", evaluation.inputs)
+        e2e = _e2e_images(evaluation or reference, reference, workdir, config.e2e_images)
+        total, step = len(targets) * len(config.threads), 0
+        for target in targets:
+            for position, threads in enumerate(config.threads):
+                if on_step:
+                    on_step(f"{target.name} ({target.runtime}, {threads} thread{'s' * (threads > 1)})", step, total)
+                step += 1
+                if target.error:
+                    rows.append(_row(target, threads, {"ok": False}))
+                    continue
+                predict = []
+                if position == 0:  # masks do not depend on the thread count: predict once
+                    predict.append(PredictJob(str(workdir / "reference.npy"), str(workdir / f"{step}-ref.npy")))
+                    if evaluation is not None:
+                        predict.append(PredictJob(str(workdir / "eval.npy"), str(workdir / f"{step}-eval.npy")))
+                job = ChildJob(target.name, str(target.path), target.runtime, threads, config.warmup, config.runs,
+                               spec.to_dict(), str(workdir / "reference.npy"), e2e, predict)
+                measured = run_child(job, workdir, step)
+                rows.append(_row(target, threads, measured))
+                if predict and measured.get("ok"):
+                    pred_ref = np.load(predict[0].out)
+                    pred_eval = np.load(predict[1].out) if evaluation is not None else None
+                    predictions[target.name] = pred_ref
+                    accuracy[target.name] = artifact_accuracy(reference, pred_ref, num_classes, evaluation, pred_eval)
+        if on_step:
+            on_step("done", total, total)
+
+    if KERAS not in accuracy:
+        accuracy[KERAS] = keras_reference_accuracy(reference, num_classes)
+        predictions.setdefault(KERAS, reference.keras)
+    else:
+        accuracy[KERAS]["source"] = "live"
+    for row in rows:
+        acc = accuracy.get(row["artifact"])
+        if acc and not row["error"]:
+            row.update({k: acc[k] for k in ACCURACY_ROW_KEYS})
+    _add_speedups(rows)
+
+    errors = {t.name: next((r["error"] for r in rows if r["artifact"] == t.name and r["error"]), "")
+              for t in targets}
+    failures = evaluate_gate(names, accuracy, errors, config.bounds)
+    return BenchResult(config, manifest, machine_info(), rows, accuracy, reference, predictions,
+                       names, failures, notes)

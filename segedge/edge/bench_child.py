@@ -1,0 +1,171 @@
+"""One artifact, one thread count, one fresh process: ``python -m segedge.edge.bench_child JOB RESULT``.
+
+Bench runs every measurement here rather than in its own process so that peak
+RSS belongs to this artifact alone (one model's arena cannot inflate the next
+one's figure) and init time is a cold load. The job and the result are JSON
+files; a failure is reported as ``{"ok": false, "error": ...}`` so the parent
+turns it into a row, not a crash. Imports stay light: TensorFlow is loaded only
+for the Keras row, inside ``bench_keras``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segedge import fileio
+from segedge.edge.bench_stats import NS_PER_MS, summarize_ns
+from segedge.edge.bench_timing import (
+    current_rss_mb,
+    logits_to_mask,
+    peak_rss_mb,
+    time_call,
+    time_end_to_end,
+    time_invoke,
+)
+from segedge.errors import SegedgeError
+from segedge.preprocess import PreprocessSpec, scale_pixels
+
+KERAS = "keras"
+
+
+@dataclass
+class PredictJob:
+    """Predict every image of ``inputs`` (uint8 N,H,W,3 .npy) and save argmax masks to ``out``."""
+
+    inputs: str
+    out: str
+
+
+@dataclass
+class ChildJob:
+    artifact: str
+    path: str
+    runtime: str  # tflite | onnx | keras
+    threads: int
+    warmup: int
+    runs: int
+    preprocess: dict[str, Any]
+    latency_input: str  # .npy of uint8 images; the first one is timed
+    e2e_images: list[str] = field(default_factory=list)
+    predict: list[PredictJob] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChildJob:
+        data = dict(data)
+        data["predict"] = [PredictJob(**p) for p in data.get("predict", [])]
+        return cls(**data)
+
+
+def _import_runtime(runtime: str) -> str | None:
+    """Import the runtime library before measuring, so init time is the model load alone.
+
+    Returns the runtime's version (from package metadata, nothing imported for it).
+    """
+    if runtime == KERAS:
+        import tensorflow  # noqa: F401  (the Keras row only; never in the edge install)
+
+        names = ("tensorflow-cpu", "tensorflow")
+    elif runtime == "onnx":
+        import onnxruntime  # noqa: F401
+
+        names = ("onnxruntime",)
+    else:
+        from segedge.edge.runtime import tflite_interpreter_class
+
+        tflite_interpreter_class()
+        names = ("ai-edge-litert", "tflite-runtime")
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _open(job: ChildJob):
+    if job.runtime == KERAS:
+        from segedge.edge.bench_keras import KerasBackend
+
+        return KerasBackend(job.path, threads=job.threads)
+    from segedge.edge.runtime import open_backend
+
+    return open_backend(job.path, runtime=job.runtime, threads=job.threads)
+
+
+def _predict(backend, spec: PreprocessSpec, job: PredictJob) -> None:
+    """Batch-1 inference over a set; masks saved as uint8 (raw argmax, void class kept)."""
+    inputs = np.load(job.inputs, mmap_mode="r")
+    masks = np.empty(inputs.shape[:3], dtype=np.uint8)
+    for i in range(len(inputs)):
+        logits = backend.finish(backend.invoke(backend.prepare(scale_pixels(np.asarray(inputs[i : i + 1]), spec))))
+        masks[i] = logits_to_mask(logits[0])
+    np.save(job.out, masks)
+
+
+def measure(job: ChildJob) -> dict[str, Any]:
+    """Load, time and (optionally) predict; the numbers the parent turns into a row."""
+    from segedge.data.images import read_image
+
+    spec = PreprocessSpec.from_dict(job.preprocess)
+    version = _import_runtime(job.runtime)
+    sample = np.array(np.load(job.latency_input, mmap_mode="r")[:1])
+    base_rss = current_rss_mb()
+    backend, init_ns = time_call(lambda: _open(job))
+    tensor = backend.prepare(scale_pixels(sample, spec))
+    _, first_ns = time_call(lambda: backend.invoke(tensor))
+    samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs)
+    peak = peak_rss_mb()  # before end-to-end and prediction buffers can add to it
+    result: dict[str, Any] = {
+        "ok": True,
+        "artifact": job.artifact,
+        "runtime": job.runtime,
+        "threads": job.threads,
+        "runtime_version": version,
+        "input_dtype": backend.input.dtype,
+        "input_shape": list(backend.input.shape),
+        "init_ms": init_ns / NS_PER_MS,
+        "first_ms": first_ns / NS_PER_MS,
+        **summarize_ns(samples),
+        "samples_ms": [v / NS_PER_MS for v in samples],
+        "base_rss_mb": base_rss,
+        "peak_rss_mb": peak,
+    }
+    if job.e2e_images:
+        result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_image))
+    for predict_job in job.predict:
+        _predict(backend, spec, predict_job)
+    backend.close()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m segedge.edge.bench_child JOB.json RESULT.json", file=sys.stderr)
+        return 2
+    job_path, result_path = args
+    try:
+        job = ChildJob.from_dict(json.loads(Path(job_path).read_text(encoding="utf-8")))
+        result = measure(job)
+    except SegedgeError as exc:
+        result = {"ok": False, "error": exc.message}
+    except Exception as exc:  # any runtime failure becomes a row with an error, not a lost bench
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    fileio.write_json(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The parity gate: does every converted model still match the original closely enough?
+
+Bounds are stated in the units people reason in: a drop of at most N mIoU
+points against the Keras masks on the reference set, and a minimum fraction of
+pixels that agree with Keras, per artifact (``int8=0.97`` overrides the
+default for one format). An artifact that could not be measured fails the gate:
+a release pipeline must not pass on a model it never ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from segedge.errors import ConfigError
+
+DEFAULT_MAX_MIOU_DROP = 1.0
+DEFAULT_MIN_AGREEMENT = 0.98
+
+
+@dataclass(frozen=True)
+class GateBounds:
+    max_miou_drop: float = DEFAULT_MAX_MIOU_DROP  # mIoU points below Keras
+    min_agreement: float = DEFAULT_MIN_AGREEMENT  # fraction of pixels
+    min_agreement_for: dict[str, float] = field(default_factory=dict)
+
+    def agreement_bound(self, artifact: str) -> float:
+        return self.min_agreement_for.get(artifact, self.min_agreement)
+
+    def to_dict(self) -> dict:
+        return {"max_miou_drop_pts": self.max_miou_drop, "min_agreement": self.min_agreement,
+                "min_agreement_for": dict(self.min_agreement_for)}
+
+
+def _fraction(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not a number; give a fraction such as 0.98") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{option}: {value} is not a fraction between 0 and 1 (0.98 means 98 %)")
+    return value
+
+
+def parse_min_agreement(values: Iterable[str], known: Iterable[str]) -> tuple[float, dict[str, float]]:
+    """``["0.99", "int8=0.97"]`` -> (default 0.99, {"int8": 0.97}); names must be known formats."""
+    known = set(known)
+    default, per_format = DEFAULT_MIN_AGREEMENT, {}
+    for value in values:
+        if "=" in value:
+            name, _, number = value.partition("=")
+            name = name.strip()
+            if name not in known:
+                raise ConfigError(f"--min-agreement {value}: unknown format {name!r}; choose from "
+                                  + ", ".join(sorted(known)))
+            per_format[name] = _fraction(number.strip(), f"--min-agreement {name}")
+        else:
+            default = _fraction(value.strip(), "--min-agreement")
+    return default, per_format
+
+
+def evaluate_gate(artifacts: Iterable[str], accuracy: Mapping[str, dict | None],
+                  errors: Mapping[str, str], bounds: GateBounds) -> list[str]:
+    """One line per failing artifact: the artifact, the measured value and the bound it broke."""
+    failures = []
+    for name in artifacts:
+        if errors.get(name):
+            failures.append(f"{name}: not measured ({errors[name]})")
+            continue
+        acc = accuracy.get(name)
+        if acc is None:
+            failures.append(f"{name}: no accuracy figures (predictions failed)")
+            continue
+        problems = []
+        drop = -acc["miou_delta_pts"]
+        if drop > bounds.max_miou_drop:
+            problems.append(f"mIoU {100 * acc['miou_reference']:.2f} is {drop:.2f} points below Keras "
+                            f"{100 * acc['keras_miou_reference']:.2f} (bound: at most {bounds.max_miou_drop:g})")
+        bound = bounds.agreement_bound(name)
+        if acc["agreement"] < bound:
+            problems.append(f"agreement with Keras {100 * acc['agreement']:.2f} % "
+                            f"(bound: at least {100 * bound:.2f} %)")
+        if problems:
+            failures.append(f"{name}: " + "; ".join(problems))
+    return failures

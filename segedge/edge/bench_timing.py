@@ -1,0 +1,134 @@
+"""The timing loops bench uses, in one place so the overhead script times the same code.
+
+Only the runtime call sits between the two clock reads: the input tensor is
+prepared once beforehand, so quantizing, layout changes and Python overhead of
+our own code never leak into the latency figures. End-to-end time is measured
+separately, stage by stage, so a user sees where the rest of the time goes.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from segedge.edge.bench_stats import NS_PER_MS, mean, percentile
+from segedge.preprocess import PreprocessSpec, preprocess, restore_mask
+
+
+class Invokable(Protocol):
+    """What bench needs from a backend (runtime.py's backends and the Keras one)."""
+
+    def prepare(self, batch: np.ndarray) -> Any: ...
+
+    def invoke(self, tensor: Any) -> Any: ...
+
+    def finish(self, raw: Any) -> np.ndarray: ...
+
+
+def time_call(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``fn`` once; its result and the nanoseconds it took."""
+    start = time.perf_counter_ns()
+    result = fn()
+    return result, time.perf_counter_ns() - start
+
+
+def time_invoke(invoke: Callable[[Any], Any], tensor: Any, warmup: int, runs: int) -> list[int]:
+    """``warmup`` untimed calls, then ``runs`` calls each timed on its own, in nanoseconds.
+
+    The garbage collector is paused while timing (as ``timeit`` does) so a
+    collection triggered by our own bookkeeping does not land in a sample.
+    """
+    for _ in range(warmup):
+        invoke(tensor)
+    samples = [0] * runs
+    clock = time.perf_counter_ns
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(runs):
+            start = clock()
+            invoke(tensor)
+            samples[i] = clock() - start
+    finally:
+        if collecting:
+            gc.enable()
+    return samples
+
+
+def logits_to_mask(logits: np.ndarray) -> np.ndarray:
+    """HxWxC logits -> HxW uint8 class indices (argmax; the seed preset's void stays 21)."""
+    return np.asarray(logits).argmax(axis=-1).astype(np.uint8)
+
+
+def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[Path],
+                    read: Callable[[Path], Any]) -> dict[str, float]:
+    """Mean milliseconds per image for each stage: load, preprocess, infer, postprocess.
+
+    load = decode the file; preprocess = resize + scale + make the input tensor;
+    infer = the runtime call alone (as in the latency rows); postprocess =
+    dequantize + argmax + restore the mask to the image's own size.
+    """
+    stages: dict[str, list[float]] = {"load": [], "preprocess": [], "infer": [], "postprocess": [], "total": []}
+    clock = time.perf_counter_ns
+    for path in images:
+        t0 = clock()
+        image = read(path)
+        t1 = clock()
+        pixels, placement = preprocess(image, spec)
+        tensor = backend.prepare(pixels[None])
+        t2 = clock()
+        raw = backend.invoke(tensor)
+        t3 = clock()
+        restore_mask(logits_to_mask(backend.finish(raw)[0]), placement, image.size)
+        t4 = clock()
+        for key, ns in (("load", t1 - t0), ("preprocess", t2 - t1), ("infer", t3 - t2),
+                        ("postprocess", t4 - t3), ("total", t4 - t0)):
+            stages[key].append(ns / NS_PER_MS)
+    result = {f"e2e_{key}_ms": mean(values) for key, values in stages.items()}
+    result["e2e_p50_ms"] = percentile(stages["total"], 50)
+    result["e2e_images"] = len(images)
+    return result
+
+
+def _proc_status_mb(field: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` in MiB (Linux); None elsewhere."""
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size so far, in MiB; None where unknown.
+
+    Linux: ``VmHWM``, the high-water mark of this process's own address space.
+    ``ru_maxrss`` is not used there because the kernel carries it across
+    ``exec``: a child spawned by a 3 GB parent (pytest with TensorFlow loaded)
+    reports 3 GB before it has loaded anything. Elsewhere ``ru_maxrss`` is
+    the best there is (bytes on macOS, KiB on other systems).
+    """
+    hwm = _proc_status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mb() -> float | None:
+    """Resident set size now (Linux ``VmRSS``), in MiB; None elsewhere."""
+    return _proc_status_mb("VmRSS")

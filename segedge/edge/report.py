@@ -1,0 +1,167 @@
+"""Write a bench result as report.json, report.md, report.html, the plot and the gallery.
+
+Every file is written atomically (``segedge.fileio``) and the gallery folder is
+swapped in whole, so a report folder never mixes two runs' pictures. The JSON
+carries the same rows as the table plus everything needed to re-draw it; NaN
+becomes null so any JSON reader can load it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import segedge
+from segedge import fileio
+from segedge.edge.bench import BenchResult
+from segedge.edge.gallery import Strip, build_gallery
+from segedge.edge.report_html import render_html
+from segedge.edge.report_plot import matplotlib_available, plot_latency_vs_miou
+from segedge.edge.report_table import E2E_COLUMNS, columns_for, fmt_percent, machine_lines, per_class_rows
+
+SCHEMA_VERSION = 1
+JSON_NAME, MD_NAME, HTML_NAME = "report.json", "report.md", "report.html"
+PLOT_NAME, GALLERY_DIR = "latency_vs_miou.png", "gallery"
+DEFAULT_GALLERY = 4
+
+
+@dataclass
+class ReportFiles:
+    folder: Path
+    json: Path
+    markdown: Path
+    html: Path
+    plot: Path | None = None
+    gallery: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None, recursively: strict JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def report_dict(result: BenchResult, files: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """The machine-readable report (``schema_version`` 1)."""
+    reference = result.reference
+    return _clean({
+        "schema_version": SCHEMA_VERSION,
+        "tool": "segedge bench",
+        "segedge_version": segedge.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "bundle": str(Path(result.config.bundle).resolve()),
+        "settings": result.config.settings(),
+        "machine": result.machine,
+        "model": {"classes": list(result.manifest.classes), "outputs": result.manifest.model_outputs,
+                  "void_handling": result.manifest.void_handling,
+                  "input": result.manifest.preprocess.to_dict()},
+        "reference_images": len(reference),
+        "reference_ids": list(reference.ids),  # the order of every per_image_agreement list
+        "rows": result.rows,
+        "accuracy": result.accuracy,
+        "gate": {"passed": result.passed, "bounds": result.config.bounds.to_dict(),
+                 "artifacts": result.gated, "failures": result.gate_failures},
+        "notes": notes,
+        "files": files,
+    })
+
+
+def _md_table(rows: list[dict[str, Any]], columns) -> list[str]:
+    lines = ["| " + " | ".join(c.header for c in columns) + " |",
+             "|" + "|".join("---:" if c.numeric else ":---" for c in columns) + "|"]
+    lines += ["| " + " | ".join(c.cell(r) for c in columns) + " |" for r in rows]
+    return lines
+
+
+def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]) -> str:
+    config, rows = result.config, result.rows
+    keras = result.accuracy.get("keras", {})
+    main = next((result.accuracy[n] for n in result.gated if n in result.accuracy), keras)
+    out = ["# segedge bench report", "",
+           f"Bundle: `{Path(config.bundle).resolve()}`  ",
+           f"Latency: batch 1, {config.warmup} warm-up + {config.runs} timed runs of the runtime call alone; "
+           f"threads {', '.join(map(str, config.threads))}; every row measured in its own fresh process.  ",
+           f"mIoU on {main.get('eval_set')} ({main.get('eval_images')} images, "
+           f"{result.manifest.num_classes} classes, void ignored); ΔmIoU (points) and agreement vs the Keras "
+           f"masks on the bundle's {len(result.reference)} reference images "
+           f"(Keras mIoU there: {fmt_percent(keras.get('keras_miou_reference'))} %).", ""]
+    out += _md_table(rows, columns_for(rows))
+    out += ["", "## Parity gate", ""]
+    bounds = config.bounds
+    per_format = ", ".join(f"{k} ≥ {v:g}" for k, v in bounds.min_agreement_for.items())
+    out.append(f"Bounds: mIoU drop ≤ {bounds.max_miou_drop:g} points; agreement ≥ {bounds.min_agreement:g}"
+               + (f" ({per_format})" if per_format else "") + ".  ")
+    out.append("**PASSED**" if result.passed else "**FAILED**")
+    out += [f"- {line}" for line in result.gate_failures]
+    out += ["", "## Latency detail, and where the time goes end to end (per image)", ""]
+    out += _md_table([r for r in rows if not r.get("error")], E2E_COLUMNS)
+    errors = [r for r in rows if r.get("error")]
+    if errors:
+        out += ["", "## Errors", ""] + [f"- {r['artifact']} ({r['threads']} threads): {r['error']}" for r in errors]
+    names, class_rows = per_class_rows(result)
+    if class_rows:
+        out += ["", "## Per-class IoU %", "", "| class | " + " | ".join(names) + " |",
+                "|:---|" + "---:|" * len(names)]
+        out += ["| " + " | ".join(cells) + " |" for cells in class_rows]
+    out += ["", "## Latency vs mIoU", ""]
+    out.append(f"![latency vs mIoU]({files['plot']})" if files.get("plot") else "(plot not drawn; see notes)")
+    if files.get("gallery"):
+        out += ["", "## Gallery", "",
+                "image | ground truth | Keras | each artifact (agreement with Keras); "
+                "regions that differ from Keras are outlined.", ""]
+        for item in files["gallery"]:
+            out += [f"**{item['caption']}**", "", f"![{item['id']}]({item['file']})", ""]
+    out += ["", "## Machine", ""] + [f"- {line}" for line in machine_lines(result.machine)]
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
+def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_count: int = DEFAULT_GALLERY,
+                 plot: bool = True) -> ReportFiles:
+    """All report files into ``folder`` (created if needed); other files there are left alone."""
+    folder = Path(folder)
+    notes = list(result.notes)
+    files: dict[str, Any] = {"json": JSON_NAME, "markdown": MD_NAME, "html": HTML_NAME, "plot": None, "gallery": []}
+    report = ReportFiles(folder, folder / JSON_NAME, folder / MD_NAME, folder / HTML_NAME, notes=notes)
+
+    plot_png = None
+    if not plot:
+        notes.append("plot skipped (--no-plot)")
+    elif not matplotlib_available():
+        notes.append('plot skipped: matplotlib is not installed (pip install "segedge[bench]")')
+    else:
+        plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU")
+        if plot_png is None:
+            notes.append("plot skipped: no artifact has both a latency and an mIoU")
+    if plot_png is not None:
+        fileio.write_bytes(folder / PLOT_NAME, plot_png)
+        files["plot"], report.plot = PLOT_NAME, folder / PLOT_NAME
+
+    artifact_masks = {n: result.predictions[n] for n in result.gated if n in result.predictions}
+    strips: list[Strip] = []
+    if gallery_count > 0 and artifact_masks:
+        strips = build_gallery(result.reference.ids, result.reference.inputs, result.reference.truth,
+                               result.reference.keras, artifact_masks, result.manifest.num_classes,
+                               gallery_count, result.manifest.palette)
+        with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
+            for strip in strips:
+                (tmp / strip.name).write_bytes(strip.png)
+        files["gallery"] = [{"file": f"{GALLERY_DIR}/{s.name}", "id": s.image_id, "caption": s.caption}
+                            for s in strips]
+        report.gallery = [folder / GALLERY_DIR / s.name for s in strips]
+
+    fileio.write_json(report.json, report_dict(result, files, notes))
+    fileio.write_text(report.markdown, render_markdown(result, files, notes))
+    fileio.write_text(report.html, render_html(result, files, notes, plot_png, strips))
+    return report

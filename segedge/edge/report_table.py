@@ -1,0 +1,117 @@
+"""The report's columns, defined once for report.md, report.html and the terminal table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DASH = "–"
+
+
+def _number(digits: int, scale: float = 1.0, suffix: str = "") -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return DASH
+        return f"{value * scale:.{digits}f}{suffix}"
+
+    return fmt
+
+
+def _signed(digits: int) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return DASH
+        return f"{value:+.{digits}f}"
+
+    return fmt
+
+
+def _text(value: Any) -> str:
+    return DASH if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    key: str
+    fmt: Callable[[Any], str]
+    compact: bool = False  # also in the terminal table
+    numeric: bool = True
+    short: str = ""  # header in the terminal table, which must fit 80 columns
+
+    @property
+    def short_header(self) -> str:
+        return self.short or self.header
+
+    def cell(self, row: dict[str, Any]) -> str:
+        return self.fmt(row.get(self.key))
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("artifact", "artifact", _text, compact=True, numeric=False),
+    Column("runtime", "runtime", _text, numeric=False),
+    Column("dtype", "dtype", _text, numeric=False),
+    Column("threads", "threads", _text, compact=True, short="thr"),
+    Column("size MB", "size_mb", _number(1), compact=True, short="MB"),
+    Column("init ms", "init_ms", _number(1)),
+    Column("p50 ms", "p50_ms", _number(2), compact=True, short="p50 ms"),
+    Column("p90 ms", "p90_ms", _number(2)),
+    Column("p99 ms", "p99_ms", _number(2)),
+    Column("peak RSS MB", "peak_rss_mb", _number(0), compact=True, short="RSS MB"),
+    Column("mIoU %", "miou", _number(2, 100.0), compact=True, short="mIoU"),
+    Column("ΔmIoU pts vs Keras", "miou_delta_pts", _signed(2), compact=True, short="ΔmIoU"),
+    Column("agreement %", "agreement", _number(2, 100.0), compact=True, short="agree %"),
+    Column("speed-up vs fp32", "speedup_vs_fp32", _number(2, suffix="x"), compact=True, short="vs fp32"),
+    Column("speed-up vs Keras", "speedup_vs_keras", _number(2, suffix="x")),
+)
+
+E2E_COLUMNS: tuple[Column, ...] = (
+    Column("artifact", "artifact", _text, numeric=False),
+    Column("threads", "threads", _text),
+    Column("first ms", "first_ms", _number(1)),
+    Column("mean ms", "mean_ms", _number(2)),
+    Column("min ms", "min_ms", _number(2)),
+    Column("std ms", "std_ms", _number(2)),
+    Column("load ms", "e2e_load_ms", _number(2)),
+    Column("preprocess ms", "e2e_preprocess_ms", _number(2)),
+    Column("infer ms", "e2e_infer_ms", _number(2)),
+    Column("postprocess ms", "e2e_postprocess_ms", _number(2)),
+    Column("end-to-end ms", "e2e_total_ms", _number(2)),
+    Column("base RSS MB", "base_rss_mb", _number(0)),
+)
+
+
+def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...] = COLUMNS,
+                compact: bool = False) -> list[Column]:
+    """Drop the Keras speed-up column when there is no Keras row to divide by."""
+    has_keras = any(r.get("speedup_vs_keras") for r in rows)
+    return [c for c in columns if (not compact or c.compact) and (has_keras or c.key != "speedup_vs_keras")]
+
+
+def fmt_percent(value: float | None, digits: int = 2) -> str:
+    return _number(digits, 100.0)(value)
+
+
+def machine_lines(machine: dict[str, Any]) -> list[str]:
+    versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
+    flags = ", ".join(machine.get("cpu_flags") or []) or "none of note"
+    return [f"CPU: {machine.get('cpu_model')} ({machine.get('cores')} cores, {machine.get('usable_cores')} usable; "
+            f"{flags})",
+            f"System: {machine.get('system')} {machine.get('machine')}, Python {machine.get('python')}",
+            f"Versions: {versions}"]
+
+
+def per_class_rows(result: Any) -> tuple[list[str], list[list[str]]]:
+    """Class x (Keras, artifacts) IoU %, for classes present in any of them."""
+    shown = [n for n in result.gated if n in result.accuracy]
+    eval_set = result.accuracy[shown[0]]["eval_set"] if shown else None
+    keras = result.accuracy.get("keras")
+    names = (["keras"] if keras and keras["eval_set"] == eval_set else []) + shown
+    table = []
+    for index, cls in enumerate(result.manifest.classes):
+        cells = [result.accuracy[n]["per_class_iou"][index] for n in names]
+        if any(v is not None for v in cells):
+            table.append([cls, *(fmt_percent(v, 1) for v in cells)])
+    return names, table

@@ -1,0 +1,118 @@
+"""Per-layer int8 report and float fallback on the shared ``tiny_run`` / ``tiny_bundle``.
+
+One module fixture builds the QuantizationDebugger once (SavedModel export +
+calibration, the slow part) on a private copy of the bundle; every test reuses
+it. Scoring and dtype checks use LiteRT only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segedge.export.fallback import float_layer_dtypes, replace_int8_artifact, tflite_fallback
+from segedge.export.quant_debug import REPORT_JSON, REPORT_PNG, build_report, layer_name, load_context, write_report
+from segedge.manifest import load_manifest
+
+SAMPLES = 4
+
+
+@pytest.fixture(scope="module")
+def debugged(tiny_run: Path, tiny_bundle: Path, tmp_path_factory):
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("quant") / "bundle"))
+    scratch = tmp_path_factory.mktemp("quant_scratch")
+    ctx = load_context(tiny_run, bundle)
+    report, debug = build_report(ctx, scratch, SAMPLES, onnx=True)
+    write_report(report, bundle)
+    return ctx, report, debug, scratch
+
+
+def _quantized_compute_outputs(path: Path) -> set[str]:
+    """Names of int8 tensors written by a compute op (not QUANTIZE/DEQUANTIZE) in a TFLite model."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    names = set()
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        for out in op["outputs"]:
+            if np.dtype(tensors[out]["dtype"]) == np.int8:
+                names.add(tensors[out]["name"])
+    return names
+
+
+def test_report_lists_every_quantized_layer_with_its_error(debugged):
+    ctx, report, _, _ = debugged
+    data = json.loads((ctx.bundle / REPORT_JSON).read_text())
+    assert data["schema_version"] == 1 and data["ranking"] == "rmse_over_scale"
+    assert data["samples"]["count"] == SAMPLES
+    layers = data["tflite"]["layers"]
+    for row in layers:
+        assert {"name", "op", "rmse", "scale", "rmse_over_scale", "correlation"} <= set(row)
+        assert row["rmse"] >= 0 and row["scale"] > 0 and row["num_elements"] > 0
+        assert row["rmse_over_scale"] == pytest.approx(row["rmse"] / row["scale"])
+        assert row["correlation"] is None or -1 <= row["correlation"] <= 1
+    ratios = [r["rmse_over_scale"] for r in layers]
+    assert ratios == sorted(ratios, reverse=True)
+    # every int8 compute-op output of the bundle's own int8 model has a row
+    bundle_int8 = _quantized_compute_outputs(ctx.bundle / ctx.manifest.artifacts["int8"].file)
+    names = {r["name"] for r in layers}
+    assert len(layers) == len(names) >= 30
+    # the int8 output before the uint8 QUANTIZE carries one more suffix digit than its float name
+    missing = {n for n in bundle_int8 - names if layer_name(n) not in names}
+    assert not missing
+    assert len(bundle_int8 & names) >= len(layers) - 1
+    assert (ctx.bundle / REPORT_PNG).read_bytes()[:4] == b"\x89PNG"
+    onnx_rows = data["onnx"]["layers"]
+    assert onnx_rows and all(r["rmse"] >= 0 for r in onnx_rows)
+    assert sum(1 for r in onnx_rows if r["scale"]) >= len(onnx_rows) // 2
+
+
+def test_fallback_layers_are_float_in_the_produced_model(debugged):
+    ctx, report, debug, scratch = debugged
+    result = tflite_fallback(ctx, report, debug.debugger, scratch, 3, 100.0)
+    trial = next(t for t in result.tried if t.k == 3)
+    assert result.applied_k == 3 and result.float_layers == trial.float_layers
+    assert sorted(trial.float_layers + trial.not_float) == sorted(report.worst(3))
+    assert trial.float_layers, "no denylisted layer ended up float"
+    dtypes = float_layer_dtypes(result.model, result.float_layers)
+    assert dtypes == {name: "float32" for name in result.float_layers}
+    # a layer reported as not float really is not float32 in the model
+    assert all(d != "float32" for d in float_layer_dtypes(result.model, trial.not_float).values())
+    # the layers not denylisted are still int8, and the io stays uint8
+    kept = float_layer_dtypes(result.model, report.worst(8)[3:])
+    assert set(kept.values()) == {"int8"}
+    assert result.io_dtype == {"input": "uint8", "output": "uint8"}
+
+
+def test_auto_fallback_closes_a_real_gap_and_updates_the_manifest(debugged):
+    ctx, report, debug, scratch = debugged
+    plain = tflite_fallback(ctx, report, debug.debugger, scratch, 0, 100.0).tried[0]
+    if plain.drop <= 0.05:
+        pytest.skip(f"tiny int8 model loses no mIoU (drop {plain.drop:.3f} points): no gap to close")
+    bound = plain.drop / 2  # plain int8 misses it by construction
+    result = tflite_fallback(ctx, report, debug.debugger, scratch, "auto", bound)
+    tried = {t.k: t for t in result.tried}
+    assert not tried[0].meets
+    assert result.met and result.chosen_k > 0 and tried[result.chosen_k].drop <= bound
+    assert all(not t.meets for k, t in tried.items() if k < result.chosen_k)
+    assert all(t.p50_ms and t.p50_ms > 0 for t in result.tried)
+
+    old = load_manifest(ctx.bundle).artifacts["int8"]
+    replace_int8_artifact(ctx, result, result.chosen_k)
+    new = load_manifest(ctx.bundle).artifacts["int8"]
+    assert new.sha256 != old.sha256 and new.bytes == (ctx.bundle / new.file).stat().st_size
+    assert new.details["fallback_k"] == result.chosen_k
+    assert sorted(new.details["denylisted_layers"]) == sorted(report.worst(result.chosen_k))
+    assert new.details["float_layers"] == result.float_layers
+    assert new.input.dtype == "uint8"
+    assert 100 * (result.keras_miou - new.verify["miou"]) <= bound + 1e-9
+    dtypes = float_layer_dtypes(ctx.bundle / new.file, new.details["float_layers"])
+    assert set(dtypes.values()) == {"float32"}

@@ -43,11 +43,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     atomic; on any failure it is removed and an existing ``path`` is untouched.
     """
     final = Path(path)
+    created: list[Path] = []
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_parents(final.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=final.suffix, dir=final.parent)
         os.close(fd)
     except OSError as exc:
+        _remove_empty(created)
         raise _output_error(final, exc) from exc
     tmp = Path(tmp_name)
     try:
@@ -56,10 +58,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         raise _output_error(final, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_empty(created)
         raise
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; the folders this call created, outermost first (to undo on failure)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders a failed write created, innermost first, if they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -85,12 +105,14 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
     final = Path(path).absolute()
     if final.exists() and not overwrite:
         raise OutputError(f"{final}: already exists; pass --overwrite to replace it")
+    created: list[Path] = []
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_parents(final.parent)
         remove_stale_temps(final.parent, final.name)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
         os.chmod(tmp, 0o777 & ~(0o666 ^ _default_file_mode()))
     except OSError as exc:
+        _remove_empty(created)
         raise _output_error(final, exc) from exc
     try:
         yield tmp
@@ -104,9 +126,15 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise _output_error(final, exc) from exc
+    except OutputError as exc:  # a write inside the folder failed: name the folder the user asked for
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
+        raise OutputError(exc.message.replace(str(tmp), str(final))) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
 
 

@@ -108,6 +108,8 @@ def load_manifest(bundle: str | os.PathLike[str]) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: manifest is not valid JSON ({exc}); re-export the bundle") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: manifest is JSON but not an object ({type(data).__name__}); re-export the bundle")
     return Manifest.from_dict(data, source=str(path))
 
 

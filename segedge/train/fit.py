@@ -116,6 +116,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     if resume:
         state = load_state(paths.root) or RunState()
         split = load_split(paths.root)
+        for folder in (paths.root, paths.checkpoints):  # what a run killed mid-write left behind
+            fileio.remove_stale_temps(folder)
         if state.stopped_early or state.epoch >= config.epochs:  # nothing left to do: don't read the data
             return _result(paths, config, split.counts(), state.epoch, state, started)
     else:

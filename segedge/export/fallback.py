@@ -223,13 +223,13 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
     import tensorflow as tf
 
     io_type = tf.uint8 if int8_io == "uint8" else tf.int8
-    from segedge.export.quant_debug import _quiet
+    from segedge.export.quant_debug import quiet_debugger
 
     try:
         from tensorflow.lite.python.convert import mlir_quantize
     except ImportError:  # internal module moved: the debugger's own route (float io)
         mlir_quantize = None
-    with _quiet():
+    with quiet_debugger():
         if mlir_quantize is not None:
             return mlir_quantize(
                 debugger.calibrated_model,

@@ -2,7 +2,7 @@
 
 TFLite: ``tf.lite.experimental.QuantizationDebugger`` is built from the same
 converter the bundle's int8 artifact came from (``TFLiteSource`` +
-``tflite._configure``, calibrated on the manifest's calibration ids). Its debug
+``tflite.configure_converter``, calibrated on the manifest's calibration ids). Its debug
 model pairs every quantized op output with the float op run on the *same*
 (dequantized) input through a ``NumericVerify`` op, so each row is the error
 that layer adds by itself, not the error accumulated upstream. One pass over
@@ -230,8 +230,8 @@ def load_context(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    from segedge.export.tflite import _quiet as tflite_quiet
+def quiet_debugger() -> Iterator[None]:
+    from segedge.export.tflite import quiet_converter as tflite_quiet
 
     with tflite_quiet(), contextlib.redirect_stderr(io.StringIO()):
         yield
@@ -253,16 +253,16 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     from segedge.export.graph import prepare_export_model
     from segedge.export.options import IntIO
     from segedge.export.run import check_model_matches, load_keras_model
-    from segedge.export.tflite import TFLiteSource, _configure
+    from segedge.export.tflite import TFLiteSource, configure_converter
     from segedge.targets import Precision
 
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
     export = prepare_export_model(model)
     converter, _, _ = TFLiteSource(export, scratch).converter()
-    _configure(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
+    configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)
-    with _quiet():
+    with quiet_debugger():
         return tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=lambda: ([b] for b in data))
 
@@ -281,7 +281,7 @@ def tflite_layer_rows(debug_model: bytes, batches: Sequence[np.ndarray]) -> list
     import tensorflow as tf
 
     # No XNNPACK: a delegated partition keeps no intermediate tensors and hides the op types.
-    with _quiet():
+    with quiet_debugger():
         interpreter = tf.lite.Interpreter(
             model_content=debug_model, experimental_preserve_all_tensors=True,
             experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)

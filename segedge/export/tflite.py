@@ -38,7 +38,7 @@ class Converted:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_converter():
     """Keep Keras/TF Python prints ("Saved artifact at ...") and converter warnings off the terminal."""
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,7 +65,7 @@ class TFLiteSource:
             # Keras 3 makes the exported batch dimension None unless told otherwise,
             # which is exactly the dynamic batch that pushes TRANSPOSE_CONV out of XNNPACK.
             signature = [tf.TensorSpec(self.export.input_shape, tf.float32, name=self.export.input_name)]
-            with _quiet():
+            with quiet_converter():
                 self.export.model.export(str(path), format="tf_saved_model", verbose=False,
                                          input_signature=signature)
             self._saved = path
@@ -84,7 +84,7 @@ class TFLiteSource:
         return tf.lite.TFLiteConverter.from_keras_model(self.export.model), FROM_KERAS, details
 
 
-def _configure(converter, precision: Precision, calibration: CalibrationSource | None, int8_io: IntIO) -> dict:
+def configure_converter(converter, precision: Precision, calibration: CalibrationSource | None, int8_io: IntIO) -> dict:
     import tensorflow as tf
 
     details: dict[str, Any] = {}
@@ -114,7 +114,7 @@ def convert_tflite(source: TFLiteSource, precision: Precision, calibration: Cali
                    int8_io: IntIO = IntIO.uint8) -> Converted:
     """One TFLite flatbuffer of the fixed-batch export graph."""
     converter, route, details = source.converter()
-    details.update(_configure(converter, precision, calibration, int8_io))
-    with _quiet():
+    details.update(configure_converter(converter, precision, calibration, int8_io))
+    with quiet_converter():
         data = converter.convert()
     return Converted(data, route, details)

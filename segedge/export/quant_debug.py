@@ -250,15 +250,16 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     """``QuantizationDebugger`` from the exact converter configuration of the bundle's int8 artifact."""
     import tensorflow as tf
 
-    from segedge.export.graph import prepare_export_model
+    from segedge.export.graph import prepare_export_model, uses_subpixel
     from segedge.export.options import IntIO
     from segedge.export.run import check_model_matches, load_keras_model
     from segedge.export.tflite import TFLiteSource, configure_converter
-    from segedge.targets import Precision
+    from segedge.targets import TARGETS, Precision
 
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
-    export = prepare_export_model(model)
+    # The graph the bundle's int8 TFLite was converted from (no sub-pixel rewrite for that target).
+    export = prepare_export_model(model, subpixel=uses_subpixel(TARGETS["int8"]))
     converter, _, _ = TFLiteSource(export, scratch).converter()
     configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)

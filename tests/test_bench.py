@@ -236,7 +236,7 @@ def test_bench_modules_never_import_tensorflow():
                     raise ImportError("blocked: " + name)
         sys.meta_path.insert(0, Block())
         import segedge.commands.bench, segedge.edge.bench, segedge.edge.bench_child, segedge.edge.report
-        import segedge.edge.bench_keras, segedge.edge.gallery, segedge.edge.report_plot
+        import segedge.edge.gallery, segedge.edge.report_plot
         assert not any(m.split(".")[0] in {"tensorflow", "keras"} for m in sys.modules)
         """
     )

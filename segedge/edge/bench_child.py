@@ -5,7 +5,7 @@ RSS belongs to this artifact alone (one model's arena cannot inflate the next
 one's figure) and init time is a cold load. The job and the result are JSON
 files; a failure is reported as ``{"ok": false, "error": ...}`` so the parent
 turns it into a row, not a crash. Imports stay light: TensorFlow is loaded only
-for the Keras row, inside ``bench_keras``.
+for the Keras row, inside ``segedge.train.keras_backend``.
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ def _import_runtime(runtime: str) -> str | None:
     Returns the runtime's version (from package metadata, nothing imported for it).
     """
     if runtime == KERAS:
-        import tensorflow  # noqa: F401  (the Keras row only; never in the edge install)
+        from segedge.train.keras_backend import import_tensorflow
 
+        import_tensorflow()  # the Keras row only; never in the edge install
         names = ("tensorflow-cpu", "tensorflow")
     elif runtime == "onnx":
         import onnxruntime  # noqa: F401
@@ -95,7 +96,7 @@ def _import_runtime(runtime: str) -> str | None:
 
 def _open(job: ChildJob):
     if job.runtime == KERAS:
-        from segedge.edge.bench_keras import KerasBackend
+        from segedge.train.keras_backend import KerasBackend
 
         return KerasBackend(job.path, threads=job.threads)
     from segedge.edge.runtime import open_backend

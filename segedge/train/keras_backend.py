@@ -1,8 +1,9 @@
 """The original Keras model as a bench backend, so speed-ups are ratios from one run.
 
-Imported only by the bench child for the optional Keras row, after the parent
-checked that TensorFlow is installed; TensorFlow itself is imported inside the
-constructor, so even importing this module leaves the edge install untouched.
+Lives in ``segedge.train`` because it needs TensorFlow; imported only by the
+bench child for the optional Keras row, after the parent checked that
+TensorFlow is installed. TensorFlow itself is imported inside functions, so
+even importing this module leaves the edge install untouched.
 The model is called through one traced ``tf.function`` (graph mode, no
 ``predict`` loop overhead): the fair counterpart of ``interpreter.invoke()``.
 """
@@ -19,7 +20,15 @@ from segedge.edge.runtime import TensorSpec
 from segedge.errors import ModelError
 
 
+def import_tensorflow() -> None:
+    """Import TensorFlow up front in the bench child, so the Keras row's init time is the model load alone."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow  # noqa: F401
+
+
 class KerasBackend:
+    """The Keras model behind the edge backend interface (``input``, ``run``, ``close``)."""
+
     runtime = "keras"
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:

@@ -17,19 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-BLOCKER = textwrap.dedent(
-    """
-    import importlib.abc, sys
-    BLOCKED = {"tensorflow", "keras", "tf2onnx", "tf_keras", "tensorflow_cpu"}
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked in this test: {name}")
-            return None
-    sys.meta_path.insert(0, Block())
-    """
-)
+from test_no_tensorflow import BLOCKER  # the one meta-path blocker for TF, Keras and tf2onnx
 
 SCRIPT = textwrap.dedent(
     """

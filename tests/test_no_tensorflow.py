@@ -7,7 +7,7 @@ import textwrap
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
-    BLOCKED = {"tensorflow", "keras", "tf2onnx", "tf_keras"}
+    BLOCKED = {"tensorflow", "keras", "tf2onnx", "tf_keras", "tensorflow_cpu"}
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:

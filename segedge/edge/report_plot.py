@@ -6,8 +6,10 @@ skipped and the report says so (bench itself still runs in the edge install).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
+from collections.abc import Iterator
 from typing import Any
 
 RUNTIME_MARKERS = {"tflite": "o", "onnx": "s", "keras": "*"}
@@ -17,25 +19,41 @@ def matplotlib_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+@contextlib.contextmanager
+def png_canvas(figsize: tuple[float, float], dpi: int) -> Iterator[tuple[Any, Any]]:
+    """A headless (Agg) figure and axes, closed however the drawing ends."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=figsize, dpi=dpi)
+    try:
+        yield figure, axes
+    finally:
+        plt.close(figure)
+
+
+def figure_png(figure: Any) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def plot_latency_vs_miou(rows: list[dict[str, Any]], title: str = "") -> bytes | None:
     """PNG bytes, or None when there is nothing to plot (no row with both numbers).
 
     Each artifact is one series over the thread counts (joined by a line), so
     the sweep is visible; the label sits at its fastest point.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
-
     series: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("p50_ms") and row.get("miou") is not None and not row.get("error"):
             series.setdefault(row["artifact"], []).append(row)
     if not series:
         return None
-    figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    try:
+    with png_canvas((7.5, 4.8), 110) as (figure, axes):
         for index, (name, points) in enumerate(series.items()):
             points = sorted(points, key=lambda r: r["threads"])
             xs = [r["p50_ms"] for r in points]
@@ -53,9 +71,4 @@ def plot_latency_vs_miou(rows: list[dict[str, Any]], title: str = "") -> bytes |
         axes.set_title(title or "latency vs mIoU")
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=7, loc="best")
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+        return figure_png(figure)

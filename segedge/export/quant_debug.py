@@ -474,14 +474,10 @@ def fallback_lines(fallback: dict[str, Any]) -> list[str]:
 
 def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> bytes:
     """Horizontal bars of RMSE / scale for the ``count`` worst layers (PNG bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
+    from segedge.edge.report_plot import figure_png, png_canvas
 
     worst = rows[:count][::-1]
-    figure, axes = plt.subplots(figsize=(8, 0.32 * max(len(worst), 3) + 1.4), dpi=100)
-    try:
+    with png_canvas((8, 0.32 * max(len(worst), 3) + 1.4), 100) as (figure, axes):
         values = [r.rmse_over_scale if r.rmse_over_scale is not None else 0.0 for r in worst]
         labels = [(r.name if len(r.name) <= 48 else "..." + r.name[-45:]) + f" [{r.op}]" for r in worst]
         axes.barh(range(len(worst)), values, color="tab:red")
@@ -489,12 +485,7 @@ def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> b
         axes.axvline(0.29, color="grey", linestyle="--", linewidth=0.8)
         axes.set_xlabel("RMSE / quantization scale (dashed: rounding alone, ~0.29)")
         axes.set_title(title, fontsize=9)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        return buffer.getvalue()
-    finally:
-        plt.close(figure)
+        return figure_png(figure)
 
 
 def write_report(report: QuantReport, out: str | os.PathLike[str],

@@ -56,12 +56,27 @@ def export(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    debug_quant: Annotated[bool, typer.Option(
+        "--debug-quant", help="Also write quant_report.{md,json,png}: per-layer int8 error (implies --int8; "
+                              "the same as 'segedge quant-report').")] = False,
+    int8_fallback: Annotated[str | None, typer.Option(
+        "--int8-fallback", help="Re-quantize int8 with the K worst layers left in float; 'auto' picks the "
+                                "smallest K within --max-miou-drop (implies --int8).")] = None,
+    max_miou_drop: Annotated[float, typer.Option(
+        "--max-miou-drop", help="Bound for --int8-fallback auto: mIoU drop vs Keras, in points.")] = 1.0,
 ) -> None:
     """Convert RUN/model.keras to TFLite/ONNX, verify every artifact, and write a bundle with a manifest."""
     from segedge.targets import parse_targets
 
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
-    targets = parse_targets(resolve_formats(formats, int8))
+    quant = debug_quant or int8_fallback is not None
+    k = None
+    if quant:
+        from segedge.export.fallback import check_bound, parse_k
+
+        check_bound(max_miou_drop)
+        k = parse_k(int8_fallback) if int8_fallback is not None else None
+    targets = parse_targets(resolve_formats(formats, int8 or quant))
     bundle = out if out is not None else run / "bundle"
     if bundle.exists() and not overwrite:
         raise OutputError(f"{bundle}: already exists; pass --overwrite to replace it")
@@ -76,3 +91,9 @@ def export(
     for name, info in manifest.artifacts.items():
         ratio = f"  ({info.bytes / fp32:.3f}x fp32)" if fp32 and info.file.endswith(".tflite") else ""
         typer.echo(describe(name, info.bytes, info.verify, info.precision) + ratio)
+    if quant:
+        from segedge.commands.quant import report_and_fallback
+
+        onnx = {"onnx", "onnx-int8"} <= set(manifest.artifacts)
+        report_and_fallback(run, bundle, out=bundle, samples=8, onnx=onnx, k=k, max_miou_drop=max_miou_drop,
+                            data=data)

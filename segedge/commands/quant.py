@@ -46,8 +46,14 @@ def quant_report(
     k = parse_k(int8_fallback) if int8_fallback is not None else None
     if not (bundle / "manifest.json").is_file():
         raise ConfigError(f"{bundle}: not a bundle (no manifest.json); export one with 'segedge export RUN'")
-    target = out if out is not None else bundle
+    report_and_fallback(run, bundle, out=out if out is not None else bundle, samples=samples, onnx=onnx,
+                        k=k, max_miou_drop=max_miou_drop, data=data)
 
+
+def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onnx: bool, k: int | str | None,
+                        max_miou_drop: float, data: Path | None) -> None:
+    """The per-layer report, and with ``k`` the float-fallback search; shared by export and quant-report."""
+    target = out
     from segedge.export.quant_debug import REPORT_MD, debug_tflite
 
     if k is None:

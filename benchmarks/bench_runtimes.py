@@ -47,13 +47,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# Synthetic-mode model variants: (rewrite variant or None, fold BatchNorm / activation).
-VARIANTS: dict[str, tuple[str | None, bool]] = {
-    "original": (None, False),             # the trained graph on a fixed batch-1 input
-    "subpixel": ("phases", True),          # exact-tap convolutions + DepthToSpace, BN + ReLU folded (the default)
-    "subpixel-nofold": ("phases", False),  # same rewrite, BN and ReLU left after DepthToSpace
-    "subpixel-dense": ("dense", True),     # one Conv2D(2x2, 4C) + DepthToSpace: 16/9 of the multiply-adds
-    "transpose-fold": ("transpose", True),  # Conv2DTranspose kept, BN + ReLU folded into it
+# Synthetic-mode model variants: (rewrite variant or None, fold BatchNorm / activation, max filters rewritten).
+VARIANTS: dict[str, tuple[str | None, bool, int | None]] = {
+    "original": (None, False, None),             # the trained graph on a fixed batch-1 input
+    "subpixel": ("phases", True, None),          # exact-tap convs + DepthToSpace, BN + ReLU folded (export default)
+    "subpixel-narrow": ("phases", True, 64),     # only the <= 64-filter layers (what export does for TFLite int8)
+    "subpixel-nofold": ("phases", False, None),  # same rewrite, BN and ReLU left after DepthToSpace
+    "subpixel-dense": ("dense", True, None),     # one Conv2D(2x2, 4C) + DepthToSpace: 16/9 of the multiply-adds
+    "transpose-fold": ("transpose", True, None),  # Conv2DTranspose kept, BN + ReLU folded into it
 }
 # Synthetic-mode targets: file name, runtime and how to make it.
 TARGETS: dict[str, dict] = {
@@ -167,8 +168,9 @@ def _quiet_tf() -> None:
 def _fixed_batch_clone(model, batch: int = 1):
     import keras
 
-    inp = keras.Input(batch_shape=(batch, *model.input.shape[1:]), dtype=model.input.dtype, name=model.input.name)
-    clone = keras.models.clone_model(model, input_tensors=inp)
+    src = model.inputs[0]
+    inp = keras.Input(batch_shape=(batch, *src.shape[1:]), dtype=src.dtype, name=src.name)
+    clone = keras.models.clone_model(model, input_tensors=[inp] if isinstance(model.input, list) else inp)
     clone.set_weights(model.get_weights())
     return clone
 
@@ -176,7 +178,8 @@ def _fixed_batch_clone(model, batch: int = 1):
 def _concrete(model):
     import tensorflow as tf
 
-    spec = tf.TensorSpec(model.input.shape, model.input.dtype, name=model.input.name)
+    src = model.inputs[0]
+    spec = tf.TensorSpec(src.shape, src.dtype, name=src.name)
     return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
 
 
@@ -273,15 +276,16 @@ def build_synthetic(args, workdir: Path) -> dict:
     plan = {"size": args.size, "scaling": "mobilenet", "keras": [], "artifacts": []}
     plan["keras"].append({"artifact": "keras", "path": str(original_path)})
     for variant in variants:
-        rewrite, fold = VARIANTS[variant]
+        rewrite, fold, max_filters = VARIANTS[variant]
         vdir = workdir / variant
         vdir.mkdir(exist_ok=True)
         model = None
 
-        def variant_model(rewrite=rewrite, fold=fold):
+        def variant_model(rewrite=rewrite, fold=fold, max_filters=max_filters):
             if rewrite is None:
                 return _fixed_batch_clone(original)
-            return rewrite_transposed_convs(original, variant=rewrite, fold_batchnorm=fold, fuse_activation=fold)
+            return rewrite_transposed_convs(original, variant=rewrite, fold_batchnorm=fold, fuse_activation=fold,
+                                            max_filters=max_filters)
 
         if args.keras_variants:
             rel = f"{variant}/model.keras"

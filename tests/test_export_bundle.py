@@ -120,16 +120,18 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     """A dynamic batch adds SHAPE/STRIDED_SLICE/PACK per transposed conv and leaves XNNPACK (design.md)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from segedge.export.graph import uses_subpixel
+    from segedge.export.graph import subpixel_max_filters
     from segedge.targets import TARGETS
 
     interpreter = Interpreter(model_path=str(tiny_bundle / manifest.artifacts[name].file))
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    if uses_subpixel(TARGETS[name]):  # the decoder's transposed convs became phase convs + depth_to_space
-        assert "DEPTH_TO_SPACE" in ops and "TRANSPOSE_CONV" not in ops
-        assert any("sub-pixel" in r for r in manifest.artifacts[name].details["graph_rewrites"])
-    else:
-        assert "TRANSPOSE_CONV" in ops
+    op_list = [op["op_name"] for op in interpreter._get_ops_details()]
+    ops = set(op_list)
+    rewrites = manifest.artifacts[name].details["graph_rewrites"]
+    assert "DEPTH_TO_SPACE" in ops and any("sub-pixel" in r for r in rewrites)
+    if subpixel_max_filters(TARGETS[name]) is None:  # every transposed conv became phase convs + depth_to_space
+        assert "TRANSPOSE_CONV" not in ops
+    else:  # int8: only the <= 64-filter layers (the last decoder block and the logits); 512/256/128 stay
+        assert op_list.count("TRANSPOSE_CONV") == 3 and op_list.count("DEPTH_TO_SPACE") == 2
     assert not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 64, 64, 3]
 

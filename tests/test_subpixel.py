@@ -111,6 +111,17 @@ def test_other_variants_are_exact(unet, images, reference, variant):
     assert (got.argmax(-1) == reference.argmax(-1)).mean() == 1.0
 
 
+def test_max_filters_rewrites_only_the_narrow_layers_and_stays_exact(unet, images, reference):
+    """TFLite int8 rewrites only <= 64-filter layers (segedge.export.graph.subpixel_max_filters)."""
+    model = rewrite_transposed_convs(unet, max_filters=64)
+    kept = sorted(layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose))
+    assert kept == [128, 256, 512]  # the logits (21) and the last decoder block (64) became sub-pixel
+    assert sum(isinstance(layer, DepthToSpace) for layer in model.layers) == 2
+    got = _run(model, images)
+    assert np.abs(got - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())
+    assert count_transposed_convs(rewrite_transposed_convs(unet, max_filters=8)) == 5
+
+
 def test_rewrite_copies_weights_and_leaves_the_original_alone(unet, rewritten, images, reference):
     original_vars = {id(v) for v in unet.weights}
     assert not original_vars & {id(v) for v in rewritten.weights}

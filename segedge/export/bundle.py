@@ -20,7 +20,7 @@ from typing import Any
 from segedge import fileio
 from segedge.errors import ConfigError, ExportError, OutputError, SegedgeError
 from segedge.export.calibration import CalibrationSource, load_calibration
-from segedge.export.graph import ExportModel, prepare_export_model, uses_subpixel
+from segedge.export.graph import ExportModel, prepare_export_model, subpixel_max_filters
 from segedge.export.options import ExportOptions
 from segedge.export.reference import Reference, build_reference
 from segedge.export.run import RunFolder, check_model_matches, load_keras_model, open_run
@@ -96,21 +96,21 @@ def _artifact(folder: Path, target: Target, converted: Converted, export: Export
                         converter=converted.converter, details=details)
 
 
-def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[bool, ExportModel],
+def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[int | None, ExportModel],
                      calibration: CalibrationSource | None, options: ExportOptions) -> dict[str, ArtifactInfo]:
-    """``graphs`` maps "uses the sub-pixel rewrite" to the graph converted for such targets."""
+    """``graphs`` maps each target's ``subpixel_max_filters`` to the graph converted for it."""
     artifacts: dict[str, ArtifactInfo] = {}
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
         scratch = Path(scratch_name)
         onnx_fp32: Path | None = None
-        sources: dict[bool, TFLiteSource] = {}
+        sources: dict[int | None, TFLiteSource] = {}
         for target in targets:
-            subpixel = uses_subpixel(target)
-            export = graphs[subpixel]
-            if subpixel not in sources:
-                (scratch / f"graph-{int(subpixel)}").mkdir()
-                sources[subpixel] = TFLiteSource(export, scratch / f"graph-{int(subpixel)}")
-            tflite = sources[subpixel]
+            limit = subpixel_max_filters(target)
+            export = graphs[limit]
+            if limit not in sources:
+                (scratch / f"graph-{limit or 'all'}").mkdir()
+                sources[limit] = TFLiteSource(export, scratch / f"graph-{limit or 'all'}")
+            tflite = sources[limit]
             start = time.perf_counter()
             try:
                 converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32)
@@ -189,7 +189,8 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     _warn_scaling(run)
     model = load_keras_model(run.model_path)
     check_model_matches(model, run)
-    graphs = {needs: prepare_export_model(model, subpixel=needs) for needs in {uses_subpixel(t) for t in targets}}
+    limits = {subpixel_max_filters(t) for t in targets}
+    graphs = {limit: prepare_export_model(model, max_filters=limit) for limit in limits}
     reference = build_reference(model, dataset, run.split, run.spec, options.eval_count)
     calibration = None
     if any(t.needs_calibration for t in targets):

@@ -5,10 +5,10 @@ Every converter (TFLite, tf2onnx) is fed the result of
 a fixed batch of 1 (a dynamic batch makes each TRANSPOSE_CONV compute its
 output shape at run time and fall out of XNNPACK, ~3x slower), and the exact
 sub-pixel rewrite of the decoder's 3x3/stride-2 transposed convolutions
-(``segedge.export.subpixel``; BatchNorm folded). Measured at 224 px, batch 1
+(``segedge.export.subpixel``; BatchNorm folded; TFLite int8 only for the
+narrow layers, see ``subpixel_max_filters``). Measured at 224 px, batch 1
 (benchmarks/README.md): TFLite fp32 181.6/102.7 -> 66.5/37.0 ms (1/2 threads),
-TFLite int8 72.1/38.5 -> 56.0/33.0 ms, onnxruntime int8 QDQ 74.1/47.6 ->
-42.7/30.6 ms; onnxruntime fp32 unchanged. Verification still compares every
+onnxruntime int8 QDQ 74.1/47.6 -> 42.7/30.6 ms; onnxruntime fp32 unchanged. Verification still compares every
 artifact with the *original* Keras model, so the rewrite is checked on each export.
 """
 
@@ -20,18 +20,25 @@ from typing import Any
 FIXED_BATCH = 1
 
 
-def uses_subpixel(target) -> bool:
-    """Every target but TFLite int8 converts the sub-pixel graph.
+INT8_TFLITE_MAX_FILTERS = 64
 
-    TFLite int8 keeps the transposed convolutions: XNNPACK's int8 TRANSPOSE_CONV is
-    already efficient (the rewrite gained 72 -> 56 ms at 1 thread, 38.5 -> 33 at 2),
-    while four phase convolutions carry four sets of per-channel scales, zero points
-    and biases, which grew the int8 file from 0.2695x to 0.273x the fp32 file, past
-    the 0.27x size bound. Float TFLite (2.7x faster) and ONNX int8 (1.6x) gain most.
+
+def subpixel_max_filters(target) -> int | None:
+    """The widest Conv2DTranspose (in filters) the sub-pixel rewrite replaces for ``target``; None: all.
+
+    TFLite int8 rewrites only the high-resolution layers (<= 64 filters: the U-Net's last
+    up-sampling block and the logits). In int8 the rewrite pays per output channel: four phase
+    convolutions carry four sets of per-channel scales, zero points and biases, so rewriting all
+    five grew the file from 0.2689x to 0.2711x fp32 on the demo model, past the 0.27x bound,
+    while the two widest-resolution layers cost ~18 KB (0.2696x) and give most of the speed:
+    224 px, p50 1/2 threads, int8 original 64.7/34.2, <= 64 filters 58.4/31.7, all 54.3/29.2,
+    fp32 sub-pixel 66.6/34.7 ms (design.md). Every other target rewrites all of them.
     """
     from segedge.targets import Precision, Runtime
 
-    return not (target.runtime is Runtime.tflite and target.precision is Precision.int8)
+    if target.runtime is Runtime.tflite and target.precision is Precision.int8:
+        return INT8_TFLITE_MAX_FILTERS
+    return None
 
 
 @dataclass
@@ -60,7 +67,9 @@ def _clone_on_fixed_input(model, batch: int):
 
     source = model.inputs[0]
     fixed = keras.Input(batch_shape=(batch, *source.shape[1:]), dtype=source.dtype, name=_input_name(model))
-    clone = keras.models.clone_model(model, input_tensors=fixed)
+    # A model loaded from .keras keeps its input structure as a one-element list; match it.
+    structure = [fixed] if isinstance(model.input, (list, tuple)) else fixed
+    clone = keras.models.clone_model(model, input_tensors=structure)
     clone.set_weights(model.get_weights())
     return clone
 
@@ -79,7 +88,7 @@ def _input_name(model) -> str:
     return name.split(":")[0]
 
 
-def _subpixel(model, batch: int):
+def _subpixel(model, batch: int, max_filters: int | None):
     """The sub-pixel copy of ``model``, or None where the rewrite does not apply."""
     from segedge.export.subpixel import count_transposed_convs, rewrite_transposed_convs
 
@@ -87,20 +96,24 @@ def _subpixel(model, batch: int):
     if before == 0:
         return None, ""
     try:
-        rewritten = rewrite_transposed_convs(model, batch_size=batch)
+        rewritten = rewrite_transposed_convs(model, batch_size=batch, max_filters=max_filters)
     except (TypeError, ValueError):
         return None, ""
-    replaced = before - count_transposed_convs(rewritten)
-    if replaced == 0:
+    kept = count_transposed_convs(rewritten)
+    if kept == before:
         return None, ""
-    return rewritten, f"sub-pixel decoder: {replaced} Conv2DTranspose -> phase convs + depth_to_space, BN folded"
+    limit = "" if max_filters is None else f" (those with <= {max_filters} filters; {kept} kept)"
+    return rewritten, (f"sub-pixel decoder: {before - kept} Conv2DTranspose -> phase convs + depth_to_space"
+                       f"{limit}, BN folded")
 
 
-def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = True) -> ExportModel:
+def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = True,
+                         max_filters: int | None = None) -> ExportModel:
     """Keras model -> the fixed-batch inference graph every converter consumes.
 
-    The clone keeps weights, so the converted models compute what the source
-    does (verification compares every artifact against the source).
+    ``max_filters`` limits the sub-pixel rewrite to narrower transposed convolutions
+    (``subpixel_max_filters``). The clone keeps weights, so the converted models compute
+    what the source does (verification compares every artifact against the source).
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         from segedge.errors import ModelError
@@ -109,7 +122,7 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = Tr
             f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "segedge exports single-image, single-output segmentation models"
         )
-    rewritten, note = _subpixel(model, batch) if subpixel else (None, "")
+    rewritten, note = _subpixel(model, batch, max_filters) if subpixel else (None, "")
     try:
         if rewritten is not None:
             fixed, rewrites = rewritten, [note]

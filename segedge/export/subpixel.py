@@ -152,13 +152,15 @@ def _sole_consumer(tensor, consumers, outputs: set[int]):
     return node
 
 
-def _plan(model: keras.Model, fold_batchnorm: bool, fuse_activation: bool):
+def _plan(model: keras.Model, fold_batchnorm: bool, fuse_activation: bool, max_filters: int | None = None):
     nodes, consumers = _graph(model)
     outputs = {id(t) for t in model.outputs}
     plans: dict[int, _Plan] = {}
     for node in nodes:
         layer = node.operation
         if not is_rewritable(layer) or len(layer._inbound_nodes) != 1:
+            continue
+        if max_filters is not None and layer.filters > max_filters:
             continue
         plan = _Plan(layer, activation=_activation_name(layer.activation))
         tail = node.outputs[0]
@@ -280,7 +282,8 @@ def _copy_layer(layer, cache: dict):
 
 
 def rewrite_transposed_convs(model: keras.Model, *, batch_size: int | None = 1, variant: str = "phases",
-                             fold_batchnorm: bool = True, fuse_activation: bool = True) -> keras.Model:
+                             fold_batchnorm: bool = True, fuse_activation: bool = True,
+                             max_filters: int | None = None) -> keras.Model:
     """An inference copy of ``model`` with every 3x3/stride-2/'same' Conv2DTranspose made sub-pixel.
 
     Weights are copied, never shared with ``model``. ``batch_size`` fixes the
@@ -294,7 +297,7 @@ def rewrite_transposed_convs(model: keras.Model, *, batch_size: int | None = 1, 
         raise TypeError("rewrite_transposed_convs needs a functional keras.Model")
     if any(isinstance(layer, keras.Model) for layer in model.layers):
         raise TypeError("nested models are not supported; flatten the model first")
-    nodes, plans = _plan(model, fold_batchnorm, fuse_activation)
+    nodes, plans = _plan(model, fold_batchnorm, fuse_activation, max_filters)
     absorbed = {id(node): plan for plan in plans.values() for node in plan.absorbed}
 
     inputs = [

@@ -30,8 +30,9 @@ def quant_report(
     onnx: Annotated[bool, typer.Option(
         "--onnx/--no-onnx", help="Also tabulate the ONNX int8 QDQ model (needs onnx and onnx-int8).")] = True,
     int8_fallback: Annotated[str | None, typer.Option(
-        "--int8-fallback", help="Leave the K worst layers in float and replace the bundle's int8 TFLite model; "
-                                "'auto' picks the smallest K within --max-miou-drop.")] = None,
+        "--int8-fallback", help="Leave the K worst layers in float and replace the bundle's int8 TFLite model "
+                                "(and its ONNX int8 model, with --onnx); 'auto' picks the smallest K within "
+                                "--max-miou-drop, per model.")] = None,
     max_miou_drop: Annotated[float, typer.Option(
         "--max-miou-drop", help="Allowed mIoU drop vs the Keras model on the reference set, in points.")] = 1.0,
     data: Annotated[Path | None, typer.Option(
@@ -64,18 +65,20 @@ def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onn
 
     from segedge.export.fallback import fallback_search
 
-    result = fallback_search(run, bundle, k, max_miou_drop, samples=samples, onnx=onnx, out=target,
-                             data_root=data)
-    typer.echo(f"Keras mIoU {100 * result.keras_miou:.2f}; bound: drop <= {max_miou_drop:g} points")
-    for trial in sorted(result.tried, key=lambda t: t.k):
-        typer.echo(f"K={trial.k:<3d} mIoU {100 * trial.miou:6.2f}  drop {trial.drop:6.2f}  "
-                   f"p50 {trial.p50_ms:7.2f} ms  {'meets' if trial.meets else 'misses'}")
-    if result.replaced:
-        typer.echo(f"replaced {bundle}'s int8 TFLite model: K={result.applied_k} float layers "
-                   f"(io {result.io_dtype.get('input')}/{result.io_dtype.get('output')})")
-    else:
-        typer.echo("bundle unchanged (K=0: plain int8 already meets the bound)" if result.applied_k == 0
-                   else "bundle unchanged")
+    run_result = fallback_search(run, bundle, k, max_miou_drop, samples=samples, onnx=onnx, out=target,
+                                 data_root=data)
+    for result in run_result.results:
+        typer.echo(f"{result.artifact}: Keras mIoU {100 * result.keras_miou:.2f}; "
+                   f"bound: drop <= {max_miou_drop:g} points")
+        for trial in sorted(result.tried, key=lambda t: t.k):
+            typer.echo(f"  K={trial.k:<3d} mIoU {100 * trial.miou:6.2f}  drop {trial.drop:6.2f}  "
+                       f"p50 {trial.p50_ms:7.2f} ms  {'meets' if trial.meets else 'misses'}")
+        if result.replaced:
+            typer.echo(f"  replaced {bundle}'s {result.artifact} model: K={result.applied_k} float layers "
+                       f"(io {result.io_dtype.get('input')}/{result.io_dtype.get('output')})")
+        else:
+            typer.echo(f"  {result.artifact} unchanged (K=0: plain int8 already meets the bound)"
+                       if result.applied_k == 0 else f"  {result.artifact} unchanged")
     typer.echo(f"wrote {target / REPORT_MD} (+ .json, .png)")
 
 

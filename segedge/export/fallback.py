@@ -13,6 +13,15 @@ actually written is read back from the model and recorded in the manifest.
 Float layers mean the model is no longer TFLITE_BUILTINS_INT8-only: it mixes
 int8 builtins with float builtins and QUANTIZE/DEQUANTIZE at the borders.
 
+ONNX int8 (when the report has the ONNX table): the K worst activations'
+producer nodes go to ``quantize_static(nodes_to_exclude=...)`` on the
+bundle's fp32 ONNX model, calibrated once on the same images (a calibration
+cache) and re-quantized per K. A node counts as float when onnxruntime
+cannot fuse it into an integer kernel: its weights are float initializers,
+or some input does not come from a DequantizeLinear, or some output does
+not go only to QuantizeLinear; an excluded node that still sits between
+DQ and Q is reported as not float.
+
 Scoring needs no TensorFlow: each candidate runs through
 ``segedge.edge.runtime.open_backend`` on the bundle's ``reference.npz``;
 mIoU is ``segedge.metrics.mean_iou`` against the ground truth, compared with
@@ -42,7 +51,16 @@ import numpy as np
 from segedge import fileio
 from segedge.edge.runtime import open_backend
 from segedge.errors import ConfigError, ParityError
-from segedge.export.quant_debug import TFLITE_INT8, QuantContext, QuantReport, build_report, load_context, write_report
+from segedge.export.quant_debug import (
+    ONNX_FP32,
+    ONNX_INT8,
+    TFLITE_INT8,
+    QuantContext,
+    QuantReport,
+    build_report,
+    load_context,
+    write_report,
+)
 from segedge.manifest import MANIFEST_NAME
 from segedge.metrics import confusion_matrix, mean_iou
 from segedge.preprocess import scale_pixels
@@ -51,6 +69,8 @@ AUTO = "auto"
 LATENCY_REPEATS = 5
 REQUANTIZER = ("QuantizationDebugger calibrated model -> mlir_quantize(denylisted_nodes) "
                "(float fallback of the worst layers)")
+ONNX_REQUANTIZER = ("onnxruntime.quantization.quantize_static (QDQ, nodes_to_exclude: float fallback of the "
+                    "worst layers) after quant_pre_process")
 
 
 @dataclass
@@ -80,6 +100,7 @@ class FallbackResult:
     model: bytes | None = field(default=None, repr=False)  # the chosen model's bytes
     io_dtype: dict[str, str] = field(default_factory=dict)
     replaced: bool = False
+    artifact: str = TFLITE_INT8    # the bundle artifact this result is for
 
     @property
     def met(self) -> bool:
@@ -240,26 +261,26 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
         return debugger.get_nondebug_quantized_model()
 
 
-def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scratch: Path, k: str | int,
-                    max_miou_drop: float) -> FallbackResult:
-    """Search (``auto``) or apply a fixed K; the chosen model's bytes are in the result."""
+def _fallback(ctx: QuantContext, artifact: str, layers: Sequence[str], k: str | int, max_miou_drop: float,
+              ranking: str, build: Callable[[int, Path], bytes], float_check: Callable[[Path, list[str]], list[str]],
+              scratch: Path, suffix: str) -> FallbackResult:
+    """Search (``auto``) or apply a fixed K over ``layers`` (worst first); shared by TFLite and ONNX.
+
+    ``build(K, path)`` returns the model with the K worst layers in float (written to ``path``);
+    ``float_check(path, names)`` returns those of ``names`` really float in it.
+    """
     check_bound(max_miou_drop)
     k = parse_k(k)
-    layers = len(report.tflite)
-    if isinstance(k, int) and k > layers:
-        raise ConfigError(f"--int8-fallback {k}: the int8 model has only {layers} quantized layers")
+    if isinstance(k, int) and k > len(layers):
+        raise ConfigError(f"--int8-fallback {k}: the {artifact} model has only {len(layers)} quantized layers")
     reference_miou = keras_miou(ctx)
     models: dict[int, bytes] = {}
 
     def evaluate(count: int) -> Trial:
-        names = report.worst(count)
-        data = requantize(debugger, names, ctx.int8_io)
-        path = scratch / f"fallback_k{count}.tflite"
-        path.write_bytes(data)
-        # mlir_quantize ignores a denylisted fused TRANSPOSE_CONV (+BN/ReLU) output (measured: the op stays
-        # int8 under a new name); such layers are reported as not_float rather than claimed float.
-        dtypes = float_layer_dtypes(path, names)
-        floats = [n for n in names if dtypes[n] == "float32"]
+        names = list(layers[:count])
+        path = scratch / f"fallback_{artifact}_k{count}{suffix}"
+        data = build(count, path)
+        floats = float_check(path, names)
         miou, p50 = score_model(path, ctx)
         drop = 100.0 * (reference_miou - miou)
         models[count] = data
@@ -267,19 +288,115 @@ def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scrat
                      [n for n in names if n not in floats])
 
     if k == AUTO:
-        chosen, tried = search_smallest_k(evaluate, layers)
+        chosen, tried = search_smallest_k(evaluate, len(layers))
         applied, mode = chosen, "auto"
     else:
         tried = [evaluate(c) for c in sorted({0, int(k)})]
         fixed = next(t for t in tried if t.k == k)
         chosen, applied, mode = (int(k) if fixed.meets else None), int(k), "fixed"
-    result = FallbackResult(mode, max_miou_drop, reference_miou, tried, chosen, [], report.ranking,
-                            applied_k=applied)
+    result = FallbackResult(mode, max_miou_drop, reference_miou, tried, chosen, [], ranking,
+                            applied_k=applied, artifact=artifact)
     if applied is not None:
         result.model = models[applied]
         result.float_layers = next(t.float_layers for t in tried if t.k == applied)
-        result.io_dtype = io_dtypes(scratch / f"fallback_k{applied}.tflite")
+        result.io_dtype = io_dtypes(scratch / f"fallback_{artifact}_k{applied}{suffix}")
     return result
+
+
+def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scratch: Path, k: str | int,
+                    max_miou_drop: float) -> FallbackResult:
+    """TFLite int8: the debugger's calibrated model re-quantized with the K worst layers denylisted."""
+
+    def build(count: int, path: Path) -> bytes:
+        data = requantize(debugger, report.worst(count), ctx.int8_io)
+        path.write_bytes(data)
+        return data
+
+    def float_check(path: Path, names: list[str]) -> list[str]:
+        # mlir_quantize ignores a denylisted fused TRANSPOSE_CONV (+BN/ReLU) output (measured: the op stays
+        # int8 under a new name); such layers are reported as not_float rather than claimed float.
+        dtypes = float_layer_dtypes(path, names)
+        return [n for n in names if dtypes[n] == "float32"]
+
+    return _fallback(ctx, TFLITE_INT8, report.worst(len(report.tflite)), k, max_miou_drop, report.ranking,
+                     build, float_check, scratch, ".tflite")
+
+
+def onnx_fallback_nodes(report: QuantReport) -> list[str]:
+    """ONNX: the producer nodes of the report's activations, worst first, each once."""
+    nodes: list[str] = []
+    for row in report.onnx or []:
+        if row.node and row.node not in nodes:
+            nodes.append(row.node)
+    return nodes
+
+
+def onnx_float_nodes(model: Path, names: Sequence[str]) -> dict[str, bool | None]:
+    """Per node name: True if onnxruntime runs it in float, False if it is QDQ-wrapped, None if absent.
+
+    A node is QDQ-wrapped (fused into an integer kernel) when every input comes from a
+    DequantizeLinear and every output goes only to QuantizeLinear nodes.
+    """
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    by_name = {node.name: node for node in graph.node}
+    result: dict[str, bool | None] = {}
+    for name in names:
+        node = by_name.get(name)
+        if node is None:
+            result[name] = None
+            continue
+        inputs_dq = all(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                        for i in node.input if i)
+        outputs_q = all(consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o])
+                        for o in node.output)
+        result[name] = not (inputs_dq and outputs_q)
+    return result
+
+
+def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str | int,
+                  max_miou_drop: float) -> FallbackResult:
+    """ONNX int8: the bundle's fp32 ONNX re-quantized with the K worst nodes in ``nodes_to_exclude``."""
+    from segedge.export.onnx import quantize_onnx
+    from segedge.export.options import CalibMethod
+
+    if report.onnx is None or ONNX_INT8 not in ctx.manifest.artifacts or ONNX_FP32 not in ctx.manifest.artifacts:
+        raise ConfigError(f"{ctx.bundle}: the ONNX float fallback needs the onnx and onnx-int8 artifacts")
+    info = ctx.manifest.artifacts[ONNX_INT8]
+    fp32_path = ctx.bundle / ctx.manifest.artifacts[ONNX_FP32].file
+    method = CalibMethod(info.details.get("calibration_method", CalibMethod.minmax.value))
+    reduce_range = bool(info.details.get("reduce_range", True))
+    input_name = _onnx_input_name(fp32_path)
+    nodes = onnx_fallback_nodes(report)
+    cache = scratch / "onnx_calibration_cache.json"
+
+    def build(count: int, path: Path) -> bytes:
+        work = scratch / f"onnx_k{count}"
+        work.mkdir(exist_ok=True)
+        converted = quantize_onnx(fp32_path, work, ctx.calibration, input_name, method, reduce_range,
+                                  nodes_to_exclude=nodes[:count], calibration_cache=cache)
+        path.write_bytes(converted.data)
+        return converted.data
+
+    def float_check(path: Path, names: list[str]) -> list[str]:
+        floats = onnx_float_nodes(path, names)
+        return [n for n in names if floats[n]]
+
+    return _fallback(ctx, ONNX_INT8, nodes, k, max_miou_drop, report.ranking, build, float_check, scratch, ".onnx")
+
+
+def _onnx_input_name(path: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in initializers)
 
 
 # --------------------------------------------------------------------------- bundle update
@@ -291,33 +408,40 @@ def report_denylist(result: FallbackResult, k: int) -> list[str]:
 
 
 def replace_int8_artifact(ctx: QuantContext, result: FallbackResult, k: int) -> None:
-    """Swap the bundle's int8 TFLite file and its manifest entry; on failure the old file is restored."""
+    """Swap the bundle's int8 file (``result.artifact``) and its manifest entry; on failure the old file is restored."""
     from segedge.export.verify import read_io, verify_artifact
     from segedge.targets import TARGETS
 
     if result.model is None:
         return
     manifest = ctx.manifest
-    info = manifest.artifacts[TFLITE_INT8]
+    info = manifest.artifacts[result.artifact]
     path = ctx.bundle / info.file
     backup = path.read_bytes()
+    onnx = result.artifact == ONNX_INT8
     try:
         fileio.write_bytes(path, result.model)
         tensor_in, tensor_out = read_io(path)
         info.input, info.output = tensor_in, tensor_out
         info.sha256, info.bytes = fileio.sha256_file(path), path.stat().st_size
-        info.converter = REQUANTIZER
+        info.converter = ONNX_REQUANTIZER if onnx else REQUANTIZER
         trials = {t.k: t for t in result.tried}
         info.details.update({
-            "ops": "TFLITE_BUILTINS_INT8 + float builtins (float fallback)" if k else info.details.get("ops"),
             "fallback_k": k, "denylisted_layers": report_denylist(result, k),
             "float_layers": list(result.float_layers), "fallback_ranking": result.ranking,
             "fallback_mode": result.mode, "max_miou_drop": result.max_miou_drop,
-            "int8_io": tensor_in.dtype if tensor_in.dtype in ("uint8", "int8") else info.details.get("int8_io"),
             "io_dtype": {"input": tensor_in.dtype, "output": tensor_out.dtype},
             "fallback_p50_ms": trials[k].p50_ms if k in trials else None,
         })
-        info.verify = verify_artifact(path, TARGETS[TFLITE_INT8], ctx.reference, ctx.run.spec, manifest.num_classes)
+        if onnx:
+            info.details["nodes_to_exclude"] = report_denylist(result, k)
+        else:
+            info.details.update({
+                "ops": "TFLITE_BUILTINS_INT8 + float builtins (float fallback)" if k else info.details.get("ops"),
+                "int8_io": tensor_in.dtype if tensor_in.dtype in ("uint8", "int8") else info.details.get("int8_io"),
+            })
+        info.verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, ctx.run.spec,
+                                      manifest.num_classes)
         manifest.save(ctx.bundle / MANIFEST_NAME)
         result.replaced = True
     except BaseException:
@@ -325,16 +449,28 @@ def replace_int8_artifact(ctx: QuantContext, result: FallbackResult, k: int) -> 
         raise
 
 
+@dataclass
+class FallbackRun:
+    """The fallback of each int8 artifact handled: TFLite always, ONNX when the report has its table."""
+
+    tflite: FallbackResult
+    onnx: FallbackResult | None = None
+
+    @property
+    def results(self) -> list[FallbackResult]:
+        return [r for r in (self.tflite, self.onnx) if r is not None]
+
+
 def fallback_search(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[str], k: str | int = AUTO,
                     max_miou_drop: float = 1.0, *, samples: int = 8, onnx: bool = False, replace: bool = True,
                     out: str | os.PathLike[str] | None = None,
-                    data_root: str | os.PathLike[str] | None = None) -> FallbackResult:
-    """Report, then search/apply the float fallback; replaces BUNDLE's int8 TFLite when K > 0 is chosen.
+                    data_root: str | os.PathLike[str] | None = None) -> FallbackRun:
+    """Report, then search/apply the float fallback for the int8 TFLite (and, with ``onnx``, ONNX) model.
 
-    Writes quant_report.* (with the search table) to ``out`` (default: the
-    bundle). Raises ParityError when no K tried meets the bound (the bundle
-    is left as it was) in ``auto`` mode; a fixed K is applied either way
-    (``result.met`` says whether it met the bound).
+    Each artifact is replaced when its applied K is > 0. Writes quant_report.* (with the
+    search tables) to ``out`` (default: the bundle). In ``auto`` mode, raises ParityError
+    after writing the report when an artifact's search met no bound (that artifact is left
+    as it was); a fixed K is applied either way (``result.met`` says whether it met the bound).
     """
     k = parse_k(k)
     check_bound(max_miou_drop)
@@ -345,13 +481,21 @@ def fallback_search(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLi
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
         scratch = Path(scratch_name)
         report, debug = build_report(ctx, scratch, samples, onnx)
-        result = tflite_fallback(ctx, report, debug.debugger, scratch, k, max_miou_drop)
-        if replace and result.applied_k:  # K = 0 is the bundle's model already
-            replace_int8_artifact(ctx, result, result.applied_k)
-    report.notes.append("the float fallback changes the TFLite int8 model only; the ONNX int8 model is unchanged")
-    write_report(report, out if out is not None else ctx.bundle, result.to_dict())
-    if result.mode == AUTO and not result.met:
-        raise ParityError(
-            f"no float fallback met --max-miou-drop {max_miou_drop:g} (the bundle is unchanged): "
-            + ", ".join(f"K={t.k}: drop {t.drop:.2f}" for t in sorted(result.tried, key=lambda t: t.k)))
-    return result
+        run = FallbackRun(tflite_fallback(ctx, report, debug.debugger, scratch, k, max_miou_drop))
+        if report.onnx is not None:
+            run.onnx = onnx_fallback(ctx, report, scratch, k, max_miou_drop)
+        for result in run.results:
+            if replace and result.applied_k:  # K = 0 is the bundle's model already
+                replace_int8_artifact(ctx, result, result.applied_k)
+    if run.onnx is None:
+        report.notes.append("the float fallback changed the TFLite int8 model only (no ONNX table: pass --onnx "
+                            "with a bundle that has onnx and onnx-int8)")
+    write_report(report, out if out is not None else ctx.bundle, run.tflite.to_dict(),
+                 None if run.onnx is None else run.onnx.to_dict())
+    missed = [r for r in run.results if r.mode == AUTO and not r.met]
+    if missed:
+        raise ParityError("; ".join(
+            f"{r.artifact}: no float fallback met --max-miou-drop {max_miou_drop:g} (left unchanged): "
+            + ", ".join(f"K={t.k}: drop {t.drop:.2f}" for t in sorted(r.tried, key=lambda t: t.k))
+            for r in missed))
+    return run

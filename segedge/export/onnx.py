@@ -13,7 +13,9 @@ activations, calibrated on the same training images as TFLite int8.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 from segedge.export.calibration import CalibrationSource, OrtCalibrationReader
@@ -60,8 +62,14 @@ def _ort_method(method: CalibMethod):
 
 
 def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource, input_name: str,
-                  method: CalibMethod = CalibMethod.minmax, reduce_range: bool = True) -> Converted:
+                  method: CalibMethod = CalibMethod.minmax, reduce_range: bool = True,
+                  nodes_to_exclude: Sequence[str] = (), calibration_cache: Path | None = None) -> Converted:
     """int8 QDQ ONNX from an fp32 ONNX file, calibrated on ``calibration``.
+
+    ``nodes_to_exclude`` (names in the pre-processed graph, which keeps tf2onnx's node
+    names) stay float: the float fallback of ``segedge.export.fallback``, which also passes
+    ``calibration_cache`` so that every K reuses one calibration (where ``quantize_static``
+    takes ``calibration_cache_path``; older onnxruntime calibrates again, with the same result).
 
     ``reduce_range`` (7-bit weights) is on by default: onnxruntime's u8s8 kernels on
     x86 without VNNI (AVX2, this machine and most CI) sum pairs of u8*s8 products in
@@ -76,13 +84,18 @@ def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource
     prepared = scratch / "onnx_preprocessed.onnx"
     quantized = scratch / "onnx_int8.onnx"
     quant_pre_process(str(fp32_path), str(prepared))
+    extra = {}
+    if calibration_cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+        extra["calibration_cache_path"] = str(calibration_cache)
     quantize_static(
         str(prepared), str(quantized), OrtCalibrationReader(calibration, input_name),
         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=_ort_method(method),
+        calibrate_method=_ort_method(method), nodes_to_exclude=list(nodes_to_exclude) or None, **extra,
     )
     details = {"quant_format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
                "reduce_range": reduce_range, "calibration_method": method.value,
                "calibration_count": len(calibration), "preprocess": "quant_pre_process"}
+    if nodes_to_exclude:
+        details["nodes_to_exclude"] = list(nodes_to_exclude)
     return Converted(quantized.read_bytes(), QUANTIZER, details)

@@ -250,7 +250,7 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     """``QuantizationDebugger`` from the exact converter configuration of the bundle's int8 artifact."""
     import tensorflow as tf
 
-    from segedge.export.graph import prepare_export_model, uses_subpixel
+    from segedge.export.graph import prepare_export_model, subpixel_max_filters
     from segedge.export.options import IntIO
     from segedge.export.run import check_model_matches, load_keras_model
     from segedge.export.tflite import TFLiteSource, configure_converter
@@ -258,8 +258,8 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
 
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
-    # The graph the bundle's int8 TFLite was converted from (no sub-pixel rewrite for that target).
-    export = prepare_export_model(model, subpixel=uses_subpixel(TARGETS["int8"]))
+    # The graph the bundle's int8 TFLite was converted from (the same partial sub-pixel rewrite).
+    export = prepare_export_model(model, max_filters=subpixel_max_filters(TARGETS["int8"]))
     converter, _, _ = TFLiteSource(export, scratch).converter()
     configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)
@@ -433,7 +433,8 @@ def _table(rows: list[LayerError], onnx: bool = False) -> list[str]:
     return out
 
 
-def render_markdown(report: QuantReport, fallback: dict[str, Any] | None = None) -> str:
+def render_markdown(report: QuantReport, fallback: dict[str, Any] | None = None,
+                    onnx_fallback: dict[str, Any] | None = None) -> str:
     lines = [
         "# int8 quantization report", "",
         f"Bundle: `{report.bundle}`  ", f"Created: {report.created}  ",
@@ -451,7 +452,9 @@ def render_markdown(report: QuantReport, fallback: dict[str, Any] | None = None)
                   "the QDQ model's activation against the fp32 model's (accumulated).", "",
                   *_table(report.onnx, onnx=True), ""]
     if fallback:
-        lines += ["## Float fallback search", "", *fallback_lines(fallback), ""]
+        lines += ["## Float fallback search: TFLite int8", "", *fallback_lines(fallback), ""]
+    if onnx_fallback:
+        lines += ["## Float fallback search: ONNX int8 (nodes_to_exclude)", "", *fallback_lines(onnx_fallback), ""]
     if report.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     return "\n".join(lines)
@@ -489,7 +492,8 @@ def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> b
 
 
 def write_report(report: QuantReport, out: str | os.PathLike[str],
-                 fallback: dict[str, Any] | None = None) -> dict[str, Path]:
+                 fallback: dict[str, Any] | None = None,
+                 onnx_fallback: dict[str, Any] | None = None) -> dict[str, Path]:
     """quant_report.{json,md,png} in ``out`` (atomic); the plot is skipped with a note without matplotlib."""
     folder = Path(out)
     written: dict[str, Path] = {}
@@ -503,8 +507,10 @@ def write_report(report: QuantReport, out: str | os.PathLike[str],
     data = report.to_dict()
     if fallback is not None:
         data["fallback"] = fallback
+    if onnx_fallback is not None:
+        data["onnx_fallback"] = onnx_fallback
     fileio.write_json(folder / REPORT_JSON, data)
-    fileio.write_text(folder / REPORT_MD, render_markdown(report, fallback))
+    fileio.write_text(folder / REPORT_MD, render_markdown(report, fallback, onnx_fallback))
     written.update(json=folder / REPORT_JSON, md=folder / REPORT_MD)
     return written
 

@@ -136,6 +136,22 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 64, 64, 3]
 
 
+def test_both_onnx_artifacts_are_the_same_sub_pixel_graph(tiny_bundle, manifest):
+    """int8 is quantized from the fp32 ONNX and the float fallback re-quantizes it by node name."""
+    import onnx
+
+    def graph(name: str) -> onnx.GraphProto:
+        return onnx.load(str(tiny_bundle / manifest.artifacts[name].file), load_external_data=False).graph
+
+    fp32, int8 = graph("onnx"), graph("onnx-int8")
+    assert "DepthToSpace" in {n.op_type for n in fp32.node} and "ConvTranspose" not in {n.op_type for n in fp32.node}
+    assert "ConvTranspose" not in {n.op_type for n in int8.node}
+    convs = [n.name for n in int8.node if n.op_type == "Conv"]
+    assert convs and set(convs) <= {n.name for n in fp32.node}  # what nodes_to_exclude names
+    assert manifest.artifacts["onnx"].details["graph_rewrites"] == manifest.artifacts["onnx-int8"].details[
+        "graph_rewrites"]
+
+
 def test_int8_tflite_is_at_most_027_of_fp32(manifest):
     assert manifest.artifacts["int8"].bytes <= 0.27 * manifest.artifacts["fp32"].bytes
     assert manifest.artifacts["fp16"].bytes <= 0.51 * manifest.artifacts["fp32"].bytes

@@ -64,7 +64,7 @@ def versions() -> dict[str, str]:
 
 def _convert(target: Target, export: ExportModel, tflite: TFLiteSource, scratch: Path,
              calibration: CalibrationSource | None, options: ExportOptions, onnx_fp32: Path | None) -> Converted:
-    """One target's bytes; ONNX int8 reuses (or makes) the fp32 ONNX in scratch."""
+    """One target's bytes; ONNX int8 reuses the fp32 ONNX artifact when it is the same graph, else makes one."""
     if target.runtime is Runtime.tflite:
         return convert_tflite(tflite, target.precision, calibration, options.int8_io)
     from segedge.export.onnx import convert_onnx, quantize_onnx
@@ -102,25 +102,26 @@ def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[int |
     artifacts: dict[str, ArtifactInfo] = {}
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
         scratch = Path(scratch_name)
-        onnx_fp32: Path | None = None
+        onnx_fp32: dict[int | None, Path] = {}  # fp32 ONNX artifacts written, by graph
         sources: dict[int | None, TFLiteSource] = {}
         for target in targets:
             limit = subpixel_max_filters(target)
             export = graphs[limit]
             if limit not in sources:
-                (scratch / f"graph-{limit or 'all'}").mkdir()
-                sources[limit] = TFLiteSource(export, scratch / f"graph-{limit or 'all'}")
+                graph_dir = scratch / f"graph-{'all' if limit is None else limit}"
+                graph_dir.mkdir()
+                sources[limit] = TFLiteSource(export, graph_dir)
             tflite = sources[limit]
             start = time.perf_counter()
             try:
-                converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32)
+                converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32.get(limit))
             except SegedgeError:
                 raise
             except Exception as exc:
                 raise ExportError(f"export {target.name} failed: {type(exc).__name__}: {exc}") from exc
             artifacts[target.name] = _artifact(folder, target, converted, export, time.perf_counter() - start)
             if target.runtime is Runtime.onnx and target.precision is Precision.fp32:
-                onnx_fp32 = folder / target.filename
+                onnx_fp32[limit] = folder / target.filename
     return artifacts
 
 

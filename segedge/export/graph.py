@@ -5,11 +5,10 @@ Every converter (TFLite, tf2onnx) is fed the result of
 a fixed batch of 1 (a dynamic batch makes each TRANSPOSE_CONV compute its
 output shape at run time and fall out of XNNPACK, ~3x slower), and the exact
 sub-pixel rewrite of the decoder's 3x3/stride-2 transposed convolutions
-(``segedge.export.subpixel``; BatchNorm folded; TFLite int8 only for the
-narrow layers, see ``subpixel_max_filters``). Measured at 224 px, batch 1
-(benchmarks/README.md): TFLite fp32 181.6/102.7 -> 66.5/37.0 ms (1/2 threads),
-onnxruntime int8 QDQ 74.1/47.6 -> 42.7/30.6 ms; onnxruntime fp32 unchanged. Verification still compares every
-artifact with the *original* Keras model, so the rewrite is checked on each export.
+(``segedge.export.subpixel``; BatchNorm folded) for every target, TFLite int8
+for its narrow layers only (``subpixel_max_filters`` has the figures and the
+reasons). Verification still compares every artifact with the *original* Keras
+model, so the rewrite is checked on each export.
 """
 
 from __future__ import annotations
@@ -18,21 +17,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FIXED_BATCH = 1
-
-
 INT8_TFLITE_MAX_FILTERS = 64
 
 
 def subpixel_max_filters(target) -> int | None:
     """The widest Conv2DTranspose (in filters) the sub-pixel rewrite replaces for ``target``; None: all.
 
-    TFLite int8 rewrites only the high-resolution layers (<= 64 filters: the U-Net's last
-    up-sampling block and the logits). In int8 the rewrite pays per output channel: four phase
-    convolutions carry four sets of per-channel scales, zero points and biases, so rewriting all
-    five grew the file from 0.2689x to 0.2711x fp32 on the demo model, past the 0.27x bound,
-    while the two widest-resolution layers cost ~18 KB (0.2696x) and give most of the speed:
-    224 px, p50 1/2 threads, int8 original 64.7/34.2, <= 64 filters 58.4/31.7, all 54.3/29.2,
-    fp32 sub-pixel 66.6/34.7 ms (design.md). Every other target rewrites all of them.
+    Chosen per target from one interleaved run at 224 px (p50 ms, 1 / 2 threads; design.md):
+
+    - TFLite fp32, fp16, dynamic: all (fp32 61.7 / 34.2 vs 181.3 / 90.9 with TRANSPOSE_CONV).
+    - TFLite int8: only the high-resolution layers (<= 64 filters: the U-Net's last up-sampling
+      block and the logits). In int8 the rewrite pays per output channel: four phase convolutions
+      carry four sets of per-channel scales, zero points and biases, so rewriting all five grew
+      the demo model's file from 0.2689x to 0.2711x fp32, past the 0.27x bound, while the two
+      widest-resolution layers cost ~18 KB (0.2696x). That run: all 54.4 / 30.0, <= 64 filters
+      63.3 / 33.1, original 72.4 / 33.1; a LiteRT-only interleaved run (20 rounds): all 54.3 / 29.2,
+      <= 64 filters 58.4 / 31.7, original 64.7 / 34.2, fp32 sub-pixel 66.6 / 34.7.
+    - onnxruntime int8: all. Un-rewritten, the quantizer leaves ConvTranspose float with its
+      weights dequantized every run: 81.2 / 50.4 vs 48.4 / 37.7 rewritten.
+    - onnxruntime fp32: all, although the original graph scales better with threads (72.5 / 39.1
+      vs 68.7 / 52.7: MLAS' ConvTranspose is GEMM + col2im and threads well, the rewrite's
+      DepthToSpace, a 6-D transpose in NCHW, does not). The int8 model is quantized from the
+      fp32 ONNX, and the float fallback re-quantizes the bundle's fp32 ONNX with
+      ``nodes_to_exclude`` naming the int8 model's nodes: both need one graph. Converting the
+      sub-pixel graph again later (measured: in the fallback's process, even with tf2onnx's name
+      counter restarted) does not reproduce tf2onnx's inserted-node names ("Conv__287" became
+      "Conv__289"), so an int8-only graph could not be re-quantized by name.
     """
     from segedge.targets import Precision, Runtime
 

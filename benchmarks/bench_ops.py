@@ -35,6 +35,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from tables import print_markdown_table  # benchmarks/ is the script's own folder
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -217,12 +218,9 @@ def profile_onnx(path: str, threads: int, runs: int, warmup: int) -> dict:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="segedge-ops-") as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        from segedge.edge.runtime import ort_session_options
+
+        options = ort_session_options(ort, threads)  # exactly what the edge backend runs with
         options.enable_profiling = True
         options.profile_file_prefix = os.path.join(tmp, "ort_profile")
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -272,14 +270,14 @@ def summarize(profile: dict, top: int, out=sys.stdout) -> dict:
     head = ["op type", "count", "ms/run", "share"] + (["xnnpack"] if tflite else [])
     rows = [[t["op"], str(t["count"]), f"{t['ms']:.3f}", f"{100 * t['ms'] / total:.1f}%"]
             + ([f"{t['xnnpack']}/{t['count']}"] if tflite else []) for t in types[:top]]
-    _table(head, rows, out)
+    print_markdown_table(head, rows, out)
     top_nodes = sorted(nodes, key=lambda n: -n["ms"])[:top]
     head = ["node", "op", "output shape", "ms/run", "share"] + (["xnnpack"] if tflite else [])
     rows = [[_short(n["node"]), n["op"], str(n.get("output_shape", "")), f"{n['ms']:.3f}",
              f"{100 * n['ms'] / total:.1f}%"] + (["yes" if n.get("xnnpack") else "no"] if tflite else [])
             for n in top_nodes]
     print(file=out)
-    _table(head, rows, out)
+    print_markdown_table(head, rows, out)
     if profile["skipped"]:
         print(f"\nnot profiled ({len(profile['skipped'])}): {', '.join(profile['skipped'][:20])}", file=out)
     return {"by_type": types, "top_nodes": top_nodes}
@@ -287,14 +285,6 @@ def summarize(profile: dict, top: int, out=sys.stdout) -> dict:
 
 def _short(name: str, width: int = 60) -> str:
     return name if len(name) <= width else "..." + name[-(width - 3):]
-
-
-def _table(head: list[str], rows: list[list[str]], out) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |", file=out)
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
-    for r in rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tables import print_markdown_table  # noqa: E402  (benchmarks/ is the script's own folder)
+
 # Synthetic-mode model variants: (rewrite variant or None, fold BatchNorm / activation, max filters rewritten).
 VARIANTS: dict[str, tuple[str | None, bool, int | None]] = {
     "original": (None, False, None),             # the trained graph on a fixed batch-1 input
@@ -499,11 +501,7 @@ def print_table(rows: list[dict], out=sys.stdout) -> None:
                       f"{r['invoke_p50_ms']:.1f}" if "invoke_p50_ms" in r else "",
                       f"{r['x_keras']:.3f}" if r.get("x_keras") else "",
                       f"{r['agree']:.4f}" if r.get("agree") is not None else "", mb])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |", file=out)
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=out)
-    for line in lines:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |", file=out)
+    print_markdown_table(head, lines, out)
 
 
 def main(argv: list[str] | None = None) -> int:

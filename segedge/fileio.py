@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from segedge.errors import OutputError
+from segedge.errors import ModelError, OutputError
 
 TMP_PREFIX = ".segedge-tmp-"
 
@@ -155,3 +155,20 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path, *, missing: str, fix: str) -> dict[str, Any]:
+    """A JSON object from ``path``; ModelError naming the file and ``fix`` otherwise.
+
+    ``missing`` is the whole message tail for a file that is not there; ``fix`` ends the
+    messages for a file that is not JSON or not an object (how to make a good one).
+    """
+    if not path.is_file():
+        raise ModelError(f"{path}: {missing}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}); {fix}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: JSON but not an object ({type(data).__name__}); {fix}")
+    return data

@@ -7,7 +7,6 @@ longer match the recorded sha256. numpy-free and TensorFlow-free.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,14 +101,9 @@ def load_manifest(bundle: str | os.PathLike[str]) -> Manifest:
     path = Path(bundle)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    if not path.is_file():
-        raise ModelError(f"{path}: manifest not found; export a bundle with 'segedge export RUN --out BUNDLE'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: manifest is not valid JSON ({exc}); re-export the bundle") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: manifest is JSON but not an object ({type(data).__name__}); re-export the bundle")
+    data = fileio.read_json_object(
+        path, missing="manifest not found; export a bundle with 'segedge export RUN --out BUNDLE'",
+        fix="re-export the bundle")
     return Manifest.from_dict(data, source=str(path))
 
 

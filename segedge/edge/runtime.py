@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,6 +86,22 @@ def _tflite_spec(detail: dict) -> TensorSpec:
     return TensorSpec(detail["name"], shape, dtype)
 
 
+def ort_session_options(ort: Any, threads: int) -> Any:
+    """The session options every onnxruntime session in segedge (and its benchmarks) uses.
+
+    One intra-op pool of ``threads`` (the calling thread included), sequential execution,
+    every graph optimisation; the same settings in the edge backend and in
+    ``benchmarks/bench_ops.py`` so a profile explains the latency that bench reports.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
 class TFLiteBackend:
     """LiteRT (``ai_edge_litert``) first, ``tflite_runtime`` as fallback; threads always set."""
 
@@ -157,12 +173,7 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise MissingExtraError("onnxruntime", "edge") from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options = ort_session_options(ort, threads)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types

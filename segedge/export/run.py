@@ -7,12 +7,12 @@ pipeline (pre-processing, data root, split) is read from it, never guessed.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segedge import fileio
 from segedge.data.splits import Split
 from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, DataError, ModelError
@@ -56,15 +56,9 @@ class RunFolder:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ModelError(f"{path}: not found; is {path.parent} a run folder written by 'segedge train'?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: expected a JSON object")
-    return data
+    return fileio.read_json_object(
+        path, missing=f"not found; is {path.parent} a run folder written by 'segedge train'?",
+        fix="re-run 'segedge train' or restore the file")
 
 
 def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:

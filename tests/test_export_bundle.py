@@ -120,7 +120,7 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     """A dynamic batch adds SHAPE/STRIDED_SLICE/PACK per transposed conv and leaves XNNPACK (design.md)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from segedge.export.graph import subpixel_max_filters
+    from segedge.export.graph import rewrite_plan
     from segedge.targets import TARGETS
 
     interpreter = Interpreter(model_path=str(tiny_bundle / manifest.artifacts[name].file))
@@ -128,7 +128,7 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     ops = set(op_list)
     rewrites = manifest.artifacts[name].details["graph_rewrites"]
     assert "DEPTH_TO_SPACE" in ops and any("sub-pixel" in r for r in rewrites)
-    if subpixel_max_filters(TARGETS[name]) is None:  # every transposed conv became phase convs + depth_to_space
+    if rewrite_plan(TARGETS[name]).max_filters is None:  # every transposed conv became phase convs + depth_to_space
         assert "TRANSPOSE_CONV" not in ops
     else:  # int8: only the <= 64-filter layers (the last decoder block and the logits); 512/256/128 stay
         assert op_list.count("TRANSPOSE_CONV") == 3 and op_list.count("DEPTH_TO_SPACE") == 2
@@ -136,20 +136,23 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 64, 64, 3]
 
 
-def test_both_onnx_artifacts_are_the_same_sub_pixel_graph(tiny_bundle, manifest):
-    """int8 is quantized from the fp32 ONNX and the float fallback re-quantizes it by node name."""
+def test_both_onnx_artifacts_are_the_same_interleaved_sub_pixel_graph(tiny_bundle, manifest):
+    """ONNX gets the interleave shuffle (no DepthToSpace); int8 is quantized from the fp32 ONNX and the
+    float fallback re-quantizes it by node name, so both must be one graph."""
     import onnx
 
     def graph(name: str) -> onnx.GraphProto:
         return onnx.load(str(tiny_bundle / manifest.artifacts[name].file), load_external_data=False).graph
 
     fp32, int8 = graph("onnx"), graph("onnx-int8")
-    assert "DepthToSpace" in {n.op_type for n in fp32.node} and "ConvTranspose" not in {n.op_type for n in fp32.node}
-    assert "ConvTranspose" not in {n.op_type for n in int8.node}
+    for g in (fp32, int8):
+        ops = {n.op_type for n in g.node}
+        assert not ops & {"ConvTranspose", "DepthToSpace"} and "Reshape" in ops
     convs = [n.name for n in int8.node if n.op_type == "Conv"]
     assert convs and set(convs) <= {n.name for n in fp32.node}  # what nodes_to_exclude names
-    assert manifest.artifacts["onnx"].details["graph_rewrites"] == manifest.artifacts["onnx-int8"].details[
-        "graph_rewrites"]
+    rewrites = manifest.artifacts["onnx"].details["graph_rewrites"]
+    assert rewrites == manifest.artifacts["onnx-int8"].details["graph_rewrites"]
+    assert any("interleave" in r for r in rewrites)
 
 
 def test_int8_tflite_is_at_most_027_of_fp32(manifest):

@@ -102,7 +102,7 @@ def test_rewritten_unet_is_exact(unet, rewritten, images, reference):
     assert (got.argmax(-1) == reference.argmax(-1)).mean() == 1.0
 
 
-@pytest.mark.parametrize("variant", ["dense", "transpose"])
+@pytest.mark.parametrize("variant", ["dense", "transpose", "interleave"])
 def test_other_variants_are_exact(unet, images, reference, variant):
     model = rewrite_transposed_convs(unet, variant=variant, batch_size=None)
     assert count_transposed_convs(model) == (5 if variant == "transpose" else 0)
@@ -112,7 +112,7 @@ def test_other_variants_are_exact(unet, images, reference, variant):
 
 
 def test_max_filters_rewrites_only_the_narrow_layers_and_stays_exact(unet, images, reference):
-    """TFLite int8 rewrites only <= 64-filter layers (segedge.export.graph.subpixel_max_filters)."""
+    """TFLite int8 rewrites only <= 64-filter layers (segedge.export.graph.rewrite_plan)."""
     model = rewrite_transposed_convs(unet, max_filters=64)
     kept = sorted(layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose))
     assert kept == [128, 256, 512]  # the logits (21) and the last decoder block (64) became sub-pixel

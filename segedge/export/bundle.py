@@ -20,7 +20,7 @@ from typing import Any
 from segedge import fileio
 from segedge.errors import ConfigError, ExportError, OutputError, SegedgeError
 from segedge.export.calibration import CalibrationSource, load_calibration
-from segedge.export.graph import ExportModel, prepare_export_model, subpixel_max_filters
+from segedge.export.graph import ExportModel, RewritePlan, prepare_export_model, rewrite_plan
 from segedge.export.options import ExportOptions
 from segedge.export.reference import Reference, build_reference
 from segedge.export.run import RunFolder, check_model_matches, load_keras_model, open_run
@@ -96,32 +96,32 @@ def _artifact(folder: Path, target: Target, converted: Converted, export: Export
                         converter=converted.converter, details=details)
 
 
-def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[int | None, ExportModel],
+def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[RewritePlan, ExportModel],
                      calibration: CalibrationSource | None, options: ExportOptions) -> dict[str, ArtifactInfo]:
-    """``graphs`` maps each target's ``subpixel_max_filters`` to the graph converted for it."""
+    """``graphs`` maps each target's ``rewrite_plan`` to the graph converted for it."""
     artifacts: dict[str, ArtifactInfo] = {}
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
         scratch = Path(scratch_name)
-        onnx_fp32: dict[int | None, Path] = {}  # fp32 ONNX artifacts written, by graph
-        sources: dict[int | None, TFLiteSource] = {}
+        onnx_fp32: dict[RewritePlan, Path] = {}  # fp32 ONNX artifacts written, by graph
+        sources: dict[RewritePlan, TFLiteSource] = {}
         for target in targets:
-            limit = subpixel_max_filters(target)
-            export = graphs[limit]
-            if limit not in sources:
-                graph_dir = scratch / f"graph-{'all' if limit is None else limit}"
+            plan = rewrite_plan(target)
+            export = graphs[plan]
+            if plan not in sources:
+                graph_dir = scratch / f"graph-{plan.tag}"
                 graph_dir.mkdir()
-                sources[limit] = TFLiteSource(export, graph_dir)
-            tflite = sources[limit]
+                sources[plan] = TFLiteSource(export, graph_dir)
+            tflite = sources[plan]
             start = time.perf_counter()
             try:
-                converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32.get(limit))
+                converted = _convert(target, export, tflite, scratch, calibration, options, onnx_fp32.get(plan))
             except SegedgeError:
                 raise
             except Exception as exc:
                 raise ExportError(f"export {target.name} failed: {type(exc).__name__}: {exc}") from exc
             artifacts[target.name] = _artifact(folder, target, converted, export, time.perf_counter() - start)
             if target.runtime is Runtime.onnx and target.precision is Precision.fp32:
-                onnx_fp32[limit] = folder / target.filename
+                onnx_fp32[plan] = folder / target.filename
     return artifacts
 
 
@@ -190,8 +190,7 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     _warn_scaling(run)
     model = load_keras_model(run.model_path)
     check_model_matches(model, run)
-    limits = {subpixel_max_filters(t) for t in targets}
-    graphs = {limit: prepare_export_model(model, max_filters=limit) for limit in limits}
+    graphs = {plan: prepare_export_model(model, plan=plan) for plan in {rewrite_plan(t) for t in targets}}
     reference = build_reference(model, dataset, run.split, run.spec, options.eval_count)
     calibration = None
     if any(t.needs_calibration for t in targets):

@@ -5,9 +5,9 @@ Every converter (TFLite, tf2onnx) is fed the result of
 a fixed batch of 1 (a dynamic batch makes each TRANSPOSE_CONV compute its
 output shape at run time and fall out of XNNPACK, ~3x slower), and the exact
 sub-pixel rewrite of the decoder's 3x3/stride-2 transposed convolutions
-(``segedge.export.subpixel``; BatchNorm folded) for every target, TFLite int8
-for its narrow layers only (``subpixel_max_filters`` has the figures and the
-reasons). Verification still compares every artifact with the *original* Keras
+(``segedge.export.subpixel``; BatchNorm folded) for every target, in the form
+measured fastest for its runtime, TFLite int8 for its narrow layers only
+(``rewrite_plan`` has the figures and the reasons). Verification still compares every artifact with the *original* Keras
 model, so the rewrite is checked on each export.
 """
 
@@ -20,35 +20,48 @@ FIXED_BATCH = 1
 INT8_TFLITE_MAX_FILTERS = 64
 
 
-def subpixel_max_filters(target) -> int | None:
-    """The widest Conv2DTranspose (in filters) the sub-pixel rewrite replaces for ``target``; None: all.
+@dataclass(frozen=True)
+class RewritePlan:
+    """How the decoder's transposed convolutions are rewritten for one target (see ``rewrite_plan``)."""
 
-    Chosen per target from one interleaved run at 224 px (p50 ms, 1 / 2 threads; design.md):
+    variant: str = "phases"          # segedge.export.subpixel.VARIANTS
+    max_filters: int | None = None   # rewrite only Conv2DTranspose layers this narrow; None: all
 
-    - TFLite fp32, fp16, dynamic: all (fp32 61.7 / 34.2 vs 181.3 / 90.9 with TRANSPOSE_CONV).
+    @property
+    def tag(self) -> str:
+        return f"{self.variant}-{'all' if self.max_filters is None else self.max_filters}"
+
+
+def rewrite_plan(target) -> RewritePlan:
+    """The sub-pixel rewrite each target converts, chosen by measurement (224 px, p50 ms, 1 / 2 threads).
+
+    - TFLite fp32, fp16, dynamic: every transposed conv as four phase convs + DEPTH_TO_SPACE
+      (fp32 61.7 / 34.2 vs 181.3 / 90.9 with TRANSPOSE_CONV). Shuffling the phases by
+      concatenation + reshape instead measured the same (64.8 / 36.1 vs 64.4 / 36.2).
     - TFLite int8: only the high-resolution layers (<= 64 filters: the U-Net's last up-sampling
       block and the logits). In int8 the rewrite pays per output channel: four phase convolutions
       carry four sets of per-channel scales, zero points and biases, so rewriting all five grew
       the demo model's file from 0.2689x to 0.2711x fp32, past the 0.27x bound, while the two
-      widest-resolution layers cost ~18 KB (0.2696x). That run: all 54.4 / 30.0, <= 64 filters
-      63.3 / 33.1, original 72.4 / 33.1; a LiteRT-only interleaved run (20 rounds): all 54.3 / 29.2,
-      <= 64 filters 58.4 / 31.7, original 64.7 / 34.2, fp32 sub-pixel 66.6 / 34.7.
-    - onnxruntime int8: all. Un-rewritten, the quantizer leaves ConvTranspose float with its
-      weights dequantized every run: 81.2 / 50.4 vs 48.4 / 37.7 rewritten.
-    - onnxruntime fp32: all, although the original graph scales better with threads (72.5 / 39.1
-      vs 68.7 / 52.7: MLAS' ConvTranspose is GEMM + col2im and threads well, the rewrite's
-      DepthToSpace, a 6-D transpose in NCHW, does not). The int8 model is quantized from the
-      fp32 ONNX, and the float fallback re-quantizes the bundle's fp32 ONNX with
-      ``nodes_to_exclude`` naming the int8 model's nodes: both need one graph. Converting the
-      sub-pixel graph again later (measured: in the fallback's process, even with tf2onnx's name
-      counter restarted) does not reproduce tf2onnx's inserted-node names ("Conv__287" became
-      "Conv__289"), so an int8-only graph could not be re-quantized by name.
+      widest-resolution layers cost ~18 KB (0.2696x). One interleaved run: all 54.4 / 30.0,
+      <= 64 filters 63.3 / 33.1, original 72.4 / 33.1; a LiteRT-only run (20 rounds): all
+      54.3 / 29.2, <= 64 filters 58.4 / 31.7, original 64.7 / 34.2, fp32 sub-pixel 66.6 / 34.7.
+    - onnxruntime fp32 and int8: every transposed conv as phase convs shuffled by NHWC
+      concatenation + reshape ("interleave"). onnxruntime's DepthToSpace is a 6-D transpose in
+      NCHW that got slower with a second thread (5.8 -> 10.3 ms for the five); the interleave
+      leaves only 4-D layout transposes. fp32 63.9 / 38.8 (DepthToSpace 69.9 / 48.4, original
+      graph 66.1 / 40.4); int8 34.2 / 23.2 (DepthToSpace 40.3 / 29.7; un-rewritten, the
+      quantizer leaves ConvTranspose float: 81.2 / 50.4). Both ONNX artifacts must be one graph:
+      int8 is quantized from the fp32 ONNX, and the float fallback re-quantizes it with
+      ``nodes_to_exclude`` naming the int8 model's nodes (a second conversion of a graph, in
+      another process, did not reproduce tf2onnx's node names: "Conv__287" became "Conv__289").
     """
     from segedge.targets import Precision, Runtime
 
-    if target.runtime is Runtime.tflite and target.precision is Precision.int8:
-        return INT8_TFLITE_MAX_FILTERS
-    return None
+    if target.runtime is Runtime.onnx:
+        return RewritePlan("interleave")
+    if target.precision is Precision.int8:
+        return RewritePlan("phases", INT8_TFLITE_MAX_FILTERS)
+    return RewritePlan()
 
 
 @dataclass
@@ -98,7 +111,11 @@ def _input_name(model) -> str:
     return name.split(":")[0]
 
 
-def _subpixel(model, batch: int, max_filters: int | None):
+_SHUFFLE_NOTES = {"phases": "depth_to_space", "interleave": "concatenate/reshape interleave",
+                  "dense": "one 2x2 conv + depth_to_space", "transpose": "kept as transposed convs"}
+
+
+def _subpixel(model, batch: int, plan: RewritePlan):
     """The sub-pixel copy of ``model``, or None where the rewrite does not apply."""
     from segedge.export.subpixel import count_transposed_convs, rewrite_transposed_convs
 
@@ -106,24 +123,26 @@ def _subpixel(model, batch: int, max_filters: int | None):
     if before == 0:
         return None, ""
     try:
-        rewritten = rewrite_transposed_convs(model, batch_size=batch, max_filters=max_filters)
+        rewritten = rewrite_transposed_convs(model, batch_size=batch, variant=plan.variant,
+                                             max_filters=plan.max_filters)
     except (TypeError, ValueError):
         return None, ""
     kept = count_transposed_convs(rewritten)
     if kept == before:
         return None, ""
-    limit = "" if max_filters is None else f" (those with <= {max_filters} filters; {kept} kept)"
-    return rewritten, (f"sub-pixel decoder: {before - kept} Conv2DTranspose -> phase convs + depth_to_space"
-                       f"{limit}, BN folded")
+    limit = "" if plan.max_filters is None else f" (those with <= {plan.max_filters} filters; {kept} kept)"
+    return rewritten, (f"sub-pixel decoder: {before - kept} Conv2DTranspose -> phase convs + "
+                       f"{_SHUFFLE_NOTES.get(plan.variant, plan.variant)}{limit}, BN folded")
 
 
 def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = True,
-                         max_filters: int | None = None) -> ExportModel:
+                         plan: RewritePlan | None = None) -> ExportModel:
     """Keras model -> the fixed-batch inference graph every converter consumes.
 
-    ``max_filters`` limits the sub-pixel rewrite to narrower transposed convolutions
-    (``subpixel_max_filters``). The clone keeps weights, so the converted models compute
-    what the source does (verification compares every artifact against the source).
+    ``plan`` picks the sub-pixel variant and how narrow a transposed convolution must be to
+    be rewritten (``rewrite_plan``; default: phases, all). The clone keeps weights, so the
+    converted models compute what the source does (verification compares every artifact
+    against the source).
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         from segedge.errors import ModelError
@@ -132,7 +151,7 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = Tr
             f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "segedge exports single-image, single-output segmentation models"
         )
-    rewritten, note = _subpixel(model, batch, max_filters) if subpixel else (None, "")
+    rewritten, note = _subpixel(model, batch, plan or RewritePlan()) if subpixel else (None, "")
     try:
         if rewritten is not None:
             fixed, rewrites = rewritten, [note]

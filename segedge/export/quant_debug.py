@@ -250,7 +250,7 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     """``QuantizationDebugger`` from the exact converter configuration of the bundle's int8 artifact."""
     import tensorflow as tf
 
-    from segedge.export.graph import prepare_export_model, subpixel_max_filters
+    from segedge.export.graph import prepare_export_model, rewrite_plan
     from segedge.export.options import IntIO
     from segedge.export.run import check_model_matches, load_keras_model
     from segedge.export.tflite import TFLiteSource, configure_converter
@@ -259,7 +259,7 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
     # The graph the bundle's int8 TFLite was converted from (the same partial sub-pixel rewrite).
-    export = prepare_export_model(model, max_filters=subpixel_max_filters(TARGETS["int8"]))
+    export = prepare_export_model(model, plan=rewrite_plan(TARGETS["int8"]))
     converter, _, _ = TFLiteSource(export, scratch).converter()
     configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)

@@ -33,27 +33,30 @@ class RewritePlan:
 
 
 def rewrite_plan(target) -> RewritePlan:
-    """The sub-pixel rewrite each target converts, chosen by measurement (224 px, p50 ms, 1 / 2 threads).
+    """The sub-pixel rewrite each target converts, chosen by measurement.
+
+    Figures: one interleaved ``benchmarks/bench_runtimes.py`` run, 224 px, batch 1, p50 ms at
+    1 / 2 threads (design.md, "Performance").
 
     - TFLite fp32, fp16, dynamic: every transposed conv as four phase convs + DEPTH_TO_SPACE
-      (fp32 61.7 / 34.2 vs 181.3 / 90.9 with TRANSPOSE_CONV). Shuffling the phases by
-      concatenation + reshape instead measured the same (64.8 / 36.1 vs 64.4 / 36.2).
+      (fp32 57.0 / 35.6 vs 171.0 / 93.3 with TRANSPOSE_CONV). The interleave shuffle measured
+      the same in LiteRT (56.5 / 35.3).
     - TFLite int8: only the high-resolution layers (<= 64 filters: the U-Net's last up-sampling
-      block and the logits). In int8 the rewrite pays per output channel: four phase convolutions
-      carry four sets of per-channel scales, zero points and biases, so rewriting all five grew
-      the demo model's file from 0.2689x to 0.2711x fp32, past the 0.27x bound, while the two
-      widest-resolution layers cost ~18 KB (0.2696x). One interleaved run: all 54.4 / 30.0,
-      <= 64 filters 63.3 / 33.1, original 72.4 / 33.1; a LiteRT-only run (20 rounds): all
-      54.3 / 29.2, <= 64 filters 58.4 / 31.7, original 64.7 / 34.2, fp32 sub-pixel 66.6 / 34.7.
+      block and the logits): 52.9 / 32.0, original 55.3 / 34.8, all five 50.5 / 30.2. In int8
+      the rewrite pays per output channel: four phase convolutions carry four sets of
+      per-channel scales, zero points and biases, so rewriting all five grew the demo model's
+      file from 0.2689x to 0.2711x fp32, past the 0.27x bound; the two narrow layers cost
+      ~18 KB (0.2696x).
     - onnxruntime fp32 and int8: every transposed conv as phase convs shuffled by NHWC
       concatenation + reshape ("interleave"). onnxruntime's DepthToSpace is a 6-D transpose in
-      NCHW that got slower with a second thread (5.8 -> 10.3 ms for the five); the interleave
-      leaves only 4-D layout transposes. fp32 63.9 / 38.8 (DepthToSpace 69.9 / 48.4, original
-      graph 66.1 / 40.4); int8 34.2 / 23.2 (DepthToSpace 40.3 / 29.7; un-rewritten, the
-      quantizer leaves ConvTranspose float: 81.2 / 50.4). Both ONNX artifacts must be one graph:
-      int8 is quantized from the fp32 ONNX, and the float fallback re-quantizes it with
-      ``nodes_to_exclude`` naming the int8 model's nodes (a second conversion of a graph, in
-      another process, did not reproduce tf2onnx's node names: "Conv__287" became "Conv__289").
+      NCHW that got slower with a second thread (5.8 -> 10.3 ms for the five); with the
+      interleave its layout optimiser removes every Transpose. fp32 59.6 / 35.2 (DepthToSpace
+      62.6 / 50.2, original graph 60.4 / 40.3); int8 31.0 / 23.1 (DepthToSpace 37.3 / 36.6;
+      un-rewritten, the quantizer leaves ConvTranspose float: 66.6 / 50.1). Both ONNX artifacts
+      must be one graph: int8 is quantized from the fp32 ONNX, and the float fallback
+      re-quantizes it with ``nodes_to_exclude`` naming the int8 model's nodes (a second
+      conversion of a graph, in another process, did not reproduce tf2onnx's node names:
+      "Conv__287" became "Conv__289").
     """
     from segedge.targets import Precision, Runtime
 

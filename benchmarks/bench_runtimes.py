@@ -168,16 +168,6 @@ def _quiet_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _fixed_batch_clone(model, batch: int = 1):
-    import keras
-
-    src = model.inputs[0]
-    inp = keras.Input(batch_shape=(batch, *src.shape[1:]), dtype=src.dtype, name=src.name)
-    clone = keras.models.clone_model(model, input_tensors=[inp] if isinstance(model.input, list) else inp)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def _concrete(model):
     import tensorflow as tf
 
@@ -264,6 +254,7 @@ def build_synthetic(args, workdir: Path) -> dict:
 
     import keras
 
+    from segedge.export.graph import clone_on_fixed_input
     from segedge.export.subpixel import rewrite_transposed_convs
     from segedge.train.model import build_unet
 
@@ -286,7 +277,7 @@ def build_synthetic(args, workdir: Path) -> dict:
 
         def variant_model(rewrite=rewrite, fold=fold, max_filters=max_filters):
             if rewrite is None:
-                return _fixed_batch_clone(original)
+                return clone_on_fixed_input(original)
             return rewrite_transposed_convs(original, variant=rewrite, fold_batchnorm=fold, fuse_activation=fold,
                                             max_filters=max_filters)
 

@@ -262,29 +262,31 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
 
 
 def _fallback(ctx: QuantContext, artifact: str, layers: Sequence[str], k: str | int, max_miou_drop: float,
-              ranking: str, build: Callable[[int, Path], bytes], float_check: Callable[[Path, list[str]], list[str]],
-              scratch: Path, suffix: str) -> FallbackResult:
+              ranking: str, build: Callable[[list[str], Path], None],
+              float_check: Callable[[Path, list[str]], list[str]], scratch: Path, suffix: str) -> FallbackResult:
     """Search (``auto``) or apply a fixed K over ``layers`` (worst first); shared by TFLite and ONNX.
 
-    ``build(K, path)`` returns the model with the K worst layers in float (written to ``path``);
-    ``float_check(path, names)`` returns those of ``names`` really float in it.
+    ``build(names, path)`` writes the model with ``names`` left in float to ``path``;
+    ``float_check(path, names)`` returns those of ``names`` really float in it. Each K's
+    model stays in ``scratch``; only the applied one is read back.
     """
     check_bound(max_miou_drop)
     k = parse_k(k)
     if isinstance(k, int) and k > len(layers):
         raise ConfigError(f"--int8-fallback {k}: the {artifact} model has only {len(layers)} quantized layers")
     reference_miou = keras_miou(ctx)
-    models: dict[int, bytes] = {}
+
+    def model_path(count: int) -> Path:
+        return scratch / f"fallback_{artifact}_k{count}{suffix}"
 
     def evaluate(count: int) -> Trial:
         names = list(layers[:count])
-        path = scratch / f"fallback_{artifact}_k{count}{suffix}"
-        data = build(count, path)
+        path = model_path(count)
+        build(names, path)
         floats = float_check(path, names)
         miou, p50 = score_model(path, ctx)
         drop = 100.0 * (reference_miou - miou)
-        models[count] = data
-        return Trial(count, miou, drop, drop <= max_miou_drop + 1e-9, p50, len(data), floats,
+        return Trial(count, miou, drop, drop <= max_miou_drop + 1e-9, p50, path.stat().st_size, floats,
                      [n for n in names if n not in floats])
 
     if k == AUTO:
@@ -297,9 +299,9 @@ def _fallback(ctx: QuantContext, artifact: str, layers: Sequence[str], k: str | 
     result = FallbackResult(mode, max_miou_drop, reference_miou, tried, chosen, [], ranking,
                             applied_k=applied, artifact=artifact)
     if applied is not None:
-        result.model = models[applied]
+        result.model = model_path(applied).read_bytes()
         result.float_layers = next(t.float_layers for t in tried if t.k == applied)
-        result.io_dtype = io_dtypes(scratch / f"fallback_{artifact}_k{applied}{suffix}")
+        result.io_dtype = io_dtypes(model_path(applied))
     return result
 
 
@@ -307,10 +309,8 @@ def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scrat
                     max_miou_drop: float) -> FallbackResult:
     """TFLite int8: the debugger's calibrated model re-quantized with the K worst layers denylisted."""
 
-    def build(count: int, path: Path) -> bytes:
-        data = requantize(debugger, report.worst(count), ctx.int8_io)
-        path.write_bytes(data)
-        return data
+    def build(names: list[str], path: Path) -> None:
+        path.write_bytes(requantize(debugger, names, ctx.int8_io))
 
     def float_check(path: Path, names: list[str]) -> list[str]:
         # mlir_quantize ignores a denylisted fused TRANSPOSE_CONV (+BN/ReLU) output (measured: the op stays
@@ -376,13 +376,13 @@ def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str 
     nodes = onnx_fallback_nodes(report)
     cache = scratch / "onnx_calibration_cache.json"
 
-    def build(count: int, path: Path) -> bytes:
-        work = scratch / f"onnx_k{count}"
-        work.mkdir(exist_ok=True)
+    work = scratch / "onnx_requantize"  # quantize_onnx's intermediates, overwritten for each K
+    work.mkdir(exist_ok=True)
+
+    def build(names: list[str], path: Path) -> None:
         converted = quantize_onnx(fp32_path, work, ctx.calibration, input_name, method, reduce_range,
-                                  nodes_to_exclude=nodes[:count], calibration_cache=cache)
+                                  nodes_to_exclude=names, calibration_cache=cache)
         path.write_bytes(converted.data)
-        return converted.data
 
     def float_check(path: Path, names: list[str]) -> list[str]:
         floats = onnx_float_nodes(path, names)

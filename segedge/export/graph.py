@@ -87,7 +87,7 @@ class ExportModel:
         return {"fixed_batch": self.batch, "graph_rewrites": list(self.rewrites)}
 
 
-def _clone_on_fixed_input(model, batch: int):
+def clone_on_fixed_input(model, batch: int = FIXED_BATCH):
     """Functional models: a flat copy on a fixed-batch Input, weights copied (not shared)."""
     import keras
 
@@ -138,8 +138,7 @@ def _subpixel(model, batch: int, plan: RewritePlan):
                        f"{_SHUFFLE_NOTES.get(plan.variant, plan.variant)}{limit}, BN folded")
 
 
-def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = True,
-                         plan: RewritePlan | None = None) -> ExportModel:
+def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan | None = None) -> ExportModel:
     """Keras model -> the fixed-batch inference graph every converter consumes.
 
     ``plan`` picks the sub-pixel variant and how narrow a transposed convolution must be to
@@ -154,12 +153,12 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, subpixel: bool = Tr
             f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
             "segedge exports single-image, single-output segmentation models"
         )
-    rewritten, note = _subpixel(model, batch, plan or RewritePlan()) if subpixel else (None, "")
+    rewritten, note = _subpixel(model, batch, plan or RewritePlan())
     try:
         if rewritten is not None:
             fixed, rewrites = rewritten, [note]
         else:
-            fixed = _clone_on_fixed_input(model, batch)
+            fixed = clone_on_fixed_input(model, batch)
             rewrites = []
     except (TypeError, ValueError, AttributeError):
         fixed = _wrap_on_fixed_input(model, batch)

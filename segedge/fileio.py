@@ -166,7 +166,11 @@ def read_json_object(path: Path, *, missing: str, fix: str) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"{path}: {missing}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc}); {fix}") from exc
+    try:
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: not valid JSON ({exc}); {fix}") from exc
     if not isinstance(data, dict):

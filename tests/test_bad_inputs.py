@@ -135,6 +135,11 @@ class Env:
         self.request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(folder)], check=True))
         return folder
 
+    def occupy_out(self) -> None:
+        """``--out`` already holds a user's file, which the command must refuse to touch."""
+        self.out.mkdir()
+        (self.out / "notes.txt").write_text("mine")
+
     def disk_full(self) -> None:
         """Every rename into place fails as on a full disk (each segedge write ends in ``os.replace``)."""
         def full(src, dst, *args, **kwargs):
@@ -261,8 +266,7 @@ def synth_zero_count(env):
 
 
 def synth_out_not_empty(env):
-    env.out.mkdir()
-    (env.out / "notes.txt").write_text("mine")
+    env.occupy_out()
     return ["data", "synth", env.out, "--images", "3", "--size", "32"]
 
 
@@ -567,8 +571,7 @@ def export_data_missing(env):
 
 
 def export_out_not_empty(env):
-    env.out.mkdir()
-    (env.out / "notes.txt").write_text("mine")
+    env.occupy_out()
     return export(env)
 
 
@@ -629,8 +632,7 @@ def train_out_holds_a_run(env):
 
 
 def train_out_not_empty(env):
-    env.out.mkdir()
-    (env.out / "notes.txt").write_text("mine")
+    env.occupy_out()
     return train(env)
 
 

@@ -17,10 +17,8 @@ from segedge.data.splits import Split
 from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, DataError, ModelError
 from segedge.preprocess import PreprocessSpec
+from segedge.train.rundir import RunPaths
 
-MODEL_NAME = "model.keras"
-CONFIG_NAME = "config.json"
-SPLIT_NAME = "split.json"
 VOID_HANDLING = ("ignore", "class")
 
 
@@ -32,8 +30,12 @@ class RunFolder:
     spec: PreprocessSpec
 
     @property
+    def files(self) -> RunPaths:
+        return RunPaths(self.path)
+
+    @property
     def model_path(self) -> Path:
-        return self.path / MODEL_NAME
+        return self.files.model
 
     @property
     def num_outputs(self) -> int:
@@ -47,7 +49,7 @@ class RunFolder:
         """The dataset the run trained on, or ``data_root`` when the data has moved (``--data``)."""
         root = data_root if data_root is not None else self.config.get("data_root")
         if not root:
-            raise ConfigError(f"{self.path / CONFIG_NAME}: no data_root recorded; pass --data PATH")
+            raise ConfigError(f"{self.files.config}: no data_root recorded; pass --data PATH")
         try:
             return VocDataset.open(root)
         except DataError as exc:
@@ -66,19 +68,20 @@ def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise ModelError(f"{path}: run folder not found")
-    config = _read_json(path / CONFIG_NAME)
+    files = RunPaths(path)  # the layout segedge train writes (not made absolute: messages show the path given)
+    config = _read_json(files.config)
     try:
-        split = Split.from_dict(_read_json(path / SPLIT_NAME))
+        split = Split.from_dict(_read_json(files.split))
         spec = PreprocessSpec.from_dict(config["preprocess"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: config.json or split.json is missing a field ({exc})") from exc
     except ConfigError as exc:
-        raise ModelError(f"{path / CONFIG_NAME}: {exc.message}") from exc
+        raise ModelError(f"{files.config}: {exc.message}") from exc
     run = RunFolder(path, config, split, spec)
     if run.void_handling not in VOID_HANDLING:
-        raise ModelError(f"{path / CONFIG_NAME}: void_handling {run.void_handling!r} is not one of {VOID_HANDLING}")
-    if not (path / MODEL_NAME).is_file():
-        raise ModelError(f"{path / MODEL_NAME}: model file not found; train first or point at the right run")
+        raise ModelError(f"{files.config}: void_handling {run.void_handling!r} is not one of {VOID_HANDLING}")
+    if not files.model.is_file():
+        raise ModelError(f"{files.model}: model file not found; train first or point at the right run")
     return run
 
 

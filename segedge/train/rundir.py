@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,12 +93,8 @@ class RunState:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelError(f"{path}: {what} not found; is {path.parent} a segedge run folder?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable {what} ({exc})") from exc
+    return fileio.read_json_object(path, missing=f"{what} not found; is {path.parent} a segedge run folder?",
+                                   fix="restore the file, or start the run again with --overwrite")
 
 
 def load_config(run: str | Path) -> TrainConfig:

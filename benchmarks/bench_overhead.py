@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segedge.edge.bench_stats import NS_PER_MS, percentile
-from segedge.edge.bench_timing import logits_to_mask, time_invoke
+from segedge.bench.stats import NS_PER_MS, percentile
+from segedge.bench.timing import logits_to_mask, time_invoke
 from segedge.edge.runtime import OnnxBackend, TFLiteBackend, open_backend, tflite_interpreter_class
 from segedge.manifest import REFERENCE_NAME, load_manifest
 from segedge.preprocess import PreprocessSpec, scale_pixels

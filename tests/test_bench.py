@@ -21,9 +21,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segedge import fileio
+from segedge.bench.report import SCHEMA_VERSION
+from segedge.bench.run import ROW_KEYS
 from segedge.cli import app
-from segedge.edge.bench import ROW_KEYS
-from segedge.edge.report import SCHEMA_VERSION
 from segedge.manifest import load_manifest
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1", "--e2e-images", "2", "--gallery", "2"]
@@ -235,8 +235,8 @@ def test_bench_modules_never_import_tensorflow():
                 if name.split(".")[0] in {"tensorflow", "keras", "tf2onnx", "tf_keras"}:
                     raise ImportError("blocked: " + name)
         sys.meta_path.insert(0, Block())
-        import segedge.commands.bench, segedge.edge.bench, segedge.edge.bench_child, segedge.edge.report
-        import segedge.edge.gallery, segedge.edge.report_plot
+        import segedge.commands.bench, segedge.bench.run, segedge.bench.child, segedge.bench.report
+        import segedge.bench.gallery, segedge.bench.report_plot
         assert not any(m.split(".")[0] in {"tensorflow", "keras"} for m in sys.modules)
         """
     )
@@ -246,8 +246,8 @@ def test_bench_modules_never_import_tensorflow():
 
 def test_report_without_matplotlib_notes_the_skipped_plot(tiny_bundle, tmp_path, monkeypatch):
     """The library path (run_bench + write_report) in the edge install, where matplotlib may be absent."""
-    from segedge.edge import report as report_module
-    from segedge.edge.bench import BenchConfig, run_bench
+    from segedge.bench import report as report_module
+    from segedge.bench.run import BenchConfig, run_bench
 
     result = run_bench(BenchConfig(tiny_bundle, artifacts=["int8"], threads=[1], warmup=0, runs=1,
                                    e2e_images=1, keras=False))

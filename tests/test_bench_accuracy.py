@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segedge.edge.bench_accuracy import artifact_accuracy, keras_reference_accuracy
-from segedge.edge.bench_data import EvalSet, letterbox_mask
+from segedge.bench.accuracy import artifact_accuracy, keras_reference_accuracy
+from segedge.bench.data import EvalSet, letterbox_mask
 from segedge.preprocess import PreprocessSpec
 
 V = 255

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from segedge.edge.bench import parse_threads
-from segedge.edge.bench_gate import GateBounds, evaluate_gate, parse_min_agreement
-from segedge.edge.bench_stats import mean, percentile, std, summarize_ns
-from segedge.edge.gallery import choose_images, outline
+from segedge.bench.gallery import choose_images, outline
+from segedge.bench.gate import GateBounds, evaluate_gate, parse_min_agreement
+from segedge.bench.run import parse_threads
+from segedge.bench.stats import mean, percentile, std, summarize_ns
 from segedge.errors import ConfigError
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from segedge import fileio
-from segedge.export.fallback import (
+from segedge.manifest import load_manifest
+from segedge.quant.fallback import (
     float_layer_dtypes,
     onnx_fallback,
     onnx_fallback_nodes,
@@ -23,8 +24,7 @@ from segedge.export.fallback import (
     replace_int8_artifact,
     tflite_fallback,
 )
-from segedge.export.quant_debug import REPORT_JSON, REPORT_PNG, build_report, layer_name, load_context, write_report
-from segedge.manifest import load_manifest
+from segedge.quant.report import REPORT_JSON, REPORT_PNG, build_report, layer_name, load_context, write_report
 
 SAMPLES = 4
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from segedge.errors import ConfigError
-from segedge.export.fallback import Trial, coarse_ks, parse_k, search_smallest_k
-from segedge.export.quant_debug import (
+from segedge.quant.fallback import Trial, coarse_ks, parse_k, search_smallest_k
+from segedge.quant.report import (
     REPORT_JSON,
     REPORT_MD,
     REPORT_PNG,

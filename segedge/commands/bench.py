@@ -38,7 +38,7 @@ def _print_table(result, files) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from segedge.edge.report_table import columns_for
+    from segedge.bench.report_table import columns_for
 
     columns = columns_for(result.rows, compact=True)
     table = Table(title=f"segedge bench: {Path(result.config.bundle).name}", title_style="bold")
@@ -99,9 +99,9 @@ def bench(
     status: 0 when every artifact passes the parity gate, 7 when one breaks a
     bound (one line per failing artifact; the report is written first).
     """
-    from segedge.edge.bench import BenchConfig, default_threads, parse_threads, run_bench
-    from segedge.edge.bench_gate import GateBounds, parse_min_agreement
-    from segedge.edge.report import write_report
+    from segedge.bench.gate import GateBounds, parse_min_agreement
+    from segedge.bench.report import write_report
+    from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
     from segedge.errors import ParityError
     from segedge.targets import TARGETS
 

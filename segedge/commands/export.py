@@ -72,7 +72,7 @@ def export(
     quant = debug_quant or int8_fallback is not None
     k = None
     if quant:
-        from segedge.export.fallback import check_bound, parse_k
+        from segedge.quant.fallback import check_bound, parse_k
 
         check_bound(max_miou_drop)
         k = parse_k(int8_fallback) if int8_fallback is not None else None

@@ -39,8 +39,8 @@ def quant_report(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
 ) -> None:
     """Per-layer int8 quantization error (TFLite QuantizationDebugger, ONNX qdq_loss_debug) and float fallback."""
-    from segedge.export.fallback import check_bound, parse_k
-    from segedge.export.quant_debug import check_samples
+    from segedge.quant.fallback import check_bound, parse_k
+    from segedge.quant.report import check_samples
 
     check_samples(samples)
     check_bound(max_miou_drop)
@@ -55,7 +55,7 @@ def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onn
                         max_miou_drop: float, data: Path | None) -> None:
     """The per-layer report, and with ``k`` the float-fallback search; shared by export and quant-report."""
     target = out
-    from segedge.export.quant_debug import REPORT_MD, debug_tflite
+    from segedge.quant.report import REPORT_MD, debug_tflite
 
     if k is None:
         report = debug_tflite(run, bundle, samples, onnx=onnx, out=target, data_root=data)
@@ -63,7 +63,7 @@ def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onn
         typer.echo(f"wrote {target / REPORT_MD} (+ .json, .png)")
         return
 
-    from segedge.export.fallback import fallback_search
+    from segedge.quant.fallback import fallback_search
 
     run_result = fallback_search(run, bundle, k, max_miou_drop, samples=samples, onnx=onnx, out=target,
                                  data_root=data)

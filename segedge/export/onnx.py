@@ -67,7 +67,7 @@ def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource
     """int8 QDQ ONNX from an fp32 ONNX file, calibrated on ``calibration``.
 
     ``nodes_to_exclude`` (names in the pre-processed graph, which keeps tf2onnx's node
-    names) stay float: the float fallback of ``segedge.export.fallback``, which also passes
+    names) stay float: the float fallback of ``segedge.quant.fallback``, which also passes
     ``calibration_cache`` so that every K reuses one calibration (where ``quantize_static``
     takes ``calibration_cache_path``; older onnxruntime calibrates again, with the same result).
 

@@ -51,7 +51,10 @@ import numpy as np
 from segedge import fileio
 from segedge.edge.runtime import open_backend
 from segedge.errors import ConfigError, ParityError
-from segedge.export.quant_debug import (
+from segedge.manifest import MANIFEST_NAME
+from segedge.metrics import confusion_matrix, mean_iou
+from segedge.preprocess import scale_pixels
+from segedge.quant.report import (
     ONNX_FP32,
     ONNX_INT8,
     TFLITE_INT8,
@@ -61,9 +64,6 @@ from segedge.export.quant_debug import (
     load_context,
     write_report,
 )
-from segedge.manifest import MANIFEST_NAME
-from segedge.metrics import confusion_matrix, mean_iou
-from segedge.preprocess import scale_pixels
 
 AUTO = "auto"
 LATENCY_REPEATS = 5
@@ -244,7 +244,7 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
     import tensorflow as tf
 
     io_type = tf.uint8 if int8_io == "uint8" else tf.int8
-    from segedge.export.quant_debug import quiet_debugger
+    from segedge.quant.report import quiet_debugger
 
     try:
         from tensorflow.lite.python.convert import mlir_quantize

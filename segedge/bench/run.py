@@ -26,11 +26,11 @@ from PIL import Image
 
 import segedge
 from segedge import fileio
-from segedge.edge.bench_accuracy import artifact_accuracy, keras_reference_accuracy
-from segedge.edge.bench_child import KERAS, ChildJob, PredictJob
-from segedge.edge.bench_data import EvalSet, load_reference, load_voc_val
-from segedge.edge.bench_gate import GateBounds, evaluate_gate
-from segedge.edge.bench_machine import machine_info, usable_cores
+from segedge.bench.accuracy import artifact_accuracy, keras_reference_accuracy
+from segedge.bench.child import KERAS, ChildJob, PredictJob
+from segedge.bench.data import EvalSet, load_reference, load_voc_val
+from segedge.bench.gate import GateBounds, evaluate_gate
+from segedge.bench.machine import machine_info, usable_cores
 from segedge.errors import ConfigError, MissingExtraError, ModelError
 from segedge.manifest import Manifest, load_manifest, verify_artifact_file
 
@@ -177,7 +177,7 @@ def run_child(job: ChildJob, workdir: Path, index: int) -> dict[str, Any]:
     """One measurement in a fresh interpreter; a crash becomes ``{"ok": false, "error": ...}``."""
     job_path, result_path = workdir / f"job-{index}.json", workdir / f"result-{index}.json"
     job_path.write_text(json.dumps(job.to_dict()), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "segedge.edge.bench_child", str(job_path), str(result_path)],
+    proc = subprocess.run([sys.executable, "-m", "segedge.bench.child", str(job_path), str(result_path)],
                           capture_output=True, text=True, env=_child_env())
     if result_path.is_file():
         return json.loads(result_path.read_text(encoding="utf-8"))

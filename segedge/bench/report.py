@@ -17,11 +17,12 @@ from typing import Any
 
 import segedge
 from segedge import fileio
-from segedge.edge.bench import BenchResult
-from segedge.edge.gallery import Strip, build_gallery
-from segedge.edge.report_html import render_html
-from segedge.edge.report_plot import matplotlib_available, plot_latency_vs_miou
-from segedge.edge.report_table import E2E_COLUMNS, columns_for, fmt_percent, machine_lines, per_class_rows
+from segedge.bench.gallery import Strip, build_gallery
+from segedge.bench.report_html import render_html
+from segedge.bench.report_plot import plot_latency_vs_miou
+from segedge.bench.report_table import E2E_COLUMNS, columns_for, fmt_percent, machine_lines, per_class_rows
+from segedge.bench.run import BenchResult
+from segedge.plotting import matplotlib_available
 
 SCHEMA_VERSION = 1
 JSON_NAME, MD_NAME, HTML_NAME = "report.json", "report.md", "report.html"

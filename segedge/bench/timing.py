@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segedge.edge.bench_stats import NS_PER_MS, mean, percentile
+from segedge.bench.stats import NS_PER_MS, mean, percentile
 from segedge.preprocess import PreprocessSpec, preprocess, restore_mask
 
 

@@ -11,9 +11,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from segedge.edge.bench import BenchResult
-from segedge.edge.gallery import Strip
-from segedge.edge.report_table import E2E_COLUMNS, columns_for, machine_lines, per_class_rows
+from segedge.bench.gallery import Strip
+from segedge.bench.report_table import E2E_COLUMNS, columns_for, machine_lines, per_class_rows
+from segedge.bench.run import BenchResult
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segedge.edge.bench_data import EvalSet
+from segedge.bench.data import EvalSet
 from segedge.metrics import agreement, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 

@@ -6,39 +6,11 @@ skipped and the report says so (bench itself still runs in the edge install).
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
-from collections.abc import Iterator
 from typing import Any
 
+from segedge.plotting import figure_png, png_canvas
+
 RUNTIME_MARKERS = {"tflite": "o", "onnx": "s", "keras": "*"}
-
-
-def matplotlib_available() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-@contextlib.contextmanager
-def png_canvas(figsize: tuple[float, float], dpi: int) -> Iterator[tuple[Any, Any]]:
-    """A headless (Agg) figure and axes, closed however the drawing ends."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=figsize, dpi=dpi)
-    try:
-        yield figure, axes
-    finally:
-        plt.close(figure)
-
-
-def figure_png(figure: Any) -> bytes:
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def plot_latency_vs_miou(rows: list[dict[str, Any]], title: str = "") -> bytes | None:

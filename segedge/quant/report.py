@@ -477,7 +477,7 @@ def fallback_lines(fallback: dict[str, Any]) -> list[str]:
 
 def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> bytes:
     """Horizontal bars of RMSE / scale for the ``count`` worst layers (PNG bytes)."""
-    from segedge.edge.report_plot import figure_png, png_canvas
+    from segedge.plotting import figure_png, png_canvas
 
     worst = rows[:count][::-1]
     with png_canvas((8, 0.32 * max(len(worst), 3) + 1.4), 100) as (figure, axes):

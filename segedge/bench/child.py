@@ -1,4 +1,4 @@
-"""One artifact, one thread count, one fresh process: ``python -m segedge.edge.bench_child JOB RESULT``.
+"""One artifact, one thread count, one fresh process: ``python -m segedge.bench.child JOB RESULT``.
 
 Bench runs every measurement here rather than in its own process so that peak
 RSS belongs to this artifact alone (one model's arena cannot inflate the next
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from segedge import fileio
-from segedge.edge.bench_stats import NS_PER_MS, summarize_ns
-from segedge.edge.bench_timing import (
+from segedge.bench.stats import NS_PER_MS, summarize_ns
+from segedge.bench.timing import (
     current_rss_mb,
     logits_to_mask,
     peak_rss_mb,
@@ -153,7 +153,7 @@ def measure(job: ChildJob) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m segedge.edge.bench_child JOB.json RESULT.json", file=sys.stderr)
+        print("usage: python -m segedge.bench.child JOB.json RESULT.json", file=sys.stderr)
         return 2
     job_path, result_path = args
     try:

@@ -144,3 +144,25 @@ def test_one_list_syntax():
         parse_targets("fp32,tflite9")
     with pytest.raises(ConfigError, match="no format given"):
         parse_targets(" , ")
+
+
+@pytest.mark.parametrize(("runtime", "order"), [
+    ("onnx", ["onnx-int8", "onnx"]),
+    ("tflite", ["int8", "fp32", "fp16"]),
+    (None, ["int8", "fp32", "onnx-int8", "onnx"]),  # no runtime named: TFLite first
+])
+def test_default_artifact_is_the_runtimes_int8_then_its_fp32(tiny_bundle, tmp_path, runtime, order):
+    """The documented rule, checked by taking each expected choice away in turn (files only, nothing runs)."""
+    import shutil
+
+    from segedge.edge.predictor import choose_artifact
+    from segedge.manifest import load_manifest
+
+    shutil.copy2(tiny_bundle / "manifest.json", tmp_path / "manifest.json")
+    manifest = load_manifest(tmp_path)
+    for info in manifest.artifacts.values():
+        (tmp_path / info.file).write_bytes(b"")  # present on disk is all the choice looks at
+    for expected in order:
+        name, _ = choose_artifact(tmp_path, manifest, runtime=runtime)
+        assert name == expected
+        (tmp_path / manifest.artifacts[name].file).unlink()

@@ -25,7 +25,7 @@ from segedge.targets import TARGETS, Runtime, runtime_for_file
 
 # Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else
 # TFLite before ONNX), its int8 model first (the fastest on a Pi, and verified against Keras at export),
-# then its fp32 model. Other precisions (fp16, dynamic) run only when a runtime has neither.
+# then its fp32 model. Other precisions (fp16, dynamic) run only when no allowed runtime has either.
 DEFAULT_PREFERENCE: tuple[tuple[str, str], ...] = (
     ("tflite", "int8"), ("tflite", "fp32"), ("onnx", "int8"), ("onnx", "fp32"),
 )

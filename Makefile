@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/segedge data check $(DEMO_DIR)/data
 	$(BIN)/segedge train $(DEMO_DIR)/data --out $(DEMO_DIR)/run --image-size $(DEMO_SIZE) \
 		--epochs $(DEMO_EPOCHS) --batch-size 16 --overwrite
-	$(BIN)/segedge export $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --formats all --calib 100 --eval 60 --overwrite
+	$(BIN)/segedge export $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --format all --calib-images 100 --eval-images 60 --overwrite
 	$(BIN)/segedge bench $(DEMO_DIR)/bundle --out $(DEMO_DIR)/report --runs 50 --warmup 5
 	@echo "report: $(DEMO_DIR)/report/report.md (and report.html, latency_vs_miou.png)"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -46,17 +47,40 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def parse_targets(spec: str) -> list[Target]:
-    """'fp32,int8' or 'all' -> targets in table order; unknown names list the valid ones."""
-    names = [n.strip() for n in spec.split(",") if n.strip()]
+def split_names(values: str | Iterable[str] | None) -> list[str]:
+    """The one list syntax of the CLI: a repeatable option whose values may be comma lists.
+
+    ``["fp32,int8", "onnx"]`` and ``"fp32, int8,onnx"`` both give ``["fp32", "int8", "onnx"]``
+    (blanks dropped, duplicates kept once, first-given order), so ``--format a --format b``
+    and ``--format a,b`` mean the same in every command.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    names = (part.strip() for value in values for part in value.split(","))
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def parse_targets(spec: str | Iterable[str], option: str = "--format") -> list[Target]:
+    """'fp32,int8', ['fp32', 'int8'] or 'all' -> targets in table order; unknown names list the valid ones."""
+    names = split_names(spec)
     if not names:
-        raise ConfigError("no export format given; choose from " + ", ".join(TARGETS) + " or all")
+        raise ConfigError(f"{option}: no format given; choose from " + ", ".join(TARGETS) + " or all")
     if "all" in names:
         return list(TARGETS.values())
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
-        raise ConfigError(f"unknown format {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
+        raise ConfigError(f"{option}: unknown format {unknown[0]!r}; choose from {', '.join(TARGETS)} or all")
     return [t for name, t in TARGETS.items() if name in names]
+
+
+def parse_one_name(values: str | Iterable[str] | None, option: str = "--format") -> str | None:
+    """The same syntax where exactly one name is meaningful (predict runs one model): None when not given."""
+    names = split_names(values)
+    if len(names) > 1:
+        raise ConfigError(f"{option}: give one artifact, got {', '.join(names)}; run the command once per artifact")
+    return names[0] if names else None
 
 
 def runtime_for_file(filename: str) -> Runtime:

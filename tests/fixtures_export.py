@@ -25,6 +25,12 @@ TINY_EVAL = 6
 # 10 x 2 eager steps (~40 s): val mIoU ~0.39 on synth_root, predicting real object classes. At 2 x 2
 # steps (0.04) the argmax is near-constant, so int8 can lose no mIoU and quant tests have no gap to close.
 TINY_FIT_EPOCHS = 10
+NEEDS_TF = "builds a Keras model: needs TensorFlow (pip install 'segedge[train]'); edge-only installs skip it"
+
+
+def require_tensorflow() -> None:
+    """Skip (not error) a test whose fixture must build a model where TensorFlow is not installed."""
+    pytest.importorskip("tensorflow", reason=NEEDS_TF)
 
 
 def write_run(root: Path, run_dir: Path, model, image_size: int = TINY_SIZE, seed: int = 0) -> Path:
@@ -91,12 +97,14 @@ def micro_model(image_size: int = TINY_SIZE, classes: int = 21, seed: int = 0):
 @pytest.fixture(scope="session")
 def micro_run(synth_root: Path, tmp_path_factory) -> Path:
     """A 64 px RUN folder holding ``micro_model`` (random weights); treat as read-only."""
+    require_tensorflow()
     return write_run(synth_root, tmp_path_factory.mktemp("export_micro") / "run", micro_model())
 
 
 @pytest.fixture(scope="session")
 def tiny_run(synth_root: Path, tmp_path_factory) -> Path:
     """A 64 px U-Net RUN folder on ``synth_root`` (briefly fit, config.json, split.json)."""
+    require_tensorflow()
     return make_run(synth_root, tmp_path_factory.mktemp("export") / "run")
 
 

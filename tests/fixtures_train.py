@@ -30,6 +30,7 @@ def tiny_config(root: Path, out: Path, **overrides):
 @pytest.fixture(scope="session")
 def trained_run(synth_root: Path, tmp_path_factory) -> Path:
     """A RUN folder trained 2 epochs at 64 px on ``synth_root`` (24 train / 16 val images, batch 16)."""
+    pytest.importorskip("tensorflow", reason="trains a model: needs TensorFlow (pip install 'segedge[train]')")
     from segedge.train.fit import train
 
     out = tmp_path_factory.mktemp("train") / "run"

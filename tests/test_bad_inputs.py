@@ -46,7 +46,7 @@ from segedge.data.voc import VocDataset
 runner = CliRunner()
 
 # bench, as fast as it goes: one artifact, one thread, one run, no Keras row, no plot or gallery.
-QUICK_BENCH = ["--artifacts", "fp32", "--threads", "1", "--runs", "1", "--warmup", "0", "--e2e-images", "0",
+QUICK_BENCH = ["--format", "fp32", "--threads", "1", "--runs", "1", "--warmup", "0", "--e2e-images", "0",
                "--no-keras", "--gallery", "0", "--no-plot"]
 
 
@@ -342,12 +342,12 @@ def truncated_tflite(env):  # a half-copied file as found: the manifest's sha256
 
 def truncated_tflite_listed(env):  # ... and with the sha256 matching, the loader must still say what is wrong
     env.plant("fp32", _half(env.bundles["main"] / "model_fp32.tflite"))
-    return predict(env, env.photo, "--artifact", "fp32")
+    return predict(env, env.photo, "--format", "fp32")
 
 
 def truncated_onnx_listed(env):
     env.plant("onnx", _half(env.bundles["main"] / "model_fp32.onnx"))
-    return predict(env, env.photo, "--artifact", "onnx")
+    return predict(env, env.photo, "--format", "onnx")
 
 
 def random_bytes_tflite_listed(env):
@@ -368,17 +368,17 @@ def random_bytes_model_alone(env):  # a downloaded "model" with no bundle around
 
 def input_size_differs_from_manifest(env):  # a 96 px artifact under a 64 px manifest
     env.plant("fp32", (env.bundles["px96"] / "model_fp32.tflite").read_bytes())
-    return predict(env, env.photo, "--artifact", "fp32")
+    return predict(env, env.photo, "--format", "fp32")
 
 
 def class_count_differs_tflite(env):  # a 5-class artifact under a 21-class manifest
     env.plant("fp32", (env.bundles["classes5"] / "model_fp32.tflite").read_bytes())
-    return predict(env, env.photo, "--artifact", "fp32")
+    return predict(env, env.photo, "--format", "fp32")
 
 
 def class_count_differs_onnx(env):
     env.plant("onnx", (env.bundles["classes5"] / "model_fp32.onnx").read_bytes())
-    return predict(env, env.photo, "--artifact", "onnx")
+    return predict(env, env.photo, "--format", "onnx")
 
 
 def manifest_missing(env):
@@ -414,7 +414,7 @@ def manifest_field_missing(env):
 def sha256_mismatch_predict(env):
     with open(env.bundle / "model_fp32.tflite", "ab") as handle:
         handle.write(b"\0")
-    return predict(env, env.photo, "--artifact", "fp32")
+    return predict(env, env.photo, "--format", "fp32")
 
 
 def predict_threads_zero(env):
@@ -528,7 +528,7 @@ BENCH = [
 # ---------------------------------------------------------------------------------------------------------------
 def export(env: Env, *extra, run=None, out=None) -> list:
     return ["export", run if run is not None else env.run, "--out", out if out is not None else env.out,
-            "--formats", "fp32", "--eval", "2", *extra]
+            "--format", "fp32", "--eval-images", "2", *extra]
 
 
 def export_model_keras_missing(env):
@@ -551,15 +551,15 @@ def export_model_keras_with_lambda(env):  # safe_mode: a .keras file never runs 
 
 
 def export_unknown_format(env):
-    return export(env, "--formats", "fp33")
+    return export(env, "--format", "fp33")
 
 
 def export_calib_zero(env):
-    return export(env, "--calib", "0")
+    return export(env, "--calib-images", "0")
 
 
 def export_eval_negative(env):
-    return export(env, "--eval", "-1")
+    return export(env, "--eval-images", "-1")
 
 
 def export_run_missing(env):
@@ -591,8 +591,8 @@ EXPORT = needs_tensorflow([
     Case("export_model_keras_with_lambda", export_model_keras_with_lambda, 4,
          ("run/model.keras", "Lambda", "safe mode")),
     Case("export_unknown_format", export_unknown_format, 2, ("'fp33'", "fp32, fp16")),
-    Case("export_calib_zero", export_calib_zero, 2, ("--calib", "got 0")),
-    Case("export_eval_negative", export_eval_negative, 2, ("--eval", "got -1")),
+    Case("export_calib_zero", export_calib_zero, 2, ("--calib-images", "got 0")),
+    Case("export_eval_negative", export_eval_negative, 2, ("--eval-images", "got -1")),
     Case("export_run_missing", export_run_missing, 4, ("missing-run", "not found")),
     Case("export_data_missing", export_data_missing, 3, ("missing-voc", "dataset folder not found")),
     Case("export_out_not_empty", export_out_not_empty, 8, ("/out: already exists", "--overwrite")),

@@ -27,8 +27,15 @@ from segedge.cli import app
 from segedge.manifest import load_manifest
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1", "--e2e-images", "2", "--gallery", "2"]
-# The tiny model is fit for a few steps only; its int8 conversions agree with Keras far less than a
-# trained model's would, so the healthy case uses loose bounds. Damage must still break them.
+# The healthy bundle is benched under the DEFAULT agreement bound (0.98 of pixels) for every artifact.
+# The default mIoU bound (1.0 point) holds by construction only for the float models (fp32, fp16, onnx:
+# Keras' own arithmetic up to rounding); see test_default_gate_passes_the_float_artifacts. The tiny
+# model is fit for 20 steps and scored on 6 reference images, where one flipped blob moves mIoU by about
+# a point and which blob flips depends on the CPU's integer kernels (measured on an AVX-512 VNNI CPU:
+# int8 -0.50, onnx-int8 -0.89 points, both 99.6 % agreement), so the int8 models' mIoU bound is 5 points
+# here: a CPU-independent test cannot promise more for this model.
+INT8_MIOU = ["--max-miou-drop", "5"]
+# Damage must break even loose bounds.
 LOOSE = ["--min-agreement", "0.9", "--max-miou-drop", "5"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +47,7 @@ def bench(*args: str):
 @pytest.fixture(scope="module")
 def healthy(tiny_bundle: Path, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("bench") / "report"
-    result = bench(tiny_bundle, "--out", out, "--no-keras", *FAST, *LOOSE)
+    result = bench(tiny_bundle, "--out", out, "--no-keras", *FAST, *INT8_MIOU)
     return out, result
 
 
@@ -74,10 +81,13 @@ def test_report_json_schema(healthy, tiny_bundle):
         assert row["init_ms"] > 0 and row["first_ms"] > 0 and row["e2e_total_ms"] > 0
         assert row["peak_rss_mb"] > row["size_mb"] > 0
         assert 0.0 <= row["agreement"] <= 1.0 and 0.0 <= row["miou"] <= 1.0
-    fp32 = next(r for r in report["rows"] if r["artifact"] == "fp32")
-    assert fp32["speedup_vs_fp32"] == 1.0 and fp32["agreement"] > 0.99
+    rows = {r["artifact"]: r for r in report["rows"]}
+    assert rows["fp32"]["agreement"] > 0.99
+    # Speed-ups are against the fp32 model of the artifact's own runtime: ONNX int8 against ONNX fp32.
+    for name, baseline in (("int8", "fp32"), ("fp16", "fp32"), ("onnx-int8", "onnx")):
+        assert rows[name]["speedup_vs_fp32"] * rows[name]["p50_ms"] == pytest.approx(rows[baseline]["p50_ms"])
     assert report["gate"] == {**report["gate"], "passed": True, "failures": [], "artifacts": artifacts}
-    assert report["gate"]["bounds"]["min_agreement"] == 0.9
+    assert report["gate"]["bounds"]["min_agreement"] == 0.98 and report["gate"]["bounds"]["min_agreement_for"] == {}
     assert len(report["accuracy"]["fp32"]["per_class_iou"]) == 21
     assert report["accuracy"]["keras"]["source"] == "reference.npz"
 
@@ -106,21 +116,86 @@ def test_markdown_and_html_embed_the_pictures(healthy):
     assert "src='gallery" not in html and "http" not in html.replace("http-equiv", "")
 
 
-def test_agreement_matches_an_independent_run_over_reference_npz(healthy, tiny_bundle):
-    """Recompute fp32 and int8 masks in-process and compare with what bench reported."""
-    from segedge.edge.runtime import open_backend
-    from segedge.metrics import agreement
-    from segedge.preprocess import scale_pixels
+def _tflite_masks(path: Path, images: np.ndarray) -> np.ndarray:
+    """LiteRT's own Interpreter, fed as the export documents: float models [-1, 1], uint8 models raw pixels."""
+    from ai_edge_litert.interpreter import Interpreter
 
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    feed, fetch = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    masks = []
+    for image in images:
+        pixels = image if feed["dtype"] == np.uint8 else (image / 127.5 - 1.0).astype(np.float32)
+        interpreter.set_tensor(feed["index"], pixels[np.newaxis])
+        interpreter.invoke()
+        masks.append(np.argmax(interpreter.get_tensor(fetch["index"])[0], axis=-1))  # order-preserving: no dequant
+    return np.stack(masks)
+
+
+def _onnx_masks(path: Path, images: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.stack([np.argmax(session.run(None, {name: (image / 127.5 - 1.0).astype(np.float32)[np.newaxis]})[0][0],
+                               axis=-1) for image in images])
+
+
+def test_agreement_matches_an_independent_run_over_reference_npz(healthy, tiny_bundle):
+    """Bench's agreement vs masks made here with the runtimes' own APIs and the documented preprocessing.
+
+    Float models must agree to the pixel. Integer models may differ on a few pixels: bench quantizes the
+    scaled float input while a camera frame goes into the uint8 model as is, and a last-bit difference in
+    the input can flip an int8 rounding; 0.5 % of pixels is ten times what that gave on the tiny bundle.
+    """
     out, _ = healthy
     report = json.loads((out / "report.json").read_text())
     manifest = load_manifest(tiny_bundle)
+    assert (manifest.preprocess.scaling, manifest.preprocess.width) == ("mobilenet", 64)  # what the test assumes
     with np.load(tiny_bundle / "reference.npz") as data:
-        inputs, keras = data["inputs"], data["keras"]
-    for name in ("fp32", "int8"):
-        backend = open_backend(tiny_bundle / manifest.artifacts[name].file, threads=1)
-        masks = backend.run(scale_pixels(inputs, manifest.preprocess)).argmax(-1)
-        assert report["accuracy"][name]["agreement"] == pytest.approx(agreement(masks, keras))
+        images, keras = data["inputs"], data["keras"]
+    assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3)
+    for name, runner, tolerance in (("fp32", _tflite_masks, 1e-4), ("int8", _tflite_masks, 5e-3),
+                                    ("onnx", _onnx_masks, 1e-4), ("onnx-int8", _onnx_masks, 5e-3)):
+        masks = runner(tiny_bundle / manifest.artifacts[name].file, images)
+        mine = float(np.mean(masks == keras))
+        assert report["accuracy"][name]["agreement"] == pytest.approx(mine, abs=tolerance), name
+
+
+def test_default_gate_passes_the_float_artifacts(tiny_bundle, tmp_path):
+    """No bound options at all: the float conversions reproduce Keras, so the default gate must pass."""
+    out = tmp_path / "report"
+    result = bench(tiny_bundle, "--out", out, "--no-keras", "--format", "fp32,fp16,onnx", *FAST, "--no-plot",
+                   "--gallery", "0")
+    assert result.exit_code == 0, result.output
+    gate = json.loads((out / "report.json").read_text())["gate"]
+    assert gate["passed"] is True and gate["artifacts"] == ["fp32", "fp16", "onnx"]
+    assert gate["bounds"] == {"max_miou_drop_pts": 1.0, "min_agreement": 0.98, "min_agreement_for": {}}
+
+
+def test_speedups_are_hand_computed_p50_ratios_within_runtime_and_thread_count():
+    from segedge.bench.run import _add_speedups
+
+    def row(artifact, runtime, dtype, threads, p50):
+        return {"artifact": artifact, "runtime": runtime, "dtype": dtype, "threads": threads, "p50_ms": p50,
+                "speedup_vs_fp32": None, "speedup_vs_keras": None}
+
+    rows = [row("fp32", "tflite", "fp32", 1, 4.0), row("int8", "tflite", "int8", 1, 1.6),
+            row("fp32", "tflite", "fp32", 2, 2.0), row("int8", "tflite", "int8", 2, 0.5),
+            row("onnx", "onnx", "fp32", 1, 5.0), row("onnx-int8", "onnx", "int8", 1, 2.0),
+            row("keras", "keras", "fp32", 1, 10.0), row("broken", "tflite", "int8", 1, None)]
+    _add_speedups(rows)
+    def rounded(value):
+        return None if value is None else round(value, 9)
+
+    got = {(r["artifact"], r["threads"]): (rounded(r["speedup_vs_fp32"]), rounded(r["speedup_vs_keras"]))
+           for r in rows}
+    assert got == {
+        ("fp32", 1): (1.0, 2.5), ("int8", 1): (2.5, 6.25),
+        ("fp32", 2): (1.0, None), ("int8", 2): (4.0, None),  # no Keras row at 2 threads
+        ("onnx", 1): (1.0, 2.0), ("onnx-int8", 1): (2.5, 5.0),  # against ONNX fp32 (5 ms), not TFLite's 4 ms
+        ("keras", 1): (1.0, 1.0), ("broken", 1): (None, None),
+    }
 
 
 def test_shuffled_keras_reference_fails_the_gate_after_writing_the_report(tiny_bundle, tmp_path):
@@ -133,7 +208,7 @@ def test_shuffled_keras_reference_fails_the_gate_after_writing_the_report(tiny_b
     arrays["keras"] = relabel[arrays["keras"]]
     np.savez(bundle / "reference.npz", **arrays)
     out = tmp_path / "report"
-    result = bench(bundle, "--out", out, "--no-keras", "--artifacts", "fp32,int8", *FAST, *LOOSE)
+    result = bench(bundle, "--out", out, "--no-keras", "--format", "fp32,int8", *FAST, *LOOSE)
     assert result.exit_code == 7, result.output
     failing = [line.strip() for line in result.output.splitlines() if re.match(r"\s+(fp32|int8): ", line)]
     assert len(failing) == 2 and all("agreement with Keras" in line and "90.00 %" in line for line in failing)
@@ -172,7 +247,7 @@ def test_damaged_int8_weights_fail_the_gate(tiny_bundle, tmp_path):
     info.sha256 = fileio.sha256_file(bundle / info.file)
     manifest.save(bundle / "manifest.json")
     out = tmp_path / "report"
-    result = bench(bundle, "--out", out, "--no-keras", "--artifacts", "fp32,int8", *FAST, *LOOSE)
+    result = bench(bundle, "--out", out, "--no-keras", "--format", "fp32,int8", *FAST, *LOOSE)
     assert result.exit_code == 7, result.output
     line = re.search(r"^\s+int8: (.*)$", result.output, re.M)
     assert line and "agreement with Keras" in line.group(1) and "not measured" not in line.group(1)
@@ -186,7 +261,7 @@ def test_unreadable_artifact_is_an_error_row_not_a_crash(tiny_bundle, tmp_path):
     manifest = load_manifest(bundle)
     (bundle / manifest.artifacts["onnx-int8"].file).write_bytes(b"truncated")
     out = tmp_path / "report"
-    result = bench(bundle, "--out", out, "--no-keras", "--artifacts", "fp32,onnx-int8", *FAST, *LOOSE)
+    result = bench(bundle, "--out", out, "--no-keras", "--format", "fp32,onnx-int8", *FAST, *LOOSE)
     assert result.exit_code == 7, result.output
     rows = {r["artifact"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
     assert rows["fp32"]["error"] is None and rows["fp32"]["p50_ms"] > 0
@@ -196,7 +271,7 @@ def test_unreadable_artifact_is_an_error_row_not_a_crash(tiny_bundle, tmp_path):
 
 def test_data_option_scores_the_val_split(tiny_bundle, synth_root, tmp_path):
     out = tmp_path / "report"
-    result = bench(tiny_bundle, "--out", out, "--no-keras", "--artifacts", "fp32", "--data", synth_root,
+    result = bench(tiny_bundle, "--out", out, "--no-keras", "--format", "fp32", "--data", synth_root,
                    "--limit", "4", *FAST, *LOOSE, "--no-plot")
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -208,17 +283,20 @@ def test_data_option_scores_the_val_split(tiny_bundle, synth_root, tmp_path):
 def test_keras_row_is_measured_like_the_artifacts(tiny_bundle, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "report"
-    result = bench(tiny_bundle, "--out", out, "--keras", "--artifacts", "fp32", *FAST, *LOOSE, "--gallery", "0")
+    result = bench(tiny_bundle, "--out", out, "--keras", "--format", "fp32", *FAST, *LOOSE, "--gallery", "0")
     assert result.exit_code == 0, result.output
     rows = {r["artifact"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
     keras = rows["keras"]
     assert keras["error"] is None and keras["runtime"] == "keras" and keras["p50_ms"] > 0
     assert keras["agreement"] > 0.99  # the live model reproduces its own reference masks
-    assert rows["fp32"]["speedup_vs_keras"] == pytest.approx(keras["p50_ms"] / rows["fp32"]["p50_ms"])
+    # The column is filled once a Keras row exists (the formula: test_speedups_are_hand_computed_...).
+    fp32 = rows["fp32"]
+    assert fp32["speedup_vs_keras"] > 0 and (fp32["speedup_vs_keras"] > 1) == (fp32["p50_ms"] < keras["p50_ms"])
 
 
 def test_bad_options_are_one_line_errors(tiny_bundle, tmp_path):
-    for args, code in ((["--artifacts", "nope"], 2), (["--threads", "0"], 2), (["--min-agreement", "97"], 2),
+    for args, code in ((["--format", "nope"], 2), (["--artifacts", "nope"], 2), (["--threads", "0"], 2),
+                       (["--min-agreement", "97"], 2),
                        (["--min-agreement", "bogus=0.9"], 2)):
         result = bench(tiny_bundle, "--out", tmp_path / "r", *args)
         assert result.exit_code == code, (args, result.output)

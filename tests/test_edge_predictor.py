@@ -205,8 +205,8 @@ def test_bad_choices_are_config_errors(tiny_bundle):
         load(tiny_bundle, artifact=fp32, runtime="onnx")
     with pytest.raises(ConfigError, match="--runtime must be"):
         load(tiny_bundle, runtime="tensorrt")
-    with load(tiny_bundle, runtime="onnx", threads=1) as seg:
-        assert seg.info.runtime == "onnx" and seg.info.precision == "fp32"
+    with load(tiny_bundle, runtime="onnx", threads=1) as seg:  # that runtime's int8 model first
+        assert seg.info.runtime == "onnx" and seg.info.precision == "int8"
 
 
 def test_letterbox_manifest_restores_the_original_size(tiny_bundle, tmp_path):

@@ -40,22 +40,23 @@ def micro_bundle(micro_run, tmp_path_factory) -> Path:
     return out
 
 
-def test_cli_int8_alone_yields_int8_and_fp32(micro_run, tmp_path):
+def test_cli_int8_alone_yields_both_runtimes_int8_and_their_float_baselines(micro_run, tmp_path):
     out = tmp_path / "b"
-    result = runner.invoke(app, ["export", str(micro_run), "--int8", "--calib", "4", "--eval", "2", "--out", str(out)])
+    result = runner.invoke(app, ["export", str(micro_run), "--int8", "--calib-images", "4", "--eval-images", "2",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     manifest = load_manifest(out)
-    assert set(manifest.artifacts) == {"fp32", "int8"}
+    assert set(manifest.artifacts) == {"fp32", "int8", "onnx", "onnx-int8"}
     assert manifest.calibration["count"] == 4 and manifest.reference["count"] == 2
     assert "int8" in result.stdout and "agreement" in result.stdout
 
 
 def test_cli_refuses_existing_bundle_without_overwrite(micro_run, micro_bundle):
-    result = runner.invoke(app, ["export", str(micro_run), "--out", str(micro_bundle), "--formats", "fp32"])
+    result = runner.invoke(app, ["export", str(micro_run), "--out", str(micro_bundle), "--format", "fp32"])
     assert result.exit_code == 8 and "--overwrite" in result.output
 
 
-@pytest.mark.parametrize("args", [["--calib", "0"], ["--eval", "0"], ["--formats", "tflite9"],
+@pytest.mark.parametrize("args", [["--calib-images", "0"], ["--eval-images", "0"], ["--format", "tflite9"],
                                   ["--int8-io", "int16"], ["--calib-method", "median"]])
 def test_cli_rejects_bad_options_before_converting(micro_run, tmp_path, args):
     result = runner.invoke(app, ["export", str(micro_run), "--out", str(tmp_path / "b"), *args])

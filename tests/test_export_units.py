@@ -20,12 +20,14 @@ SPEC = PreprocessSpec(32, 32, "mobilenet")
 
 @pytest.mark.parametrize(("formats", "int8", "expected"), [
     (None, False, ["fp32", "int8"]),
-    (None, True, ["fp32", "int8"]),
-    ("onnx", True, ["fp32", "int8", "onnx"]),
-    ("fp16", False, ["fp16"]),
-    ("all", True, ["fp32", "fp16", "dynamic", "int8", "onnx", "onnx-int8"]),
+    (None, True, ["fp32", "int8", "onnx", "onnx-int8"]),
+    (["onnx"], True, ["fp32", "int8", "onnx", "onnx-int8"]),
+    (["fp16"], True, ["fp32", "fp16", "int8", "onnx", "onnx-int8"]),
+    (["fp16"], False, ["fp16"]),
+    (["fp16,onnx", "dynamic"], False, ["fp16", "dynamic", "onnx"]),
+    (["all"], True, ["fp32", "fp16", "dynamic", "int8", "onnx", "onnx-int8"]),
 ])
-def test_int8_shorthand_adds_int8_and_its_fp32_baseline(formats, int8, expected):
+def test_int8_shorthand_adds_both_runtimes_int8_and_their_float_baselines(formats, int8, expected):
     assert [t.name for t in parse_targets(resolve_formats(formats, int8))] == expected
 
 

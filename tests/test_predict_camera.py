@@ -48,7 +48,7 @@ def test_video_file_writes_every_nth_frame(tiny_bundle, tmp_path, monkeypatch, r
     out = tmp_path / "out"
     result = CliRunner().invoke(app, [
         "predict", str(tiny_bundle), "--camera", str(video), "--out", str(out), "--every", "3", "--show",
-        "--artifact", artifact_name(tiny_bundle, runtime, precision),
+        "--format", artifact_name(tiny_bundle, runtime, precision),
     ])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [

@@ -50,12 +50,12 @@ def photos(tmp_path) -> Path:
 def test_single_image_and_folder_for_each_artifact(tiny_bundle, photos, tmp_path, runtime, precision):
     name = artifact_name(tiny_bundle, runtime, precision)
     out = tmp_path / "out"
-    single = invoke(tiny_bundle, photos / "b.jpg", "--out", out, "--artifact", name)
+    single = invoke(tiny_bundle, photos / "b.jpg", "--out", out, "--format", name)
     assert single.exit_code == 0, single.output
     assert read_mask(out / "b.png").shape == (53, 37)
     overlay = read_image(out / "b_overlay.jpg")  # the photo, plus a legend panel when the legend would hide it
     assert overlay.width >= 37 and overlay.height >= 53
-    folder = invoke(tiny_bundle, photos, "--out", out / "all", "--artifact", name, "--recursive", "--batch", "2")
+    folder = invoke(tiny_bundle, photos, "--out", out / "all", "--format", name, "--recursive", "--batch", "2")
     assert folder.exit_code == 0, folder.output
     assert "notes.txt" in folder.output and "wrote 3 mask(s) and 3 overlay(s)" in folder.output
     assert read_mask(out / "all" / "a.png").shape == (45, 80)
@@ -73,7 +73,7 @@ def test_fp32_masks_through_the_cli_match_the_reference(tiny_bundle, tmp_path):
     for i, pixels in enumerate(inputs):
         Image.fromarray(pixels, "RGB").save(tmp_path / "ref" / f"{i:03d}.png")
     result = invoke(tiny_bundle, tmp_path / "ref", "--out", tmp_path / "out", "--no-overlay",
-                    "--artifact", artifact_name(tiny_bundle, "tflite", "fp32"))
+                    "--format", artifact_name(tiny_bundle, "tflite", "fp32"))
     assert result.exit_code == 0, result.output
     masks = np.stack([read_mask(tmp_path / "out" / f"{i:03d}.png") for i in range(len(inputs))])
     assert float((masks == keras).mean()) >= 0.999

@@ -9,8 +9,8 @@ from segedge.cli import app
 
 def test_export_debug_quant_adds_int8_and_writes_the_report(micro_run, tmp_path):
     out = tmp_path / "bundle"
-    result = CliRunner().invoke(app, ["export", str(micro_run), "--out", str(out), "--formats", "fp32",
-                                      "--debug-quant", "--calib", "4", "--eval", "2"])
+    result = CliRunner().invoke(app, ["export", str(micro_run), "--out", str(out), "--format", "fp32",
+                                      "--debug-quant", "--calib-images", "4", "--eval-images", "2"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"fp32", "int8"} <= set(manifest["artifacts"])  # --debug-quant implies int8

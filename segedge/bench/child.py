@@ -82,7 +82,7 @@ def _import_runtime(runtime: str) -> str | None:
 
         names = ("onnxruntime",)
     else:
-        from segedge.edge.runtime import tflite_interpreter_class
+        from segedge.runtime import tflite_interpreter_class
 
         tflite_interpreter_class()
         names = ("ai-edge-litert", "tflite-runtime")
@@ -99,7 +99,7 @@ def _open(job: ChildJob):
         from segedge.train.keras_backend import KerasBackend
 
         return KerasBackend(job.path, threads=job.threads)
-    from segedge.edge.runtime import open_backend
+    from segedge.runtime import open_backend
 
     return open_backend(job.path, runtime=job.runtime, threads=job.threads)
 

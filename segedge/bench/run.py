@@ -123,7 +123,7 @@ def select_artifacts(manifest: Manifest, wanted: list[str] | None) -> list[str]:
         return list(manifest.artifacts)
     unknown = [name for name in wanted if name not in manifest.artifacts]
     if unknown:
-        raise ConfigError(f"--artifacts: {unknown[0]!r} is not in this bundle; it has "
+        raise ConfigError(f"--format: {unknown[0]!r} is not in this bundle; it has "
                           + ", ".join(manifest.artifacts))
     return [name for name in manifest.artifacts if name in wanted]
 

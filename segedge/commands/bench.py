@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from segedge.commands import user_errors
+from segedge.commands._vocab import renamed_list
 
 
 @contextlib.contextmanager
@@ -69,10 +70,14 @@ def bench(
         help="VOC root: score mIoU on its val split (preprocessed as the manifest says) instead of the "
              "bundle's reference images.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use at most this many --data val images.")] = None,
-    artifacts: Annotated[str | None, typer.Option(
-        help="Comma-separated artifacts to bench, e.g. fp32,int8. Default: all in the manifest.")] = None,
-    threads: Annotated[str | None, typer.Option(
-        help="Thread counts to sweep, e.g. 1,2,4. Default: 1 and the number of usable cores.")] = None,
+    artifacts: Annotated[list[str] | None, typer.Option(
+        "--format", metavar="NAME", show_default=False,
+        help="Artifact to bench (fp32, int8, onnx, ...). Repeat it or give a comma list (--format fp32,int8). "
+             "Default: every artifact in the manifest.")] = None,
+    threads: Annotated[list[str] | None, typer.Option(
+        "--threads", metavar="N", show_default=False,
+        help="Thread count to run each artifact with; repeat it or give a comma list to sweep several "
+             "(--threads 1,4). Default: 1 and the number of usable cores.")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 10,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per artifact and thread count.")] = 100,
     e2e_images: Annotated[int, typer.Option(
@@ -84,12 +89,14 @@ def bench(
     keras_model: Annotated[Path | None, typer.Option(
         help="The Keras model for that row. Default: the source model recorded in the manifest.")] = None,
     max_miou_drop: Annotated[float, typer.Option(
-        min=0.0, help="Gate: most mIoU points an artifact may lose against Keras on the reference images.")] = 1.0,
+        "--max-miou-drop", metavar="POINTS", min=0.0,
+        help="Gate: most mIoU points an artifact may lose against Keras on the reference images.")] = 1.0,
     min_agreement: Annotated[list[str] | None, typer.Option(
         help="Gate: least fraction of pixels agreeing with Keras; default 0.98. Repeat with FORMAT=VALUE "
              "to override one format, e.g. --min-agreement 0.98 --min-agreement int8=0.97.")] = None,
     gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
     plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
+    old_artifacts: Annotated[list[str] | None, typer.Option("--artifacts", hidden=True)] = None,
 ) -> None:
     """Measure every artifact in a bundle (latency, init, memory, size, mIoU, agreement with Keras).
 
@@ -103,13 +110,14 @@ def bench(
     from segedge.bench.report import write_report
     from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
     from segedge.errors import ParityError
-    from segedge.targets import TARGETS
+    from segedge.targets import TARGETS, split_names
 
+    artifacts = renamed_list(artifacts, old_artifacts, "--format", "--artifacts")
     default_agreement, per_format = parse_min_agreement(min_agreement or [], TARGETS)
     config = BenchConfig(
         bundle=bundle, data=data, limit=limit,
-        artifacts=[a.strip() for a in artifacts.split(",") if a.strip()] if artifacts else None,
-        threads=parse_threads(threads) if threads else default_threads(),
+        artifacts=split_names(artifacts) or None,
+        threads=parse_threads(",".join(threads)) if threads else default_threads(),
         warmup=warmup, runs=runs, e2e_images=e2e_images, keras=keras, keras_model=keras_model,
         bounds=GateBounds(max_miou_drop, default_agreement, per_format),
     )

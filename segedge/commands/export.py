@@ -12,20 +12,22 @@ from typing import Annotated
 import typer
 
 from segedge.commands import user_errors
+from segedge.commands._vocab import renamed_list, renamed_value
 from segedge.errors import OutputError
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
+from segedge.targets import TARGETS, parse_targets, split_names
 
-DEFAULT_FORMATS = "fp32,int8"
-INT8_ADDS = ("fp32", "int8")  # --int8: the integer model plus its float baseline
+DEFAULT_FORMATS = ("fp32", "int8")
+# --int8: the full-integer model of BOTH runtimes, plus the float model of each that it is verified against.
+INT8_FORMATS = ("fp32", "int8", "onnx", "onnx-int8")
 
 
-def resolve_formats(formats: str | None, int8: bool) -> str:
-    """The --formats value after applying the --int8 shorthand (default: fp32,int8)."""
-    spec = formats if formats is not None else DEFAULT_FORMATS
-    if int8 and "all" not in spec:
-        names = [n.strip() for n in spec.split(",") if n.strip()]
-        spec = ",".join(dict.fromkeys([*names, *INT8_ADDS]))
-    return spec
+def resolve_formats(formats: list[str] | None, int8: bool) -> list[str]:
+    """The --format names after applying the --int8 shorthand (default: fp32, int8)."""
+    names = split_names(formats) or list(DEFAULT_FORMATS)
+    if int8 and "all" not in names:
+        names = list(dict.fromkeys([*names, *INT8_FORMATS]))
+    return names
 
 
 def register(app: typer.Typer) -> None:
@@ -38,15 +40,18 @@ def export(
                                               "split.json).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle folder to write (default: RUN/bundle).")]
     = None,
-    formats: Annotated[str | None, typer.Option(
-        "--formats", help="Comma-separated targets: fp32, fp16, dynamic, int8 (TFLite), onnx, onnx-int8, or all "
-                          f"(default: {DEFAULT_FORMATS}).")] = None,
+    formats: Annotated[list[str] | None, typer.Option(
+        "--format", metavar="NAME", show_default=False,
+        help=f"Target to write: {', '.join(TARGETS)} or all. Repeat it or give a comma list "
+             f"(--format fp32,fp16). Default: {','.join(DEFAULT_FORMATS)}.")] = None,
     int8: Annotated[bool, typer.Option(
-        "--int8", help="Add the full-integer TFLite model and, as its baseline, fp32.")] = False,
-    calib: Annotated[int, typer.Option(help="Training-split images used to calibrate int8 models.")] = 200,
+        "--int8", help=f"Add the int8 models of both runtimes and the float models they are verified against: "
+                       f"{', '.join(INT8_FORMATS)}.")] = False,
+    calib: Annotated[int, typer.Option(
+        "--calib-images", metavar="N", help="Training-split images used to calibrate int8 models.")] = 200,
     eval_count: Annotated[int, typer.Option(
-        "--eval", help="Held-out (test, else val) images in reference.npz and used to verify each artifact.")]
-    = 100,
+        "--eval-images", metavar="N",
+        help="Held-out (test, else val) images in reference.npz and used to verify each artifact.")] = 100,
     int8_io: Annotated[IntIO, typer.Option(
         "--int8-io", help="Input/output type of the int8 TFLite model: uint8 (camera frames as is) or int8.")]
     = IntIO.uint8,
@@ -61,13 +66,20 @@ def export(
                               "the same as 'segedge quant-report').")] = False,
     int8_fallback: Annotated[str | None, typer.Option(
         "--int8-fallback", help="Re-quantize int8 with the K worst layers left in float; 'auto' picks the "
-                                "smallest K within --max-miou-drop (implies --int8).")] = None,
+                                "smallest K within --fallback-max-drop (implies --int8).")] = None,
     max_miou_drop: Annotated[float, typer.Option(
-        "--max-miou-drop", help="Bound for --int8-fallback auto: mIoU drop vs Keras, in points.")] = 1.0,
+        "--fallback-max-drop", metavar="POINTS",
+        help="Bound for --int8-fallback auto: mIoU drop vs Keras, in points.")] = 1.0,
+    old_formats: Annotated[list[str] | None, typer.Option("--formats", hidden=True)] = None,
+    old_calib: Annotated[int | None, typer.Option("--calib", hidden=True)] = None,
+    old_eval: Annotated[int | None, typer.Option("--eval", hidden=True)] = None,
+    old_max_drop: Annotated[float | None, typer.Option("--max-miou-drop", hidden=True)] = None,
 ) -> None:
     """Convert RUN/model.keras to TFLite/ONNX, verify every artifact, and write a bundle with a manifest."""
-    from segedge.targets import parse_targets
-
+    formats = renamed_list(formats, old_formats, "--format", "--formats")
+    calib = renamed_value(calib, old_calib, "--calib-images", "--calib", 200)
+    eval_count = renamed_value(eval_count, old_eval, "--eval-images", "--eval", 100)
+    max_miou_drop = renamed_value(max_miou_drop, old_max_drop, "--fallback-max-drop", "--max-miou-drop", 1.0)
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
     quant = debug_quant or int8_fallback is not None
     k = None

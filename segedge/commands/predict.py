@@ -16,7 +16,9 @@ import typer
 from rich.markup import escape
 
 from segedge.commands import err_console, user_errors
+from segedge.commands._vocab import renamed_list
 from segedge.errors import ConfigError, DataError
+from segedge.targets import parse_one_name
 
 if TYPE_CHECKING:
     from segedge.edge.predictor import Segmenter
@@ -78,11 +80,13 @@ def predict(
         metavar="INPUT", help="Images, folders, or a quoted glob like 'photos/**/*.jpg'.",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <stem>.png masks and overlays.")] = None,
-    artifact: Annotated[str | None, typer.Option(
-        help="Artifact name from the manifest (fp32, int8, onnx, onnx-int8, ...). Default: int8 TFLite, "
-             "else fp32 TFLite, else ONNX.")] = None,
+    artifact: Annotated[list[str] | None, typer.Option(
+        "--format", metavar="NAME", show_default=False,
+        help="The one artifact to run (fp32, int8, onnx, onnx-int8, ...). Default: the int8 model of the "
+             "runtime (--runtime, else TFLite), else its fp32 model.")] = None,
     runtime: Annotated[str | None, typer.Option(help="tflite or onnx (default: from the file's extension).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", metavar="N", help="Inference thread count (default: all usable cores).")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay",
                                           help="Also write <stem>_overlay.jpg with a legend.")] = True,
     alpha: Annotated[float, typer.Option(help="Overlay colour opacity, 0-1.")] = 0.5,
@@ -97,8 +101,10 @@ def predict(
     show: Annotated[bool, typer.Option("--show", help="With --camera: show overlays in a window (needs a display).")
                     ] = False,
     max_frames: Annotated[int | None, typer.Option(help="With --camera: stop after N frames.")] = None,
+    old_artifact: Annotated[list[str] | None, typer.Option("--artifact", hidden=True)] = None,
 ) -> None:
     """Segment images, a folder or camera frames with an exported bundle; no TensorFlow needed."""
+    artifact = parse_one_name(renamed_list(artifact, old_artifact, "--format", "--artifact"))
     input_ = " ".join(inputs) if inputs else None
     _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json)
     from segedge.edge.predictor import load

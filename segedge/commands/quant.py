@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from segedge.commands import user_errors
+from segedge.commands._vocab import renamed_value
 from segedge.errors import ConfigError
 
 
@@ -32,16 +33,20 @@ def quant_report(
     int8_fallback: Annotated[str | None, typer.Option(
         "--int8-fallback", help="Leave the K worst layers in float and replace the bundle's int8 TFLite model "
                                 "(and its ONNX int8 model, with --onnx); 'auto' picks the smallest K within "
-                                "--max-miou-drop, per model.")] = None,
+                                "--fallback-max-drop, per model.")] = None,
     max_miou_drop: Annotated[float, typer.Option(
-        "--max-miou-drop", help="Allowed mIoU drop vs the Keras model on the reference set, in points.")] = 1.0,
+        "--fallback-max-drop", metavar="POINTS",
+        help="Bound for --int8-fallback auto: mIoU drop vs the Keras model on the reference set, in points.")]
+    = 1.0,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
+    old_max_drop: Annotated[float | None, typer.Option("--max-miou-drop", hidden=True)] = None,
 ) -> None:
     """Per-layer int8 quantization error (TFLite QuantizationDebugger, ONNX qdq_loss_debug) and float fallback."""
     from segedge.quant.fallback import check_bound, parse_k
     from segedge.quant.report import check_samples
 
+    max_miou_drop = renamed_value(max_miou_drop, old_max_drop, "--fallback-max-drop", "--max-miou-drop", 1.0)
     check_samples(samples)
     check_bound(max_miou_drop)
     k = parse_k(int8_fallback) if int8_fallback is not None else None

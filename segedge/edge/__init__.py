@@ -6,7 +6,7 @@
     mask = seg.predict(pil_image)             # HxW uint8 class ids, 255 = void
 
 ``load`` and ``Segmenter`` are resolved on first use (PEP 562), so importing
-``segedge.edge.runtime`` for a benchmark does not pull in the predictor.
+``segedge.edge.camera`` or ``segedge.edge.sources`` does not pull in the predictor.
 """
 
 from __future__ import annotations

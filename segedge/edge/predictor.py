@@ -21,12 +21,13 @@ from segedge.edge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_ba
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
 from segedge.preprocess import Placement, preprocess, restore_mask
-from segedge.targets import Runtime, runtime_for_file
+from segedge.targets import TARGETS, Runtime, runtime_for_file
 
-# Which artifact a bundle folder runs when none is named: the fastest on a Pi
-# first (full-integer TFLite), then the float TFLite, then ONNX.
+# Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else
+# TFLite before ONNX), its int8 model first (the fastest on a Pi, and verified against Keras at export),
+# then its fp32 model. Other precisions (fp16, dynamic) run only when no allowed runtime has either.
 DEFAULT_PREFERENCE: tuple[tuple[str, str], ...] = (
-    ("tflite", "int8"), ("tflite", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
+    ("tflite", "int8"), ("tflite", "fp32"), ("onnx", "int8"), ("onnx", "fp32"),
 )
 
 
@@ -53,9 +54,16 @@ def choose_artifact(bundle: Path, manifest: Manifest, artifact: str | None = Non
     present = _available(bundle, manifest)
     if runtime:
         present = {k: v for k, v in present.items() if v.runtime == runtime}
+
+    def kind(name: str, info: ArtifactInfo) -> tuple[str, str]:
+        # The target's kind by name first: a re-quantized int8 model stays the int8 choice whatever
+        # precision its manifest entry records.
+        target = TARGETS.get(name)
+        return (target.runtime.value, target.precision.value) if target else (info.runtime, info.precision)
+
     for wanted in DEFAULT_PREFERENCE:
         for name, info in present.items():
-            if (info.runtime, info.precision) == wanted:
+            if kind(name, info) == wanted:
                 return name, info
     if present:
         return next(iter(present.items()))
@@ -88,7 +96,7 @@ def resolve(path: str | os.PathLike[str], artifact: str | None = None,
         raise ModelError(f"{path}: not listed in {path.parent / MANIFEST_NAME}; it is not from this export")
     name, info = matches[0]
     if artifact is not None and artifact != name:
-        raise ConfigError(f"{path} is the artifact {name!r}, but --artifact {artifact!r} was given; pass one of them")
+        raise ConfigError(f"{path} is the artifact {name!r}, but --format {artifact!r} was given; pass one of them")
     return path, manifest, name, info
 
 

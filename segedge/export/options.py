@@ -34,9 +34,9 @@ class ExportOptions:
     def build(cls, calib: int, eval_count: int, int8_io: str, calib_method: str) -> ExportOptions:
         """Validate user values (ConfigError, never an assert)."""
         if calib < 1:
-            raise ConfigError(f"--calib must be at least 1, got {calib}")
+            raise ConfigError(f"--calib-images must be at least 1, got {calib}")
         if eval_count < 1:
-            raise ConfigError(f"--eval must be at least 1, got {eval_count}")
+            raise ConfigError(f"--eval-images must be at least 1, got {eval_count}")
         try:
             io = IntIO(int8_io)
         except ValueError:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from segedge.edge.runtime import TensorSpec
 from segedge.errors import ModelError
+from segedge.runtime import TensorSpec
 
 
 def import_tensorflow() -> None:

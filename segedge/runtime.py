@@ -1,0 +1,221 @@
+"""One small interface over LiteRT, tflite-runtime and onnxruntime.
+
+A backend loads one artifact, says what input it wants (``spec``), and maps a
+float32 NHWC batch (already scaled per the manifest) to float32 NHWC logits.
+Integer models are fed with the scale and zero point read from the model
+itself, never from a constant. No TensorFlow anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from segedge.errors import ConfigError, MissingExtraError, ModelError
+from segedge.targets import Runtime, runtime_for_file
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a model's input or output tensor is, as the model itself declares it."""
+
+    name: str
+    shape: tuple[int, ...]  # -1 where dynamic
+    dtype: str              # numpy dtype name: float32, uint8, int8
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("uint8", "int8") and bool(self.scale)
+
+
+def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """float -> the tensor's integer type with its own scale/zero point, saturating."""
+    info = np.iinfo(spec.dtype)
+    q = np.round(values / np.float32(spec.scale)) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    return (values.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+
+
+class Backend(Protocol):
+    path: Path
+    runtime: Runtime
+    threads: int
+    input: TensorSpec
+    output: TensorSpec
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 NHWC (scaled) -> float32 NHWC logits."""
+
+    def close(self) -> None: ...
+
+
+def _check_readable(path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: model file is empty (0 bytes); re-export or re-copy it")
+
+
+def tflite_interpreter_class():
+    """LiteRT's Interpreter, else tflite-runtime's; never TensorFlow's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as exc:
+            raise MissingExtraError("ai_edge_litert", "edge") from exc
+    return Interpreter
+
+
+def _tflite_spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"]).name
+    shape = tuple(int(v) for v in detail.get("shape_signature", detail["shape"]))
+    if dtype in ("uint8", "int8") and scale:
+        return TensorSpec(detail["name"], shape, dtype, float(scale), int(zero_point))
+    return TensorSpec(detail["name"], shape, dtype)
+
+
+def ort_session_options(ort: Any, threads: int) -> Any:
+    """The session options every onnxruntime session in segedge (and its benchmarks) uses.
+
+    One intra-op pool of ``threads`` (the calling thread included), sequential execution,
+    every graph optimisation; the same settings in the edge backend and in
+    ``benchmarks/bench_ops.py`` so a profile explains the latency that bench reports.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+class TFLiteBackend:
+    """LiteRT (``ai_edge_litert``) first, ``tflite_runtime`` as fallback; threads always set."""
+
+    runtime = Runtime.tflite
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+        self.path, self.threads = Path(path), threads
+        _check_readable(self.path)
+        interpreter_class = tflite_interpreter_class()
+        try:
+            self._interpreter = interpreter_class(model_path=str(self.path), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path}: not a valid TFLite model ({exc}); re-export or re-copy it") from exc
+        self._in = self._interpreter.get_input_details()[0]
+        self._out = self._interpreter.get_output_details()[0]
+        self.input, self.output = _tflite_spec(self._in), _tflite_spec(self._out)
+        self._batch = int(self._in["shape"][0])
+
+    def _resize_batch(self, n: int) -> None:
+        shape = [n, *(int(v) for v in self._in["shape"][1:])]
+        self._interpreter.resize_tensor_input(self._in["index"], shape)
+        self._interpreter.allocate_tensors()
+        self._batch = n
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one already-typed batch; the raw output tensor (the timing hot path)."""
+        self._interpreter.set_tensor(self._in["index"], tensor)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out["index"])
+
+    def prepare(self, batch: np.ndarray) -> np.ndarray:
+        """float32 scaled NHWC -> what the input tensor holds (quantized for int models)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.input.quantized:
+            return quantize(batch, self.input)
+        return batch.astype(self.input.dtype, copy=False)
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        return dequantize(raw, self.output) if self.output.quantized else raw.astype(np.float32, copy=False)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self.prepare(batch)
+        fixed = self.input.shape[0] != -1
+        if len(tensor) != self._batch and not fixed:
+            self._resize_batch(len(tensor))
+        if len(tensor) == self._batch:
+            return self.finish(self.invoke(tensor))
+        # A batch-1 model (what export writes, for XNNPACK): one image at a time.
+        return np.concatenate([self.finish(self.invoke(tensor[i : i + 1])) for i in range(len(tensor))])
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8",
+              "tensor(float16)": "float16"}
+
+
+class OnnxBackend:
+    """onnxruntime on the CPU with all graph optimisations and the intra-op threads set."""
+
+    runtime = Runtime.onnx
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+        self.path, self.threads = Path(path), threads
+        _check_readable(self.path)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingExtraError("onnxruntime", "edge") from exc
+        options = ort_session_options(ort, threads)
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelError(f"{self.path}: not a valid ONNX model ({exc}); re-export or re-copy it") from exc
+        meta_in, meta_out = self._session.get_inputs()[0], self._session.get_outputs()[0]
+
+        def dims(shape) -> tuple[int, ...]:
+            return tuple(int(v) if isinstance(v, int) else -1 for v in shape)
+
+        self.input = TensorSpec(meta_in.name, dims(meta_in.shape), _ORT_TYPES.get(meta_in.type, meta_in.type))
+        self.output = TensorSpec(meta_out.name, dims(meta_out.shape), _ORT_TYPES.get(meta_out.type, meta_out.type))
+        self.nchw = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
+        self._out_name = meta_out.name
+
+    def prepare(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.nchw:
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return batch
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        return self._session.run([self._out_name], {self.input.name: tensor})[0]
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        if self.nchw:
+            raw = raw.transpose(0, 2, 3, 1)
+        return np.asarray(raw, dtype=np.float32)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self.prepare(batch)
+        if self.input.shape[0] not in (-1, len(tensor)):
+            return np.concatenate([self.finish(self.invoke(tensor[i : i + 1])) for i in range(len(tensor))])
+        return self.finish(self.invoke(tensor))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def open_backend(path: str | os.PathLike[str], runtime: Runtime | str | None = None,
+                 threads: int = 1) -> TFLiteBackend | OnnxBackend:
+    """Open an artifact with the runtime its extension implies (or the one asked for)."""
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    chosen = Runtime(runtime) if runtime else runtime_for_file(str(path))
+    return TFLiteBackend(path, threads) if chosen is Runtime.tflite else OnnxBackend(path, threads)

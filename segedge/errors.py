@@ -7,6 +7,11 @@ and CI can tell a bad input from a failed parity gate.
 
 from __future__ import annotations
 
+# Exit codes that are not a SegedgeError subclass (the CLI sets them itself).
+EXIT_OK = 0
+EXIT_USAGE = 2  # a command-line usage error (unknown option, value out of range), same code as ConfigError
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, the shell convention)
+
 
 class SegedgeError(Exception):
     """Base of every error segedge reports to a user as one readable line."""
@@ -48,9 +53,8 @@ class MissingExtraError(SegedgeError):
     exit_code = 6
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"'{module}' is not installed; install it with: pip install \"segedge[{extra}]\""
-        )
+        what = f"{module} is" if "," not in module else f"{module} are"
+        super().__init__(f"{what} not installed; install the {extra} extra: pip install \"segedge[{extra}]\"")
         self.module = module
         self.extra = extra
 

@@ -10,7 +10,6 @@ the children saved, against ground truth and the bundle's Keras masks.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,7 +31,8 @@ from segedge.bench.data import EvalSet, load_reference, load_voc_val
 from segedge.bench.gate import GateBounds, evaluate_gate
 from segedge.bench.machine import machine_info, usable_cores
 from segedge.errors import ConfigError, MissingExtraError, ModelError
-from segedge.manifest import Manifest, load_manifest, verify_artifact_file
+from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
+from segedge.optional import installed, require_runtimes
 
 MB = 1024 * 1024
 ROW_KEYS: tuple[str, ...] = (
@@ -154,7 +154,7 @@ def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None,
     """The Keras model to bench, or None and a note saying why the row is absent."""
     if config.keras is False:
         return None, "Keras row off (--no-keras)"
-    if importlib.util.find_spec("tensorflow") is None:
+    if not installed("tensorflow"):
         if config.keras:
             raise MissingExtraError("tensorflow", "train")
         return None, "Keras row skipped: TensorFlow is not installed (the edge install)"
@@ -259,10 +259,14 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     ``on_step(description, done, total)`` is called before each child runs, for progress.
     """
     config.check()
-    if config.bundle.is_file():  # the manifest itself was named
+    if config.bundle.is_file():  # the manifest or a model file inside the bundle was named
+        if not (config.bundle.parent / MANIFEST_NAME).is_file():
+            raise ModelError(f"{config.bundle}: is a file with no {MANIFEST_NAME} beside it; bench takes a bundle "
+                             "folder written by 'segedge export'")
         config.bundle = config.bundle.parent
     manifest = load_manifest(config.bundle)
     names = select_artifacts(manifest, config.artifacts)
+    require_runtimes(manifest.artifacts[name].runtime for name in names)  # one line, before any child runs
     spec, num_classes = manifest.preprocess, manifest.num_classes
     reference = load_reference(config.bundle, spec)
     evaluation = load_voc_val(config.data, spec, config.limit) if config.data else None

@@ -39,6 +39,10 @@ def quant_report(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
 ) -> None:
     """Per-layer int8 quantization error (TFLite QuantizationDebugger, ONNX qdq_loss_debug) and float fallback."""
+    from segedge.optional import require_extra, require_runtimes
+
+    require_extra("export")  # the TFLite debugger and the ONNX quantizer, before anything slow
+    require_runtimes(["tflite"], extra="export")
     from segedge.quant.fallback import check_bound, parse_k
     from segedge.quant.report import check_samples
 

@@ -34,7 +34,7 @@ from segedge.errors import ConfigError, MissingExtraError, ModelError
 from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
 from segedge.optional import installed, require_runtimes
 
-MB = 1024 * 1024
+MB = 1_000_000  # size_mb in report.json and the tables: SI megabytes, as export prints them
 ROW_KEYS: tuple[str, ...] = (
     "artifact", "runtime", "dtype", "input_dtype", "threads", "file", "size_mb",
     "init_ms", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",

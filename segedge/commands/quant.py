@@ -72,10 +72,10 @@ def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onn
     run_result = fallback_search(run, bundle, k, max_miou_drop, samples=samples, onnx=onnx, out=target,
                                  data_root=data)
     for result in run_result.results:
-        typer.echo(f"{result.artifact}: Keras mIoU {100 * result.keras_miou:.2f}; "
+        typer.echo(f"{result.artifact}: Keras mIoU {100 * result.keras_miou:.2f} %; "
                    f"bound: drop <= {max_miou_drop:g} points")
         for trial in sorted(result.tried, key=lambda t: t.k):
-            typer.echo(f"  K={trial.k:<3d} mIoU {100 * trial.miou:6.2f}  drop {trial.drop:6.2f}  "
+            typer.echo(f"  K={trial.k:<3d} mIoU {100 * trial.miou:6.2f} %  drop {trial.drop:6.2f} points  "
                        f"p50 {trial.p50_ms:7.2f} ms  {'meets' if trial.meets else 'misses'}")
         if result.replaced:
             typer.echo(f"  replaced {bundle}'s {result.artifact} model: K={result.applied_k} float layers "

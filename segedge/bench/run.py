@@ -132,7 +132,7 @@ def find_keras_model(manifest: Manifest, bundle: Path, explicit: Path | None) ->
     """The original model: ``--keras-model``, else the path export recorded; and why not, if none."""
     if explicit is not None:
         if not explicit.is_file():
-            raise ConfigError(f"--keras-model {explicit}: file not found")
+            raise ModelError(f"--keras-model {explicit}: file not found")  # a missing model: 4, as everywhere
         return explicit, ""
     source = manifest.source_model or {}
     recorded = source.get("path") or source.get("file")
@@ -160,7 +160,7 @@ def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None,
         return None, "Keras row skipped: TensorFlow is not installed (the edge install)"
     path, why = find_keras_model(manifest, config.bundle, config.keras_model)
     if path is None and config.keras:
-        raise ConfigError(f"--keras: no Keras model to run: {why}")
+        raise ModelError(f"--keras: no Keras model to run: {why}")
     return path, (f"Keras row skipped: {why}" if path is None else "")
 
 

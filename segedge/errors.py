@@ -3,6 +3,11 @@
 Each error carries a message meant for a person (the file, what is wrong and,
 where obvious, the fix) and the exit code the CLI returns for it, so scripts
 and CI can tell a bad input from a failed parity gate.
+
+Exit codes (the README's table): 0 ok; 1 an unexpected error (a bug: the
+traceback is shown); 2 usage or option error; 3 data; 4 model, run folder or
+bundle; 5 export failed; 6 missing optional extra; 7 parity gate; 8 output
+location; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

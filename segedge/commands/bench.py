@@ -56,7 +56,7 @@ def _print_table(result, files) -> None:
             line = f"{row['artifact']} ({row['threads']} threads): {row['error']}"
             console.print(f"[red]{escape(line)}[/]", highlight=False)
     for note in files.notes:
-        console.print(f"note: {escape(note)}", highlight=False)  # unescaped, rich ate "[bench]" in segedge[bench]
+        console.print(f"note: {escape(note)}", highlight=False)  # unescaped, rich took "[bench]" for markup
     verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
     console.print(f"parity gate: {verdict}; report: {files.markdown} (also report.json, report.html"
                   + (f", {files.plot.name}" if files.plot else "") + f", {len(files.gallery)} gallery strips)",

@@ -3,9 +3,19 @@
 Each error carries a message meant for a person (the file, what is wrong and,
 where obvious, the fix) and the exit code the CLI returns for it, so scripts
 and CI can tell a bad input from a failed parity gate.
+
+Exit codes (the README's table): 0 ok; 1 an unexpected error (a bug: the
+traceback is shown); 2 usage or option error; 3 data; 4 model, run folder or
+bundle; 5 export failed; 6 missing optional extra; 7 parity gate; 8 output
+location; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
+
+# Exit codes that are not a SegedgeError subclass (the CLI sets them itself).
+EXIT_OK = 0
+EXIT_USAGE = 2  # a command-line usage error (unknown option, value out of range), same code as ConfigError
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, the shell convention)
 
 
 class SegedgeError(Exception):
@@ -48,9 +58,8 @@ class MissingExtraError(SegedgeError):
     exit_code = 6
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"'{module}' is not installed; install it with: pip install \"segedge[{extra}]\""
-        )
+        what = f"{module} is" if "," not in module else f"{module} are"
+        super().__init__(f"{what} not installed; install the {extra} extra: pip install \"segedge[{extra}]\"")
         self.module = module
         self.extra = extra
 

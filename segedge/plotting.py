@@ -7,14 +7,15 @@ matplotlib comes from the optional ``bench`` extra; callers check
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 from collections.abc import Iterator
 from typing import Any
 
+from segedge.optional import installed
+
 
 def matplotlib_available() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
+    return installed("matplotlib")
 
 
 @contextlib.contextmanager

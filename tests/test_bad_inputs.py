@@ -519,7 +519,7 @@ BENCH = [
     Case("bench_runs_zero", bench_runs_zero, 2, ("--runs",), slow=True),
     Case("bench_bundle_missing", bench_bundle_missing, 4, ("missing-bundle", "manifest not found")),
     Case("bench_data_missing", bench_data_missing, 3, ("missing-voc", "dataset folder not found"), slow=True),
-    Case("bench_keras_model_missing", bench_keras_model_missing, 2, ("missing.keras", "not found"), slow=True),
+    Case("bench_keras_model_missing", bench_keras_model_missing, 4, ("missing.keras", "not found"), slow=True),
 ]
 
 
@@ -647,7 +647,7 @@ def train_read_only_folder(env):
 
 TRAIN = needs_tensorflow([
     Case("train_data_missing", train_data_missing, 3, ("missing-voc", "dataset folder not found")),
-    Case("train_resume_missing", train_resume_missing, 2, ("missing-run", "not found")),
+    Case("train_resume_missing", train_resume_missing, 4, ("missing-run", "not found")),
     Case("train_epochs_zero", train_epochs_zero, 2, ("--epochs",)),
     Case("train_out_holds_a_run", train_out_holds_a_run, 8,
          ("/out: already holds a training run", "--resume", "--overwrite")),

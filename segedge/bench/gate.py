@@ -74,8 +74,9 @@ def evaluate_gate(artifacts: Iterable[str], accuracy: Mapping[str, dict | None],
         problems = []
         drop = -acc["miou_delta_pts"]
         if drop > bounds.max_miou_drop:
-            problems.append(f"mIoU {100 * acc['miou_reference']:.2f} is {drop:.2f} points below Keras "
-                            f"{100 * acc['keras_miou_reference']:.2f} (bound: at most {bounds.max_miou_drop:g})")
+            problems.append(f"mIoU {100 * acc['miou_reference']:.2f} % is {drop:.2f} points below Keras "
+                            f"{100 * acc['keras_miou_reference']:.2f} % (bound: at most {bounds.max_miou_drop:g} "
+                            "points)")
         bound = bounds.agreement_bound(name)
         if acc["agreement"] < bound:
             problems.append(f"agreement with Keras {100 * acc['agreement']:.2f} % "

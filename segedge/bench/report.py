@@ -99,8 +99,8 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
     out += _md_table(rows, columns_for(rows))
     out += ["", "## Parity gate", ""]
     bounds = config.bounds
-    per_format = ", ".join(f"{k} ≥ {v:g}" for k, v in bounds.min_agreement_for.items())
-    out.append(f"Bounds: mIoU drop ≤ {bounds.max_miou_drop:g} points; agreement ≥ {bounds.min_agreement:g}"
+    per_format = ", ".join(f"{k} ≥ {fmt_percent(v)} %" for k, v in bounds.min_agreement_for.items())
+    out.append(f"Bounds: mIoU drop ≤ {bounds.max_miou_drop:g} points; agreement ≥ {fmt_percent(bounds.min_agreement)} %"
                + (f" ({per_format})" if per_format else "") + ".  ")
     out.append("**PASSED**" if result.passed else "**FAILED**")
     out += [f"- {line}" for line in result.gate_failures]

@@ -10,7 +10,6 @@ the children saved, against ground truth and the bundle's Keras masks.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,9 +31,10 @@ from segedge.bench.data import EvalSet, load_reference, load_voc_val
 from segedge.bench.gate import GateBounds, evaluate_gate
 from segedge.bench.machine import machine_info, usable_cores
 from segedge.errors import ConfigError, MissingExtraError, ModelError
-from segedge.manifest import Manifest, load_manifest, verify_artifact_file
+from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
+from segedge.optional import installed, require_runtimes
 
-MB = 1024 * 1024
+MB = 1_000_000  # size_mb in report.json and the tables: SI megabytes, as export prints them
 ROW_KEYS: tuple[str, ...] = (
     "artifact", "runtime", "dtype", "input_dtype", "threads", "file", "size_mb",
     "init_ms", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",
@@ -132,7 +132,7 @@ def find_keras_model(manifest: Manifest, bundle: Path, explicit: Path | None) ->
     """The original model: ``--keras-model``, else the path export recorded; and why not, if none."""
     if explicit is not None:
         if not explicit.is_file():
-            raise ConfigError(f"--keras-model {explicit}: file not found")
+            raise ModelError(f"--keras-model {explicit}: file not found")  # a missing model: 4, as everywhere
         return explicit, ""
     source = manifest.source_model or {}
     recorded = source.get("path") or source.get("file")
@@ -154,13 +154,13 @@ def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None,
     """The Keras model to bench, or None and a note saying why the row is absent."""
     if config.keras is False:
         return None, "Keras row off (--no-keras)"
-    if importlib.util.find_spec("tensorflow") is None:
+    if not installed("tensorflow"):
         if config.keras:
             raise MissingExtraError("tensorflow", "train")
         return None, "Keras row skipped: TensorFlow is not installed (the edge install)"
     path, why = find_keras_model(manifest, config.bundle, config.keras_model)
     if path is None and config.keras:
-        raise ConfigError(f"--keras: no Keras model to run: {why}")
+        raise ModelError(f"--keras: no Keras model to run: {why}")
     return path, (f"Keras row skipped: {why}" if path is None else "")
 
 
@@ -259,10 +259,14 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     ``on_step(description, done, total)`` is called before each child runs, for progress.
     """
     config.check()
-    if config.bundle.is_file():  # the manifest itself was named
+    if config.bundle.is_file():  # the manifest or a model file inside the bundle was named
+        if not (config.bundle.parent / MANIFEST_NAME).is_file():
+            raise ModelError(f"{config.bundle}: is a file with no {MANIFEST_NAME} beside it; bench takes a bundle "
+                             "folder written by 'segedge export'")
         config.bundle = config.bundle.parent
     manifest = load_manifest(config.bundle)
     names = select_artifacts(manifest, config.artifacts)
+    require_runtimes(manifest.artifacts[name].runtime for name in names)  # one line, before any child runs
     spec, num_classes = manifest.preprocess, manifest.num_classes
     reference = load_reference(config.bundle, spec)
     evaluation = load_voc_val(config.data, spec, config.limit) if config.data else None

@@ -98,19 +98,19 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
 
 
 def _proc_status_mb(field: str) -> float | None:
-    """A ``kB`` field of ``/proc/self/status`` in MiB (Linux); None elsewhere."""
+    """A ``kB`` field of ``/proc/self/status`` (KiB) in MB = 10^6 bytes (Linux); None elsewhere."""
     try:
         with open(f"/proc/{os.getpid()}/status", encoding="ascii") as handle:
             for line in handle:
                 if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
+                    return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         return None
     return None
 
 
 def peak_rss_mb() -> float | None:
-    """This process's peak resident set size so far, in MiB; None where unknown.
+    """This process's peak resident set size so far, in MB (10^6 bytes, as file sizes); None where unknown.
 
     Linux: ``VmHWM``, the high-water mark of this process's own address space.
     ``ru_maxrss`` is not used there because the kernel carries it across
@@ -126,9 +126,9 @@ def peak_rss_mb() -> float | None:
     except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
 
 
 def current_rss_mb() -> float | None:
-    """Resident set size now (Linux ``VmRSS``), in MiB; None elsewhere."""
+    """Resident set size now (Linux ``VmRSS``), in MB (10^6 bytes); None elsewhere."""
     return _proc_status_mb("VmRSS")

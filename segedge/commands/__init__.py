@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from segedge.errors import SegedgeError
+from segedge.errors import EXIT_INTERRUPTED, SegedgeError
+from segedge.optional import extra_for
 
 F = TypeVar("F", bound=Callable)
 err_console = Console(stderr=True)
@@ -21,8 +22,17 @@ def debug_enabled() -> bool:
     return os.environ.get("SEGEDGE_DEBUG", "") not in ("", "0")
 
 
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr: the one line every user-caused failure prints (rich markup escaped)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(fn: F) -> F:
-    """Turn a ``SegedgeError`` into one stderr line and its exit code (traceback with --debug)."""
+    """Turn a ``SegedgeError`` into one stderr line and its exit code (traceback with --debug).
+
+    An ``ImportError`` of a module that an extra provides (an import no command
+    checked up front) is reported the same way, as ``MissingExtraError``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -31,10 +41,16 @@ def user_errors(fn: F) -> F:
         except SegedgeError as exc:
             if debug_enabled():
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            print_error(exc.message)
             raise typer.Exit(exc.exit_code) from None
+        except ImportError as exc:
+            missing = extra_for(exc)
+            if missing is None or debug_enabled():
+                raise
+            print_error(missing.message)
+            raise typer.Exit(missing.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; partial outputs were discarded")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]

@@ -37,6 +37,7 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
 
 def _print_table(result, files) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from segedge.bench.report_table import columns_for
@@ -53,9 +54,10 @@ def _print_table(result, files) -> None:
     console.print(table)
     for row in result.rows:
         if row.get("error"):
-            console.print(f"[red]{row['artifact']} ({row['threads']} threads): {row['error']}[/]", highlight=False)
+            line = f"{row['artifact']} ({row['threads']} threads): {row['error']}"
+            console.print(f"[red]{escape(line)}[/]", highlight=False)
     for note in files.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {escape(note)}", highlight=False)  # unescaped, rich took "[bench]" for markup
     verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
     console.print(f"parity gate: {verdict}; report: {files.markdown} (also report.json, report.html"
                   + (f", {files.plot.name}" if files.plot else "") + f", {len(files.gallery)} gallery strips)",
@@ -109,9 +111,12 @@ def bench(
     from segedge.bench.gate import GateBounds, parse_min_agreement
     from segedge.bench.report import write_report
     from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
-    from segedge.errors import ParityError
+    from segedge.errors import ConfigError, ParityError
     from segedge.targets import TARGETS, split_names
 
+    if limit is not None and data is None:
+        raise ConfigError("--limit caps the --data val images; without --data bench scores the bundle's "
+                          "reference images (all of them): pass --data VOC_ROOT or drop --limit")
     artifacts = renamed_list(artifacts, old_artifacts, "--format", "--artifacts")
     default_agreement, per_format = parse_min_agreement(min_agreement or [], TARGETS)
     config = BenchConfig(

@@ -18,7 +18,7 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Folder to create (VOC layout).")],
     images: Annotated[int, typer.Option(min=3, help="Number of image/mask pairs.")] = 200,
     size: Annotated[int, typer.Option(min=32, help="Image width in pixels (heights vary 75-100 %).")] = 96,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (0 or more): same seed, same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write a learnable synthetic dataset in the exact Pascal VOC 2012 layout."""

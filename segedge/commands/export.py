@@ -34,6 +34,14 @@ def register(app: typer.Typer) -> None:
     app.command(name="export")(export)
 
 
+def _require_export_extra(targets) -> None:
+    """Converters, and the runtimes that verify each artifact, before any slow import (one line, exit 6)."""
+    from segedge.optional import require_extra, require_runtimes
+
+    require_extra("export")
+    require_runtimes((t.runtime.value for t in targets), extra="export")
+
+
 @user_errors
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'segedge train' (model.keras, config.json, "
@@ -89,6 +97,7 @@ def export(
         check_bound(max_miou_drop)
         k = parse_k(int8_fallback) if int8_fallback is not None else None
     targets = parse_targets(resolve_formats(formats, int8 or quant))
+    _require_export_extra(targets)
     bundle = out if out is not None else run / "bundle"
     if bundle.exists() and not overwrite:
         raise OutputError(f"{bundle}: already exists; pass --overwrite to replace it")

@@ -43,6 +43,10 @@ def quant_report(
     old_max_drop: Annotated[float | None, typer.Option("--max-miou-drop", hidden=True)] = None,
 ) -> None:
     """Per-layer int8 quantization error (TFLite QuantizationDebugger, ONNX qdq_loss_debug) and float fallback."""
+    from segedge.optional import require_extra, require_runtimes
+
+    require_extra("export")  # the TFLite debugger and the ONNX quantizer, before anything slow
+    require_runtimes(["tflite"], extra="export")
     from segedge.quant.fallback import check_bound, parse_k
     from segedge.quant.report import check_samples
 
@@ -73,10 +77,10 @@ def report_and_fallback(run: Path, bundle: Path, *, out: Path, samples: int, onn
     run_result = fallback_search(run, bundle, k, max_miou_drop, samples=samples, onnx=onnx, out=target,
                                  data_root=data)
     for result in run_result.results:
-        typer.echo(f"{result.artifact}: Keras mIoU {100 * result.keras_miou:.2f}; "
+        typer.echo(f"{result.artifact}: Keras mIoU {100 * result.keras_miou:.2f} %; "
                    f"bound: drop <= {max_miou_drop:g} points")
         for trial in sorted(result.tried, key=lambda t: t.k):
-            typer.echo(f"  K={trial.k:<3d} mIoU {100 * trial.miou:6.2f}  drop {trial.drop:6.2f}  "
+            typer.echo(f"  K={trial.k:<3d} mIoU {100 * trial.miou:6.2f} %  drop {trial.drop:6.2f} points  "
                        f"p50 {trial.p50_ms:7.2f} ms  {'meets' if trial.meets else 'misses'}")
         if result.replaced:
             typer.echo(f"  replaced {bundle}'s {result.artifact} model: K={result.applied_k} float layers "

@@ -95,9 +95,9 @@ def train_command(
 ) -> None:
     """Train the U-Net (MobileNetV2 encoder, pix2pix decoder) and write RUN/model.keras, config.json,
     split.json, history.csv and checkpoints/."""
-    from segedge.optional import require
+    from segedge.optional import require_extra
 
-    require("tensorflow", "train")
+    require_extra("train")  # one line naming segedge[train], before any slow import
     from segedge.train.config import make_config
     from segedge.train.fit import train
     from segedge.train.rundir import load_config

@@ -84,7 +84,10 @@ def resolve(path: str | os.PathLike[str], artifact: str | None = None,
         return path / info.file, manifest, name, info
     if not path.exists():
         raise ModelError(f"{path}: no such bundle folder or model file")
-    runtime_for_file(path.name)  # a clear error for a file that is not .tflite/.onnx
+    try:
+        runtime_for_file(path.name)  # a clear error for a file that is not .tflite/.onnx
+    except ConfigError as exc:  # a wrong model path is a model error (exit 4), as in bench and export
+        raise ModelError(f"{path}: neither a bundle folder nor a .tflite/.onnx model file") from exc
     if not (path.parent / MANIFEST_NAME).is_file():
         raise ModelError(
             f"{path}: no {MANIFEST_NAME} beside it; predict needs the bundle's manifest (input size, "

@@ -17,9 +17,10 @@ import numpy as np
 from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, ExportError
 from segedge.preprocess import PreprocessSpec, resize_uint8, scale_pixels
-from segedge.progress import track
+from segedge.progress import stderr, track
 
 CALIBRATION_SPLIT = "train"
+CALIB_OPTION = "--calib-images"  # the export option that asks for the count (named in the truncation note)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class CalibrationSource:
 def pick_ids(train_ids: Sequence[str], count: int, exclude: Sequence[str] = ()) -> list[str]:
     """Up to ``count`` training ids, spread evenly over the list (deterministic), never an excluded id."""
     if count < 1:
-        raise ConfigError(f"--calib must be at least 1, got {count}")
+        raise ConfigError(f"{CALIB_OPTION} must be at least 1, got {count}")
     excluded = set(exclude)
     pool = [i for i in train_ids if i not in excluded]
     if len(pool) <= count:
@@ -69,6 +70,11 @@ def load_calibration(dataset: VocDataset, train_ids: Sequence[str], count: int, 
                      exclude: Sequence[str] = ()) -> CalibrationSource:
     """Read and pre-process the calibration images once; both quantizers reuse them."""
     ids = pick_ids(train_ids, count, exclude)
+    if len(ids) < count:  # say so: a silent cut makes "--calib 200" in a log mean 24 images
+        held = len(train_ids) - len(ids)
+        held_out = f" ({held} held-out reference image(s) excluded)" if held else ""
+        stderr.print(f"note: {CALIB_OPTION} {count}: the {CALIBRATION_SPLIT} split has {len(ids)} usable "
+                     f"images{held_out}; calibrating on {len(ids)}", markup=False, highlight=False, soft_wrap=True)
     pixels = [resize_uint8(dataset.load_image(i), spec)[0]
               for i in track(ids, "loading calibration images", total=len(ids))]
     stacked = np.stack(pixels) if pixels else np.zeros((0, spec.height, spec.width, 3), np.uint8)

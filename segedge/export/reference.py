@@ -19,8 +19,9 @@ from segedge.data.splits import Split
 from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, ExportError, ModelError
 from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels
-from segedge.progress import track
+from segedge.progress import stderr, track
 
+EVAL_OPTION = "--eval-images"  # the export option that asks for the count (named in the truncation note)
 LOGITS_COUNT = 8
 PREDICT_CHUNK = 8
 
@@ -82,8 +83,11 @@ def keras_logits(model, inputs_uint8: np.ndarray, spec: PreprocessSpec) -> np.nd
 def build_reference(model, dataset: VocDataset, split: Split, spec: PreprocessSpec, count: int) -> Reference:
     """The first ``count`` held-out ids, pre-processed like inference, with Keras' answers."""
     if count < 1:
-        raise ConfigError(f"--eval must be at least 1, got {count}")
+        raise ConfigError(f"{EVAL_OPTION} must be at least 1, got {count}")
     split_name, ids = reference_split(split)
+    if len(ids) < count:  # say so: a silent cut makes "--eval 100" in a log mean 6 images
+        stderr.print(f"note: {EVAL_OPTION} {count}: the {split_name} split has {len(ids)} images; "
+                     f"verifying on {len(ids)}", markup=False, highlight=False, soft_wrap=True)
     ids = ids[:count]
     inputs, truth = [], []
     for sample_id in track(ids, "loading reference images", total=len(ids)):

@@ -66,8 +66,13 @@ def _read_json(path: Path) -> dict:
 def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
     """Validate the run folder's files (not the model itself: that needs TensorFlow)."""
     path = Path(run_dir).expanduser()
+    if path.is_file():
+        raise ModelError(
+            f"{path}: is a file; expected a run folder written by 'segedge train' (holding model.keras and "
+            f"config.json), e.g. 'segedge export {path.parent}'; exporting a bare .keras file is not supported yet")
     if not path.is_dir():
-        raise ModelError(f"{path}: run folder not found")
+        raise ModelError(f"{path}: run folder not found; expected a folder written by 'segedge train' "
+                         "(holding model.keras and config.json)")
     files = RunPaths(path)  # the layout segedge train writes (not made absolute: messages show the path given)
     config = _read_json(files.config)
     try:

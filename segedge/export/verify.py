@@ -23,6 +23,7 @@ from segedge.runtime import open_backend
 from segedge.targets import Precision, Target
 
 FP32_MIN_AGREEMENT = 0.999
+MB = 1_000_000  # the size unit segedge prints everywhere (export, bench, quant-report): SI megabytes
 
 
 def tensor_info(spec) -> TensorInfo:
@@ -74,8 +75,12 @@ def check_fp32(target: Target, result: dict[str, Any]) -> None:
 
 
 def describe(name: str, size_bytes: int, result: dict[str, Any], precision: str) -> str:
-    """One line per artifact: size, agreement with Keras, logit error (float formats), mIoU."""
-    line = f"{name:<10} {size_bytes / 1e6:7.2f} MB  agreement {100 * result['agreement']:7.3f} %"
+    """One line per artifact: size, agreement with Keras, logit error (float formats), mIoU.
+
+    Units as everywhere a person reads them (bench, quant-report): MB = 10^6
+    bytes, mIoU and agreement in percent, each labelled.
+    """
+    line = f"{name:<10} {size_bytes / MB:7.2f} MB  agreement {100 * result['agreement']:7.3f} %"
     if precision != Precision.int8.value and "max_abs_logit_error" in result:
         line += f"  max|dlogit| {result['max_abs_logit_error']:.2e}"
-    return line + f"  mIoU {result['miou']:.3f}"
+    return line + f"  mIoU {100 * result['miou']:.2f} %"

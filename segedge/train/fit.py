@@ -51,7 +51,8 @@ class TrainResult:
         how = "stopped early" if self.stopped_early else "done"
         return (
             f"{how} after {self.epochs_completed} epoch(s) in {self.seconds:.0f} s: best epoch {self.best_epoch} "
-            f"val_miou {row.get('val_miou', float('nan')):.4f} val_loss {row.get('val_loss', float('nan')):.4f} "
+            f"val mIoU {100 * row.get('val_miou', float('nan')):.2f} % "
+            f"val_loss {row.get('val_loss', float('nan')):.4f} "
             f"-> {self.run_dir / 'model.keras'}"
         )
 

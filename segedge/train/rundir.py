@@ -100,8 +100,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 def load_config(run: str | Path) -> TrainConfig:
     """The config a run was started with (``--resume`` continues with it)."""
     paths = RunPaths.at(run)
-    if not paths.root.is_dir():
-        raise ConfigError(f"{paths.root}: run folder not found; --resume takes a folder written by segedge train")
+    if not paths.root.is_dir():  # ModelError (exit 4), as export reports a missing run folder
+        what = "is a file, not a run folder" if paths.root.is_file() else "run folder not found"
+        raise ModelError(f"{paths.root}: {what}; --resume takes a folder written by segedge train")
     data = _read_json(paths.config, "run config")
     try:
         return TrainConfig.from_dict(data)

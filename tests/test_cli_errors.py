@@ -320,7 +320,7 @@ def test_bench_limit_without_data_is_refused(segedge, micro_bundle, tmp_path):
 
 
 def test_export_says_when_calib_and_eval_exceed_the_split(micro_run, tmp_path):
-    """--calib-images 200 / --eval-images 100 on a run whose split holds fewer: one note each on the terminal (stderr)."""
+    """--calib-images 200 / --eval-images 100 on a run whose split holds fewer: one note each on stderr."""
     from typer.testing import CliRunner
 
     from segedge.cli import app
@@ -334,7 +334,8 @@ def test_export_says_when_calib_and_eval_exceed_the_split(micro_run, tmp_path):
     result = CliRunner().invoke(app, ["export", str(micro_run), "--out", str(out), "--format", "fp32,int8",
                                       "--calib-images", "200", "--eval-images", "100"])
     assert result.exit_code == 0, result.output
-    assert f"note: --calib-images 200: the train split has {train} usable images; calibrating on {train}" in result.stderr
+    assert f"note: --calib-images 200: the train split has {train} usable images; calibrating on {train}" \
+        in result.stderr
     assert f"note: --eval-images 100: the {held_out_name} split has {held_out} images; verifying on {held_out}" \
         in result.stderr
     manifest = load_manifest(out)

@@ -55,6 +55,8 @@ def test_a_path_a_pil_image_and_an_array_give_the_same_mask(tiny_bundle, photo, 
         masks = seg.predict_batch([str(path), Image.open(path), np.asarray(photo)])
         for mask in masks:
             np.testing.assert_array_equal(mask, from_array)
+        with pytest.raises(ConfigError, match=r"for one image call predict\(\)"):
+            seg.predict_batch(str(path))  # a str is a sequence of characters, not of paths
 
 
 @pytest.mark.parametrize(("orientation", "turns"), [(6, -1), (8, 1)])  # 6: turn 90 degrees clockwise to view

@@ -183,6 +183,8 @@ class Segmenter:
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
         """One HxW uint8 mask per input (see ``predict``), each at its upright image's size."""
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            raise ConfigError("predict_batch() takes a list of images; for one image call predict()")
         rgb = [as_rgb(image) for image in images]
         if not rgb:
             return []

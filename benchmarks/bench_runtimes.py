@@ -196,8 +196,9 @@ def convert_onnx(model, path: Path, nchw: bool) -> None:
     import tensorflow as tf
     import tf2onnx
 
-    name = model.input.name
-    spec = (tf.TensorSpec(model.input.shape, model.input.dtype, name=name),)
+    source = model.inputs[0]  # one tensor, whether ``model.input`` is a tensor or a one-element list
+    name = source.name
+    spec = (tf.TensorSpec(source.shape, source.dtype, name=name),)
     # NCHW: the input and the output both stay NCHW, the layout transposes move to numpy in the backend.
     extra = {"inputs_as_nchw": [name], "outputs_as_nchw": list(model.output_names)} if nchw else {}
     model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, **extra)
@@ -353,7 +354,7 @@ class _Keras:
 
         self.model = keras.models.load_model(path, compile=False)
         self.mode = mode
-        self.fixed = self.model.input.shape[0]
+        self.fixed = self.model.inputs[0].shape[0]  # `.input` is a one-element list in a trained model
         if mode != "predict":
             self.fn = tf.function(lambda x: self.model(x, training=False), jit_compile=(mode == "xla"),
                                   reduce_retracing=True)

@@ -440,7 +440,7 @@ def predict_read_only_out(env):
 
 
 PREDICT = needs_tensorflow([
-    Case("predict_empty_folder", predict_empty_folder, 3, ("empty", "no images found")),
+    Case("predict_empty_folder", predict_empty_folder, 3, ("empty", "matched no image files")),
     Case("predict_zero_byte_image", predict_zero_byte_image, 3, ("zero.jpg", "empty (0 bytes)")),
     Case("predict_truncated_image", predict_truncated_image, 3, ("cut.jpg", "not a readable image")),
     Case("predict_text_as_jpg", predict_text_as_jpg, 3, ("notes.jpg", "not a readable image")),

@@ -15,7 +15,6 @@ from segedge.edge.predictor import default_threads, load
 from segedge.edge.runtime import TensorSpec, quantize
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import load_manifest
-from segedge.preprocess import Placement, restore_mask
 
 BACKENDS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 
@@ -70,11 +69,12 @@ def test_each_backend_predicts_at_the_original_odd_size(tiny_bundle, runtime, pr
         assert mask.shape == (53, 37) and mask.dtype == np.uint8
         allowed = set(range(manifest.num_classes)) | {manifest.void}
         assert set(np.unique(mask).tolist()) <= allowed
-        # The mask is the model-size mask resized back with nearest neighbour.
-        model_mask = seg.model_masks([image])[0]
+        # The mask is the model-size mask resized back with nearest neighbour: at whole-number scale
+        # factors (2 across, 3 down) that is every model pixel repeated into a 2x3 block.
         spec = manifest.preprocess
-        np.testing.assert_array_equal(mask, restore_mask(model_mask, Placement(0, 0, spec.width, spec.height),
-                                                         image.size))
+        large = odd_image(2 * spec.width, 3 * spec.height, 2)
+        model_mask = seg.model_masks([large])[0]
+        np.testing.assert_array_equal(seg.predict(large), np.repeat(np.repeat(model_mask, 3, axis=0), 2, axis=1))
         assert [m.shape for m in seg.predict_batch([image, odd_image(64, 31, 1)])] == [(53, 37), (31, 64)]
 
 
@@ -105,10 +105,24 @@ def test_quantized_input_uses_the_models_own_scale_and_zero_point(tiny_bundle):
         pixels = np.random.default_rng(3).integers(0, 256, (1, spec.height, spec.width, 3), dtype=np.uint8)
         values = pixels.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
         info = np.iinfo(detail["dtype"])
-        by_hand = np.clip(np.round(values / np.float32(scale)) + zero_point, info.min, info.max).astype(detail["dtype"])
-        prepared = backend.prepare(values)
-        assert prepared.dtype == detail["dtype"]
-        np.testing.assert_array_equal(prepared, by_hand)
+        # Pixels, and floats between and past them (where a floor or a wrong zero point would show).
+        between = np.random.default_rng(4).uniform(-1.5, 1.5, values.shape).astype(np.float32)
+        for given in (values, between):
+            prepared = backend.prepare(given)
+            assert prepared.dtype == detail["dtype"] and prepared.shape == given.shape
+            # What must hold for any correct quantizer with this scale and zero point: each code, read back as
+            # (code - zero_point) * scale, is the representable value nearest to the input (within half a step),
+            # except where the input lies past the end of the code range, where the code is that end.
+            codes = prepared.astype(np.int64)
+            steps = given.astype(np.float64) / scale + zero_point  # the input in units of one code step
+            inside = (steps >= info.min) & (steps <= info.max)
+            assert inside.any() and np.abs(codes - steps)[inside].max() <= 0.5 + 1e-3
+            assert (codes[steps < info.min] == info.min).all() and (codes[steps > info.max] == info.max).all()
+        assert (steps < info.min).any() and (steps > info.max).any()  # the floats did reach both ends
+        # The 256 pixel values scale to 256 increasing inputs: their codes never decrease.
+        ramp = np.arange(256, dtype=np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
+        ramp_codes = backend.prepare(np.resize(ramp, (1, spec.height, spec.width, 3))).astype(np.int64).ravel()[:256]
+        assert (np.diff(ramp_codes) >= 0).all() and ramp_codes[0] < ramp_codes[-1]
 
 
 def test_quantize_saturates_with_a_nonzero_zero_point():

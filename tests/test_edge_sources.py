@@ -41,8 +41,31 @@ def test_glob_pattern(tmp_path):
     root = make_tree(tmp_path / "in")
     inputs = resolve_inputs(str(root / "sub" / "*.jpg"))
     assert [s.stem.as_posix() for s in inputs.sources] == ["c"]
-    deep = resolve_inputs(str(root / "**" / "*.jpg"), recursive=True)
-    assert [s.stem.as_posix() for s in deep.sources] == ["b", "sub/c"]
+    one_level = resolve_inputs(str(root / "*" / "*.jpg"))
+    assert [s.stem.as_posix() for s in one_level.sources] == ["sub/c"]
+
+
+@pytest.mark.parametrize("recursive", [False, True])
+def test_double_star_matches_zero_or_more_folders_without_the_flag(tmp_path, recursive):
+    root = make_tree(tmp_path / "in")
+    (root / "sub" / "deeper" / "e.jpg").write_bytes((root / "b.jpg").read_bytes())
+    deep = resolve_inputs(str(root / "**" / "*.jpg"), recursive=recursive)
+    # b.jpg: zero folders; sub/c.jpg: one; sub/deeper/e.jpg: two. d.JPG: glob suffixes are case-sensitive.
+    assert [s.stem.as_posix() for s in deep.sources] == ["b", "sub/c", "sub/deeper/e"]
+    assert not deep.skipped  # "*.jpg" matched no other file
+    named = resolve_inputs(str(root / "**" / "c.jpg"), recursive=recursive)
+    assert [s.path for s in named.sources] == [root / "sub" / "c.jpg"]
+    everything = resolve_inputs(str(root / "**"), recursive=recursive)
+    assert [s.stem.as_posix() for s in everything.sources] == ["a", "b", "sub/c", "sub/deeper/d", "sub/deeper/e"]
+    assert sorted(p.name for p in everything.skipped) == ["data.csv", "notes.txt"]  # hidden files never matched
+
+
+def test_glob_under_the_home_folder_keeps_sub_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_tree(tmp_path / "in")
+    inputs = resolve_inputs("~/in/**/*.jpg")
+    assert [s.stem.as_posix() for s in inputs.sources] == ["b", "sub/c"]
+    assert inputs.sources[1].path == tmp_path / "in" / "sub" / "c.jpg"
 
 
 def test_single_file(tmp_path):
@@ -64,14 +87,27 @@ def test_same_stem_keeps_the_suffix(tmp_path):
 def test_nothing_to_predict_names_the_path(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="empty: no images found"):
+    with pytest.raises(DataError) as err:
         resolve_inputs(empty)
+    assert err.value.message.startswith(f"{empty}: matched no image files (searched: {empty} top level only, ")
+    assert ".jpg" in err.value.message and ".png" in err.value.message and "\n" not in err.value.message
     (empty / "readme.txt").write_text("x")
     (empty / "sub").mkdir()
-    with pytest.raises(DataError, match="1 non-image file.*--recursive"):
+    with pytest.raises(DataError, match="1 non-image file.*--recursive to search its 1 sub-folder"):
         resolve_inputs(empty)
-    with pytest.raises(DataError, match=r"nothing\*\.jpg: the pattern matched no image files"):
+    with pytest.raises(DataError, match=f"searched: {empty} and all its sub-folders"):
+        resolve_inputs(empty, recursive=True)
+    with pytest.raises(DataError) as err:
         resolve_inputs(str(tmp_path / "nothing*.jpg"))
+    assert err.value.message == (f"{tmp_path / 'nothing*.jpg'}: the pattern matched no image files "
+                                 f"(searched: {tmp_path} only, not its sub-folders (write ** for those), "
+                                 "for nothing*.jpg; hidden files skipped)")
+    with pytest.raises(DataError) as err:
+        resolve_inputs(str(empty / "**" / "*.txt"))
+    assert f"(searched: {empty} and all its sub-folders, for **/*.txt; hidden files skipped)" in err.value.message
+    assert err.value.message.endswith("; it matched 1 non-image file(s)")
+    with pytest.raises(DataError, match=f"searched: {tmp_path / 'gone'}, which is not a folder"):
+        resolve_inputs(str(tmp_path / "gone" / "**" / "*.jpg"))
     with pytest.raises(DataError, match="missing.jpg: no such image"):
         resolve_inputs(tmp_path / "missing.jpg")
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segedge.errors import DataError
 from segedge.labels import NUM_CLASSES, PALETTE, VOID, flat_palette
@@ -35,7 +35,11 @@ def _open(path: Path) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB; alpha is composited onto black, 16-bit is rescaled."""
+    """Any PIL mode to 8-bit RGB; 16-bit is rescaled, alpha is dropped as ``convert("RGB")`` drops it.
+
+    Dropping (not compositing onto black) keeps the colours under a
+    half-transparent pixel: a PNG cut-out with alpha 128 is still the photo.
+    """
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -48,16 +52,32 @@ def to_rgb(image: Image.Image) -> Image.Image:
         span = max(array.max() - array.min(), 1e-12)
         array = ((array - array.min()) / span * 255.0 + 0.5).astype(np.uint8)
         return Image.fromarray(array, mode="L").convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
 def read_image(path: str | os.PathLike[str]) -> Image.Image:
-    """An image file as 8-bit RGB."""
+    """An image file as 8-bit RGB, pixels as stored (no EXIF orientation: dataset masks are drawn on those)."""
     return to_rgb(_open(Path(path)))
+
+
+def read_upright(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
+    """A file or PIL image as a viewer shows it, in 8-bit RGB: what ``predict`` segments.
+
+    The one "decode + EXIF orientation + mode to RGB" step that ``segedge
+    predict`` and ``Segmenter.predict`` share, so a phone photo taken upright
+    gets an upright mask of the upright size from either. Orientation is
+    applied before the mode conversion, which would drop the EXIF block for
+    some modes. A PIL image passed in is not modified.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{getattr(image, 'filename', '') or 'PIL image'}: not a readable image ({exc})") from exc
+    else:
+        image = _open(Path(source))
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 _COLOUR_TO_INDEX = {colour: index for index, colour in enumerate(PALETTE[:NUM_CLASSES])}

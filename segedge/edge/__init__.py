@@ -3,7 +3,11 @@
 ``from segedge.edge import load`` is the whole Python API::
 
     seg = load("bundle/model_int8.tflite")   # or the bundle folder
-    mask = seg.predict(pil_image)             # HxW uint8 class ids, 255 = void
+    mask = seg.predict("photo.jpg")           # HxW uint8 class ids, 255 = void
+
+``predict`` takes a path, a PIL image or an HxWx3 uint8 RGB array; paths and
+PIL images are read as ``segedge predict`` reads files (EXIF orientation
+applied, alpha dropped).
 
 ``load`` and ``Segmenter`` are resolved on first use (PEP 562), so importing
 ``segedge.edge.camera`` or ``segedge.edge.sources`` does not pull in the predictor.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segedge.data.images import to_rgb
+from segedge.data.images import read_upright
 from segedge.edge.postprocess import class_fractions, logits_to_masks, overlay
 from segedge.edge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.errors import ConfigError, ModelError
@@ -136,12 +136,28 @@ def check_compatible(model: Path, manifest: Manifest, info: ArtifactInfo, backen
                          f"(0..{manifest.num_classes - 1}); re-export the bundle")
 
 
-def _as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
+ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
+"""What ``Segmenter.predict`` takes: an image file path, a PIL image, or an HxWx3 uint8 RGB numpy array."""
+
+_ACCEPTED = "a path (str or os.PathLike), a PIL image, or an HxWx3 uint8 RGB numpy array"
+
+
+def as_rgb(image: ImageInput) -> Image.Image:
+    """One input as the 8-bit RGB image the model sees; ConfigError for anything else.
+
+    Paths and PIL images go through ``read_upright``, the same decode + EXIF
+    orientation + alpha-dropping conversion ``segedge predict`` uses. An
+    array is taken as RGB pixels already upright (it has no EXIF); BGR frames
+    from OpenCV must be converted by the caller.
+    """
     if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise ConfigError(f"predict() takes {_ACCEPTED}; got an array of shape {image.shape} and dtype "
+                              f"{image.dtype} (RGBA: pass array[..., :3]; float: convert to uint8 0-255 first)")
         return Image.fromarray(image, "RGB")
-    return to_rgb(image)
+    if isinstance(image, (str, os.PathLike, Image.Image)):
+        return read_upright(image)
+    raise ConfigError(f"predict() takes {_ACCEPTED}; got {type(image).__name__}")
 
 
 class Segmenter:
@@ -159,36 +175,49 @@ class Segmenter:
         return (f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, "
                 f"{self.backend.threads} thread{'s' if self.backend.threads != 1 else ''})")
 
-    def logits(self, images: Sequence[Image.Image | np.ndarray]) -> tuple[np.ndarray, list[Placement]]:
+    def logits(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[Placement]]:
         """Float logits at model size for a batch, and where each image sits in the input."""
+        return self._logits([as_rgb(image) for image in images])
+
+    def _logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Placement]]:
         inputs, placements = [], []
         for image in images:
-            values, placement = preprocess(_as_rgb(image), self.manifest.preprocess)
+            values, placement = preprocess(image, self.manifest.preprocess)
             inputs.append(values)
             placements.append(placement)
         return self.backend.run(np.stack(inputs)), placements
 
-    def model_masks(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+    def model_masks(self, images: Sequence[ImageInput]) -> np.ndarray:
         """(N, H, W) masks at model size (void mapped to 255), before resizing back."""
         logits, _ = self.logits(images)
         return logits_to_masks(logits, self.manifest.num_classes, self.manifest.void)
 
-    def predict_batch(self, images: Sequence[Image.Image | np.ndarray]) -> list[np.ndarray]:
-        """One HxW uint8 mask per image, each at its image's original size (nearest)."""
-        images = [_as_rgb(image) for image in images]
-        if not images:
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
+        """One HxW uint8 mask per input (see ``predict``), each at its upright image's size."""
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            raise ConfigError("predict_batch() takes a list of images; for one image call predict()")
+        rgb = [as_rgb(image) for image in images]
+        if not rgb:
             return []
-        logits, placements = self.logits(images)
+        logits, placements = self._logits(rgb)
         masks = logits_to_masks(logits, self.manifest.num_classes, self.manifest.void)
         return [restore_mask(mask, placement, image.size)
-                for mask, placement, image in zip(masks, placements, images, strict=True)]
+                for mask, placement, image in zip(masks, placements, rgb, strict=True)]
 
-    def predict(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """HxW uint8 class indices (255 = void) for one PIL image or RGB array, at its own size."""
+    def predict(self, image: ImageInput) -> np.ndarray:
+        """HxW uint8 class indices (255 = void) for one image, at the size a viewer shows it.
+
+        ``image`` is a file path (str or os.PathLike), a PIL image (any mode), or
+        an HxWx3 uint8 numpy array of RGB pixels. Paths and PIL images are
+        read exactly as ``segedge predict`` reads files: EXIF orientation
+        applied, alpha dropped, 16-bit and palette images converted to RGB.
+        Anything else raises a one-line ConfigError.
+        """
         return self.predict_batch([image])[0]
 
-    def overlay(self, image: Image.Image | np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
-        return overlay(_as_rgb(image), mask, alpha, self.manifest.classes, self.manifest.palette)
+    def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
+        """The upright image with ``mask`` drawn over it in the bundle's palette, plus a legend."""
+        return overlay(as_rgb(image), mask, alpha, self.manifest.classes, self.manifest.palette)
 
     def fractions(self, mask: np.ndarray) -> dict[str, float]:
         return class_fractions(mask, self.manifest.classes)

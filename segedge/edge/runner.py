@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from segedge.data.images import read_image
+from segedge.data.images import read_upright
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
@@ -65,7 +65,7 @@ def check_no_overwrite(sources: Sequence[Source], out: Path, overlay: bool) -> N
 def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image.Image | None:
     """The image upright as a viewer shows it (EXIF orientation applied: phone photos), or None if unreadable."""
     try:
-        return ImageOps.exif_transpose(read_image(source.path))
+        return read_upright(source.path)  # the same reader as Segmenter.predict(path)
     except Image.DecompressionBombError as exc:
         error = DataError(f"{source.path}: image is too large to decode safely ({exc})")
     except DataError as exc:

@@ -3,7 +3,9 @@
 Each input keeps its path relative to where the search started, so outputs in
 ``--out`` mirror sub-folders and two ``a.jpg`` files in different folders
 never overwrite each other's masks. Several INPUTs are accepted because a
-shell expands an unquoted ``photos/*.jpg`` into many file names.
+shell expands an unquoted ``photos/*.jpg`` into many file names. A quoted
+glob is expanded here with Python's ``glob`` rules: ``**`` is recursive,
+hidden files are skipped and suffixes are case-sensitive.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from segedge.data.images import IMAGE_SUFFIXES, is_image_file
 from segedge.errors import ConfigError, DataError
 
 _MAGIC = set("*?[")
+_SUFFIXES = ", ".join(sorted(IMAGE_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,21 @@ def _glob_base(pattern: str) -> Path:
             break
         fixed.append(part)
     return Path(*fixed) if fixed else Path(".")
+
+
+def _glob_scope(pattern: str, base: Path) -> str:
+    """Where a pattern looked, in words, for the 'matched no image files' message."""
+    where = "the current folder" if base == Path(".") else str(base)
+    if not base.is_dir():
+        return f"{where}, which is not a folder"
+    rest = Path(pattern).parts[0 if base == Path(".") else len(base.parts):]
+    if "**" in rest:
+        depth = "and all its sub-folders"
+    elif len(rest) > 1:
+        depth = f"{len(rest) - 1} folder level(s) below it"
+    else:
+        depth = "only, not its sub-folders (write ** for those)"
+    return f"{where} {depth}, for {Path(*rest).as_posix()}; hidden files skipped"
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -127,20 +145,26 @@ def _one(text: str, recursive: bool, exclude: Path | None, inputs: Inputs) -> No
         # --out equal to the input folder is allowed (overwrites of inputs are refused elsewhere).
         files, skipped, subfolders = _scan_folder(path, recursive, None if exclude == path.resolve() else exclude)
         if not files:
+            scope = "and all its sub-folders" if recursive else "top level only"
             found = f"; it holds {len(skipped)} non-image file(s)" if skipped else ""
-            hint = "; pass --recursive to search sub-folders" if subfolders and not recursive else ""
-            raise DataError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}){found}{hint}")
+            hint = f"; pass --recursive to search its {subfolders} sub-folder(s)" if subfolders else ""
+            raise DataError(f"{path}: matched no image files (searched: {path} {scope}, for {_SUFFIXES}; "
+                            f"hidden files and the --out folder skipped){found}{hint}")
         inputs.sources += [Source(p, p.relative_to(path).with_suffix("")) for p in _sorted(files, path)]
         inputs.skipped += _sorted(skipped, path)
         inputs.subfolders_ignored += subfolders
         return
     if _has_magic(text):
-        base = _glob_base(text)
-        matched = [Path(p) for p in glob.glob(os.path.expanduser(text), recursive=recursive)]
+        pattern = os.path.expanduser(text)
+        base = _glob_base(pattern)
+        # ``**`` always means zero or more folders, as in glob.glob(..., recursive=True); --recursive is for folders.
+        matched = [Path(p) for p in glob.glob(pattern, recursive=True)]
         matched = [p for p in matched if p.is_file() and not _inside(p, exclude)]
         files = [p for p in matched if is_image_file(p)]
         if not files:
-            raise DataError(f"{text}: the pattern matched no image files ({len(matched)} file(s) matched)")
+            others = f"; it matched {len(matched)} non-image file(s)" if matched else ""
+            searched = _glob_scope(pattern, base)
+            raise DataError(f"{text}: the pattern matched no image files (searched: {searched}){others}")
         inputs.sources += [Source(p, _relative(p, base).with_suffix("")) for p in _sorted(files, base)]
         inputs.skipped += _sorted([p for p in matched if not is_image_file(p)], base)
         return
@@ -150,6 +174,9 @@ def _one(text: str, recursive: bool, exclude: Path | None, inputs: Inputs) -> No
 def resolve_inputs(specs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], recursive: bool = False,
                    exclude: Path | None = None) -> Inputs:
     """INPUT(s) -> sources in order; DataError naming the path when one holds nothing usable.
+
+    ``recursive`` searches the sub-folders of a folder INPUT; in a glob ``**``
+    matches zero or more folders whether or not it is set.
 
     ``exclude`` (the output folder) is never searched, so a second run with
     ``--out`` inside the input folder does not segment the first run's masks.

@@ -191,6 +191,7 @@ def sbd_masks(voc_source: Path, tmp_path_factory) -> dict[str, np.ndarray]:
 def sbd_tgz(voc_source: Path, sbd_masks) -> bytes:
     """benchmark.tgz's layout: benchmark_RELEASE/dataset/{img,cls,inst,train.txt,val.txt}."""
     sio = pytest.importorskip("scipy.io")
+    sparse = pytest.importorskip("scipy.sparse")
     extra = sbd_masks["_extra_root"]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -198,9 +199,14 @@ def sbd_tgz(voc_source: Path, sbd_masks) -> bytes:
         _add(tar, f"{base}/train.txt", ("\n".join(SBD_TRAIN) + "\n").encode())
         _add(tar, f"{base}/val.txt", ("\n".join(SBD_VAL) + "\n").encode())
         for sample_id in SBD_TRAIN + SBD_VAL:
+            mask = sbd_masks[sample_id]
+            boundaries = np.empty((20, 1), dtype=object)  # as in SBD: one sparse edge map per class
+            for k in range(20):
+                boundaries[k, 0] = sparse.csc_matrix(np.zeros(mask.shape, dtype=bool))
             mat = io.BytesIO()
-            sio.savemat(mat, {"GTcls": {"Segmentation": sbd_masks[sample_id],
-                                        "CategoriesPresent": np.unique(sbd_masks[sample_id])[1:]}})
+            sio.savemat(mat, {"GTcls": {"Boundaries": boundaries, "Segmentation": mask,
+                                        "CategoriesPresent": np.unique(mask)[1:].astype(np.float64)}},
+                        do_compression=True)
             _add(tar, f"{base}/cls/{sample_id}.mat", mat.getvalue())
             _add(tar, f"{base}/inst/{sample_id}.mat", mat.getvalue())
             image = (voc_source / "JPEGImages" / f"{sample_id}.jpg") if sample_id.startswith("synth_") else (
@@ -538,3 +544,37 @@ def test_cli_names_match_the_source_registry():
     from segedge.commands.data import FetchName
 
     assert sorted(member.value for member in FetchName) == sorted(fetch_module.SOURCES)
+
+
+def test_sbd_mat_files_that_are_not_class_masks_are_named(tmp_path):
+    sio = pytest.importorskip("scipy.io")
+    from segedge.data.sbd import read_cls_mat
+    from segedge.errors import DataError
+
+    sio.savemat(tmp_path / "inst.mat", {"GTinst": {"Segmentation": np.zeros((4, 4), np.uint8)}})
+    sio.savemat(tmp_path / "labels.mat", {"GTcls": {"Segmentation": np.full((4, 4), 40, np.uint8)}})
+    (tmp_path / "junk.mat").write_bytes(b"not matlab at all" * 20)
+    for name, wording in (("inst", "no GTcls.Segmentation"), ("labels", "outside 0-20"), ("junk", "not a readable")):
+        with pytest.raises(DataError) as caught:
+            read_cls_mat(tmp_path / f"{name}.mat")
+        assert caught.value.message.startswith(str(tmp_path / f"{name}.mat")) and wording in caught.value.message
+    sio.savemat(tmp_path / "ok.mat", {"GTcls": {"Segmentation": np.array([[0, 15], [20, 0]], np.uint8)}})
+    assert read_cls_mat(tmp_path / "ok.mat").tolist() == [[0, 15], [20, 0]]
+
+
+def test_sbd_without_scipy_names_the_extra_before_downloading(served, voc_source, tmp_path, monkeypatch):
+    import importlib
+
+    from segedge.errors import MissingExtraError
+
+    def no_scipy(name, *args, **kwargs):
+        if name.split(".")[0] == "scipy":
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    real_import = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", no_scipy)
+    _register(monkeypatch, "sbd", served.add("/benchmark.tgz", b"unused"), b"unused")
+    with pytest.raises(MissingExtraError, match=r'segedge\[data\]'):
+        fetch_module.fetch("sbd", voc_source)
+    assert served.requests == []

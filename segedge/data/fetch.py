@@ -31,6 +31,7 @@ from pathlib import Path
 from segedge import fileio
 from segedge.data.download import Checksum, DownloadError, cache_dir, download, is_url, local_path, verify
 from segedge.data.sbd import (
+    SBD_EXTRA,
     SBD_ROOT,
     TRAIN_AUG,
     add_missing_images,
@@ -40,6 +41,7 @@ from segedge.data.sbd import (
 )
 from segedge.data.voc import AUG_MASK_DIR, IMAGE_DIR, MASK_DIR, SPLIT_DIR, VocDataset
 from segedge.errors import ConfigError, DataError, OutputError
+from segedge.optional import require
 from segedge.progress import track
 
 
@@ -171,6 +173,7 @@ def fetch_sbd(dest: Path, origin: str | None, overwrite: bool, keep_archive: boo
     aug_dir, split_file = root / AUG_MASK_DIR, voc.split_file(TRAIN_AUG)
     for existing in (aug_dir, split_file):
         _refuse_existing(existing, overwrite, f"{AUG_MASK_DIR}/ and {TRAIN_AUG}.txt")
+    require("scipy.io", SBD_EXTRA)  # before a 1.4 GB download, not after it
     archive, ours = obtain_archive(source, origin)
     fileio.remove_stale_temps(root.parent, f"{root.name}-sbd-")
     work = Path(tempfile.mkdtemp(prefix=f"{fileio.TMP_PREFIX}{root.name}-sbd-", dir=root.parent))

@@ -19,7 +19,6 @@ and most VOC code read):
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -122,8 +121,3 @@ def add_missing_images(sbd_dataset: Path, voc_root: Path, ids: Iterable[str]) ->
 def sbd_ids(sbd_dataset: Path) -> tuple[list[str], list[str]]:
     """SBD's own train and val id lists."""
     return read_ids(sbd_dataset / "train.txt"), read_ids(sbd_dataset / "val.txt")
-
-
-def is_sbd_dataset(folder: os.PathLike[str] | str) -> bool:
-    folder = Path(folder)
-    return (folder / "cls").is_dir() and (folder / "train.txt").is_file()

@@ -423,6 +423,10 @@ def test_sbd_adds_train_aug_masks_and_split(served, voc_tar, sbd_tgz, sbd_masks,
 
     again = _cli("data", "fetch", "sbd", str(dest))
     assert again.exit_code == OutputError.exit_code and "--overwrite" in again.output
+    (aug / "sbd_000000.png").unlink()
+    replaced = _cli("data", "fetch", "sbd", str(dest), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert (aug / "sbd_000000.png").is_file() and not [p for p in dest.iterdir() if p.name.startswith(".segedge")]
 
 
 def test_sbd_needs_a_voc_folder_first(tmp_path):

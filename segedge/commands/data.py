@@ -62,7 +62,7 @@ class FetchName(str, Enum):
 @user_errors
 def fetch(
     name: Annotated[FetchName, typer.Argument(
-        help="voc2012: Pascal VOC 2012 trainval (2 GB); sbd: the SBD masks (1.4 GB) added to a VOC2012 DEST.")],
+        help="voc2012: Pascal VOC 2012 trainval (a 2 GB tar); sbd: the SBD masks, added to a VOC2012 DEST.")],
     dest: Annotated[Path, typer.Argument(
         help="voc2012: the VOC2012 folder to create; sbd: an existing VOC2012 folder to add to.")],
     origin: Annotated[str | None, typer.Option(

@@ -10,7 +10,7 @@ and most VOC code read):
 
 * ``SegmentationClassAug/<id>.png``: an index PNG (VOC palette) for every SBD id, and for
   every id VOC annotates itself (``SegmentationClass/``) a copy of VOC's own mask, which
-  wins over SBD's (finer, with VOC's void borders). 12,031 files on the real data.
+  wins over SBD's (finer, with VOC's void borders): the union of both id sets.
 * ``ImageSets/Segmentation/train_aug.txt``: VOC train + SBD train + SBD val, minus VOC val,
   sorted: 10,582 ids on the real data (the set DeepLab and mmsegmentation call trainaug).
 * ``JPEGImages/<id>.jpg`` only for SBD ids VOC 2012 lacks (none on the real data; added,

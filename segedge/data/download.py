@@ -200,14 +200,14 @@ def _transfer(url: str, part: Path, *, size: int | None, timeout: float, hint: s
                         chunk = response.read(CHUNK)
                     except TimeoutError:
                         raise _Cut(f"no data for {timeout:g} s") from None
-                    except (ConnectionError, http.client.HTTPException) as exc:
+                    except (OSError, http.client.HTTPException) as exc:  # reset, TLS error, short read
                         raise _Cut(type(exc).__name__) from None
                     if not chunk:
                         break
                     handle.write(chunk)
                     received += len(chunk)
                     advance(len(chunk))
-        except OSError as exc:
+        except OSError as exc:  # reading errors became _Cut above: this is the local file
             raise _write_error(part, exc, hint) from exc
     if total is not None and offset + received < total:
         raise _Cut(f"got {offset + received} of {total} bytes")

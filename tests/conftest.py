@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from segedge.data.synth import SynthConfig, generate
 
 pytest_plugins = ["fixtures_train", "fixtures_export"]
+
+# Tests never reach the internet: a stray '--encoder-weights imagenet' is sent to a closed local port.
+os.environ.setdefault("SEGEDGE_WEIGHTS_URL", "http://127.0.0.1:9/")
 
 
 @pytest.fixture(scope="session")

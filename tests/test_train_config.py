@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from segedge.errors import ConfigError, OutputError
+from segedge.errors import ConfigError, DataError, OutputError
 from segedge.preprocess import PreprocessSpec
 from segedge.train.config import PRESETS, TrainConfig, make_config
 from segedge.train.model import IMAGENET_WEIGHTS_FILE, resolve_encoder_weights
@@ -88,13 +88,22 @@ def test_config_from_dict_refuses_unknown_keys(tmp_path):
         TrainConfig.from_dict(data)
 
 
-def test_imagenet_offline_error_names_the_file_and_the_path_option(tmp_path, monkeypatch):
+def test_imagenet_offline_error_names_the_url_the_file_and_the_path_option(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: connection refused, like no network
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("SEGEDGE_WEIGHTS_URL", f"http://127.0.0.1:{closed}/w")
+    monkeypatch.setenv("SEGEDGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(DataError) as caught:
         resolve_encoder_weights("imagenet")
     message = caught.value.message
     assert str(tmp_path / "keras" / "models" / IMAGENET_WEIGHTS_FILE) in message
-    assert "--encoder-weights" in message and "never downloads" in message
+    assert f"http://127.0.0.1:{closed}/w/{IMAGENET_WEIGHTS_FILE}" in message
+    assert "--encoder-weights PATH" in message and "\n" not in message
+    assert not (tmp_path / "keras" / "models" / IMAGENET_WEIGHTS_FILE).exists()
 
 
 def test_imagenet_uses_the_cached_file_when_present(tmp_path, monkeypatch):

@@ -108,10 +108,17 @@ def test_cli_seed_preset_run_and_resume_of_a_finished_run(synth_root: Path, tmp_
 
 
 def test_cli_imagenet_offline_fails_before_touching_the_run(synth_root: Path, tmp_path: Path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: connection refused, like no network
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("SEGEDGE_WEIGHTS_URL", f"http://127.0.0.1:{closed}/")
+    monkeypatch.setenv("SEGEDGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", str(synth_root), "--out", str(out), "--encoder-weights", "imagenet"])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "--encoder-weights" in result.output and "mobilenet_v2_weights" in result.output
     assert not out.exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from segedge.commands import user_errors
 
-app = typer.Typer(help="Generate a VOC-format dataset, or validate one.", no_args_is_help=True)
+app = typer.Typer(help="Generate, download or validate a VOC-format dataset.", no_args_is_help=True)
 
 
 @app.command()
@@ -50,3 +51,43 @@ def check(root: Annotated[Path, typer.Argument(help="VOC2012 folder (or its VOCd
         typer.echo(f"{len(report.problems)} problem(s) found", err=True)
         raise typer.Exit(3)
     typer.echo("ok")
+
+
+class FetchName(str, Enum):
+    voc2012 = "voc2012"  # keys of segedge.data.fetch.SOURCES
+    sbd = "sbd"
+
+
+@app.command()
+@user_errors
+def fetch(
+    name: Annotated[FetchName, typer.Argument(
+        help="voc2012: Pascal VOC 2012 trainval (a 2 GB tar); sbd: the SBD masks, added to a VOC2012 DEST.")],
+    dest: Annotated[Path, typer.Argument(
+        help="voc2012: the VOC2012 folder to create; sbd: an existing VOC2012 folder to add to.")],
+    origin: Annotated[str | None, typer.Option(
+        "--from", metavar="FILE_OR_URL",
+        help="Use an archive you already have (checked against the official checksum, never deleted) "
+             "or download from this mirror URL instead of the official site.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace DEST (voc2012), or SegmentationClassAug/ and train_aug.txt (sbd), if they exist.")] = False,
+    keep_archive: Annotated[bool, typer.Option(
+        help="Keep the downloaded archive in the cache after unpacking (default: delete it).")] = False,
+) -> None:
+    """Download an official archive, verify its md5, unpack it atomically, then run 'data check' on DEST.
+
+    Downloads go to ~/.cache/segedge/downloads ($SEGEDGE_CACHE overrides), never into DEST.
+
+    An interrupted download stays there as a .part file that the next run resumes (HTTP Range).
+
+    DEST appears whole or not at all: it is unpacked under a temporary name beside it, then renamed.
+
+    sbd adds SegmentationClassAug/*.png and ImageSets/Segmentation/train_aug.txt: train with --split train_aug.
+    """
+    from segedge.data.fetch import fetch as fetch_archive
+
+    result = fetch_archive(name.value, dest, origin=origin, overwrite=overwrite, keep_archive=keep_archive)
+    counts = ", ".join(f"{value} {key}" for key, value in result.counts.items())
+    where = f"archive kept: {result.archive}" if result.archive_kept else "downloaded archive deleted"
+    typer.echo(f"{name.value}: {counts} -> {result.root} ({where})")
+    check(result.root)

@@ -51,8 +51,9 @@ def train_command(
         help="What early stopping and the best checkpoint follow (default: val_miou; seed: val_loss).",
         rich_help_panel=PANEL_RECIPE)] = None,
     encoder_weights: Annotated[str | None, typer.Option(
-        help="MobileNetV2 encoder start: none (random), imagenet (Keras' cached file; never downloaded) "
-             "or PATH to a local no-top .h5.", rich_help_panel=PANEL_RECIPE)] = None,
+        help="MobileNetV2 encoder start: none (random), imagenet (Keras' no-top weights from ~/.keras/models "
+             "or $KERAS_HOME/models, downloaded there once if missing) or PATH to a local no-top .h5 (offline).",
+        rich_help_panel=PANEL_RECIPE)] = None,
     freeze_encoder: Annotated[bool | None, typer.Option(
         "--freeze-encoder/--no-freeze-encoder",
         help="Freeze the encoder (default: only when pretrained weights are loaded).",
@@ -61,7 +62,8 @@ def train_command(
         help="BatchNorm moving-average momentum (default: 0.5 from random weights, else the layers' own).",
         rich_help_panel=PANEL_RECIPE)] = None,
     split: Annotated[SplitChoice | None, typer.Option(
-        help="official (train.txt/val.txt), seed (2164/449/300 proportions) or auto (official when present).",
+        help="official (train.txt/val.txt), seed (2164/449/300 proportions), auto (official when present) or "
+             "train_aug (VOC+SBD, 10,582 ids, from 'segedge data fetch sbd'; validated on VOC val).",
         rich_help_panel=PANEL_RECIPE)] = None,
     scaling: Annotated[Scaling | None, typer.Option(
         help="Input scaling: mobilenet [-1,1] (default) or unit [0,1] (seed).", rich_help_panel=PANEL_RECIPE)]

@@ -12,7 +12,7 @@ from segedge.errors import DataError
 from segedge.labels import NUM_CLASSES, VOID
 from segedge.progress import track
 
-KNOWN_SPLITS = ("train", "val", "trainval", "test")
+KNOWN_SPLITS = ("train", "val", "trainval", "test", "train_aug")
 
 
 @dataclass

@@ -1,7 +1,11 @@
-"""Train/val/test splits: VOC's official lists, or the seed write-up's pooled split.
+"""Train/val/test splits: VOC's official lists, the seed write-up's pooled split, or train_aug.
 
 The seed write-up pools VOC's train and val (1464 + 1449 = 2913 ids) and cuts
 them 2164 / 449 / 300. On a dataset of another size the same proportions hold.
+
+``train_aug`` trains on ``ImageSets/Segmentation/train_aug.txt`` (VOC train + SBD
+train + SBD val, minus VOC val: 10,582 ids, written by ``segedge data fetch sbd``)
+and validates on VOC's own val.txt, as the VOC segmentation literature does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ SEED_TOTAL = sum(SEED_COUNTS.values())
 class SplitKind(str, Enum):
     official = "official"
     seed = "seed"
+    train_aug = "train_aug"
 
 
 @dataclass(frozen=True)
@@ -91,4 +96,18 @@ def make_split(dataset: VocDataset, kind: SplitKind | str = SplitKind.official, 
             val=shuffled[n_train : n_train + n_val],
             test=shuffled[n_train + n_val :],
         )
+    if kind is SplitKind.train_aug:
+        if not dataset.has_split("train_aug"):
+            raise DataError(
+                f"{dataset.split_file('train_aug')}: not found; --split train_aug needs the SBD masks: "
+                f"run 'segedge data fetch sbd {dataset.root}'"
+            )
+        train, val = dataset.ids("train_aug"), dataset.ids("val")
+        overlap = set(train) & set(val)
+        if overlap:
+            raise DataError(
+                f"{dataset.split_file('train_aug')}: {len(overlap)} ids are also in val.txt, "
+                f"e.g. {sorted(overlap)[0]!r}; re-run 'segedge data fetch sbd {dataset.root} --overwrite'"
+            )
+        return Split(kind=kind.value, seed=seed, train=train, val=val, test=[])
     raise ConfigError(f"unknown split {kind!r}; choose one of {[k.value for k in SplitKind]}")

@@ -20,6 +20,7 @@ from segedge.errors import DataError
 
 IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
+AUG_MASK_DIR = "SegmentationClassAug"  # SBD's masks ('segedge data fetch sbd'), read when VOC has none
 SPLIT_DIR = Path("ImageSets") / "Segmentation"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -87,7 +88,13 @@ class VocDataset:
         return self.root / IMAGE_DIR / f"{sample_id}.jpg"
 
     def mask_path(self, sample_id: str) -> Path:
-        return self.root / MASK_DIR / f"{sample_id}.png"
+        """VOC's own mask; for ids only SBD annotates (train_aug), ``SegmentationClassAug``'s."""
+        path = self.root / MASK_DIR / f"{sample_id}.png"
+        if not path.exists():
+            aug = self.root / AUG_MASK_DIR / f"{sample_id}.png"
+            if aug.exists():
+                return aug
+        return path
 
     def load_image(self, sample_id: str) -> Image.Image:
         return read_image(self.image_path(sample_id))

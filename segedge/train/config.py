@@ -31,9 +31,10 @@ Recipes (``--preset``):
     still improves as the model grows over-confident) with the best weights
     restored, patience 5.
 
-Encoder weights default to ``none`` (random): Keras' ``imagenet`` weights are
-a download and this project never downloads at run time. Pass ``imagenet``
-when Keras' cache holds the file, or a local no-top MobileNetV2 ``.h5`` path.
+Encoder weights default to ``none`` (random), so a run needs no network. Pass
+``imagenet`` for Keras' no-top MobileNetV2 weights: used from Keras' cache
+(``$KERAS_HOME/models``, ``~/.keras/models``) or downloaded there once, as
+``keras.applications`` does; offline, pass a local no-top ``.h5`` path instead.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class SplitChoice(str, Enum):
     auto = "auto"          # official lists when train.txt and val.txt exist, else the seed split
     official = "official"
     seed = "seed"
+    train_aug = "train_aug"  # VOC train + SBD (10,582 ids; 'segedge data fetch sbd'), validated on VOC val
 
 
 class VoidHandling(str, Enum):

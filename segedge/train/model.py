@@ -7,6 +7,7 @@ tests read the same table. TensorFlow is imported here and only here in train.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from segedge.errors import ConfigError, ModelError
@@ -20,6 +21,16 @@ SKIP_LAYERS: tuple[str, ...] = (
 )
 DECODER_FILTERS: tuple[int, ...] = (512, 256, 128, 64)
 IMAGENET_WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+# Where keras.applications.MobileNetV2(weights="imagenet") fetches it (keras/src/applications/
+# mobilenet_v2.py BASE_WEIGHT_PATH); SEGEDGE_WEIGHTS_URL replaces the folder (a mirror, or tests).
+IMAGENET_WEIGHTS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+WEIGHTS_URL_ENV = "SEGEDGE_WEIGHTS_URL"
+# Keras pins no hash for this file (its get_file call passes no file_hash), and we know of no
+# published one, so none is invented here: the download is checked against the md5 the storage
+# server publishes with the object (x-goog-hash) and must be an HDF5 file. Set this to a
+# Checksum to pin one.
+IMAGENET_WEIGHTS_CHECKSUM = None
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # MobileNetV2's BatchNormalization keeps 99.9 % of its moving statistics each step: right for
 # fine-tuning ImageNet statistics, far too slow from random weights, where the weights (and so
 # every layer's activation statistics) change fast early on and a stale estimate in one layer
@@ -38,19 +49,47 @@ def keras_cache_weights() -> Path:
     return home / "models" / IMAGENET_WEIGHTS_FILE
 
 
+def imagenet_weights_url() -> str:
+    base = os.environ.get(WEIGHTS_URL_ENV) or IMAGENET_WEIGHTS_BASE_URL
+    return base.rstrip("/") + "/" + IMAGENET_WEIGHTS_FILE
+
+
+def download_imagenet_weights(target: Path) -> Path:
+    """Keras' no-top MobileNetV2 weights -> ``target`` (Keras' cache), verified, atomically.
+
+    The transfer resumes from ``.part`` in segedge's download cache (never in Keras' folder);
+    ``target`` appears only once the file checked out, so Keras never sees half a file.
+    """
+    from segedge import fileio
+    from segedge.data.download import DownloadError, cache_dir, download
+
+    url = imagenet_weights_url()
+    hint = f"it belongs in {target}: copy it there by hand, or pass a local copy with --encoder-weights PATH"
+    try:
+        staged = download(url, cache_dir() / IMAGENET_WEIGHTS_FILE, checksum=IMAGENET_WEIGHTS_CHECKSUM,
+                          hint=hint, description="MobileNetV2 ImageNet weights")
+    except DownloadError as exc:
+        raise DownloadError(f"--encoder-weights imagenet: {exc.message}") from None
+    with open(staged, "rb") as handle:
+        head = handle.read(len(HDF5_SIGNATURE))
+    if head != HDF5_SIGNATURE:
+        staged.unlink()
+        raise DownloadError(f"--encoder-weights imagenet: {url} did not send an HDF5 (.h5) file; {hint}")
+    with fileio.atomic_path(target) as tmp:
+        shutil.copyfile(staged, tmp)
+    staged.unlink()
+    return target
+
+
 def resolve_encoder_weights(choice: str) -> str | None:
-    """'none' -> None; 'imagenet' -> Keras' cached file or a clear offline error; PATH -> PATH."""
+    """'none' -> None; 'imagenet' -> Keras' cached file, downloaded there once; PATH -> PATH."""
     if choice in ("none", "", None):
         return None
     if choice == "imagenet":
         cached = keras_cache_weights()
         if cached.is_file():
             return str(cached)
-        raise ConfigError(
-            f"--encoder-weights imagenet needs the file {cached}, which is not there, and segedge "
-            "never downloads at run time. Copy a no-top MobileNetV2 .h5 there, or pass it directly: "
-            f"--encoder-weights /path/to/{IMAGENET_WEIGHTS_FILE}"
-        )
+        return str(download_imagenet_weights(cached))
     path = Path(choice).expanduser()
     if not path.is_file():
         raise ConfigError(f"{path}: encoder weights file not found; pass imagenet, none or a local .h5 path")

@@ -64,7 +64,8 @@ def _print_table(result, files) -> None:
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by 'segedge export' (manifest.json).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: report.md/.json/.html, plot, gallery/.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Report folder (new or empty): report.md/.json/.html, plot, gallery/.")],
     data: Annotated[Path | None, typer.Option(
         help="VOC root: score mIoU on its val split (preprocessed as the manifest says) instead of the "
              "bundle's reference images.")] = None,
@@ -90,6 +91,8 @@ def bench(
              "to override one format, e.g. --min-agreement 0.98 --min-agreement int8=0.97.")] = None,
     gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
     plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the report segedge wrote at --out (its own files; other files there stay).")] = False,
 ) -> None:
     """Measure every artifact in a bundle (latency, init, memory, size, mIoU, agreement with Keras).
 
@@ -99,12 +102,14 @@ def bench(
     status: 0 when every artifact passes the parity gate, 7 when one breaks a
     bound (one line per failing artifact; the report is written first).
     """
+    from segedge import outputs
     from segedge.bench.gate import GateBounds, parse_min_agreement
     from segedge.bench.report import write_report
     from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
     from segedge.errors import ParityError
     from segedge.targets import TARGETS
 
+    outputs.claim(out, "report", overwrite)  # refuse before minutes of measuring; checked again when writing
     default_agreement, per_format = parse_min_agreement(min_agreement or [], TARGETS)
     config = BenchConfig(
         bundle=bundle, data=data, limit=limit,
@@ -115,7 +120,7 @@ def bench(
     )
     with _progress() as step:
         result = run_bench(config, on_step=step)
-    files = write_report(result, out, gallery_count=gallery, plot=plot)
+    files = write_report(result, out, gallery_count=gallery, plot=plot, overwrite=overwrite)
     _print_table(result, files)
     if not result.passed:
         raise ParityError(f"parity gate failed for {len(result.gate_failures)} artifact(s):\n"

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from segedge import outputs
 from segedge.commands import user_errors
-from segedge.errors import OutputError
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 
 DEFAULT_FORMATS = "fp32,int8"
@@ -36,8 +36,8 @@ def register(app: typer.Typer) -> None:
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'segedge train' (model.keras, config.json, "
                                               "split.json).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle folder to write (default: RUN/bundle).")]
-    = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle).")] = None,
     formats: Annotated[str | None, typer.Option(
         "--formats", help="Comma-separated targets: fp32, fp16, dynamic, int8 (TFLite), onnx, onnx-int8, or all "
                           f"(default: {DEFAULT_FORMATS}).")] = None,
@@ -55,7 +55,8 @@ def export(
     = CalibMethod.minmax,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the bundle segedge wrote at --out (never a folder holding other files).")] = False,
     debug_quant: Annotated[bool, typer.Option(
         "--debug-quant", help="Also write quant_report.{md,json,png}: per-layer int8 error (implies --int8; "
                               "the same as 'segedge quant-report').")] = False,
@@ -78,8 +79,7 @@ def export(
         k = parse_k(int8_fallback) if int8_fallback is not None else None
     targets = parse_targets(resolve_formats(formats, int8 or quant))
     bundle = out if out is not None else run / "bundle"
-    if bundle.exists() and not overwrite:
-        raise OutputError(f"{bundle}: already exists; pass --overwrite to replace it")
+    outputs.claim(bundle, "bundle", overwrite)  # refuse before any slow import; checked again at the swap
 
     from segedge.export.bundle import export_bundle
     from segedge.export.verify import describe

@@ -17,7 +17,9 @@ is the user's, and no segedge command ever deletes or replaces it.
 - a folder whose marker has the same kind: replaced, only with ``--overwrite`` (else "already holds a segedge
   <kind>; pass --overwrite to replace it"). Only the entries the marker owns are removed. A folder built
   whole and swapped in (dataset, bundle) is refused when it also holds files segedge did not write; a
-  folder written in place (run, report, predictions) keeps them;
+  folder written in place (run, report) keeps them. Predictions are the one kind written file by file
+  (``reuse=True``): a marked predictions folder is accepted as it is, new masks are added, and only masks
+  segedge wrote there before may be replaced (the caller checks its targets with ``Claim.owns``);
 - anything else is refused: a file (never replaced by a folder), a folder without the marker (the message
   names what it holds), a marker of another kind (even with ``--overwrite``), the current folder or one of
   its parents, the home folder, a filesystem root.
@@ -52,7 +54,7 @@ NOUNS = {"dataset": "dataset", "run": "run", "bundle": "bundle", "report": "benc
 ALSO_OWNED: dict[str, tuple[str, ...]] = {"bundle": ("quant_report.json", "quant_report.md", "quant_report.png")}
 # Kinds written whole into a temporary folder and swapped in: the swap removes the old folder entirely.
 SWAPPED: tuple[str, ...] = ("dataset", "bundle")
-State = Literal["new", "empty", "replace"]
+State = Literal["new", "empty", "replace", "reuse"]
 MAX_NAMED = 5
 
 
@@ -66,9 +68,14 @@ def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("kind") not in KINDS:
         return None
     files = data.get("files", [])
-    if not isinstance(files, list) or not all(isinstance(f, str) and f and "/" not in f for f in files):
+    if not isinstance(files, list) or not all(_plain_name(f) for f in files):
         return None
     return data
+
+
+def _plain_name(name: object) -> bool:
+    """One entry directly in the folder: a marker naming '..' or 'a/b' must never steer a deletion."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name
 
 
 def write_marker(folder: str | os.PathLike[str], kind: str, files: Iterable[str] = ()) -> None:
@@ -125,7 +132,7 @@ class Claim:
 
     path: Path                      # absolute, as the user spelled it (not resolved)
     kind: str
-    state: State                    # new: missing; empty: an empty folder; replace: a marked same-kind output
+    state: State  # new: missing; empty: an empty folder; replace/reuse: a marked same-kind output (cleared/kept)
     overwrite: bool
     owned: frozenset[str] = frozenset()  # entries the existing marker owns (replace)
     _created: list[Path] = field(default_factory=list, repr=False)
@@ -137,10 +144,8 @@ class Claim:
         return [e for e in self.path.iterdir()
                 if e.name != MARKER and e.name not in self.owned and not _is_temp(e.name)]
 
-    def removes(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``prepare`` deletes ``path`` (it lies in an entry the old marker owns)."""
-        if self.state != "replace":
-            return False
+    def owns(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` lies in an entry the existing marker owns (segedge wrote it; it may be replaced)."""
         try:
             relative = Path(path).absolute().relative_to(self.path)
         except ValueError:
@@ -159,7 +164,7 @@ class Claim:
                 for name in sorted(self.owned):
                     _remove(self.path / name)
                 fileio.remove_stale_temps(self.path)
-            write_marker(self.path, self.kind, files)
+            write_marker(self.path, self.kind, [*files, *(self.owned if self.state == "reuse" else ())])
         except BaseException:
             fileio.remove_empty(self._created)
             raise
@@ -173,11 +178,12 @@ class Claim:
     def undo(self, names: Iterable[str] = ()) -> None:
         """A start that failed: remove ``names`` this call wrote, the marker (unless the folder was a marked
         output before) and the folders this call created, so the same command can simply run again."""
-        owned = set(read_marker(self.path)["files"]) if read_marker(self.path) else set()
+        marker = read_marker(self.path)
+        owned = set(marker["files"]) if marker else set()
         for name in names:
             if name in owned:
                 _remove(self.path / name)
-        if self.state != "replace":
+        if self.state in ("new", "empty"):
             (self.path / MARKER).unlink(missing_ok=True)
         fileio.remove_stale_temps(self.path)
         fileio.remove_empty(self._created)
@@ -190,11 +196,12 @@ def _remove(entry: Path) -> None:
         entry.unlink()
 
 
-def claim(path: str | os.PathLike[str], kind: str, overwrite: bool = False, *, hint: str = "") -> Claim:
+def claim(path: str | os.PathLike[str], kind: str, overwrite: bool = False, *, hint: str = "",
+          reuse: bool = False) -> Claim:
     """Decide whether ``kind`` output may be written at ``path`` (see the module docstring); writes nothing.
 
     ``hint`` goes before "pass --overwrite" in the already-a-<kind> refusal (train: "continue it with
-    --resume RUN, or ").
+    --resume RUN, or "). ``reuse``: a marked folder of this kind is written into as it is (predictions).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
@@ -222,6 +229,8 @@ def claim(path: str | os.PathLike[str], kind: str, overwrite: bool = False, *, h
     if marker["kind"] != kind:
         raise OutputError(f"{path}: holds a segedge {NOUNS[marker['kind']]}, not a {noun}; --overwrite only "
                           f"replaces a {noun}. Choose a new or empty folder")
+    if reuse:
+        return Claim(final, kind, "reuse", overwrite, _owned(kind, marker))
     if not overwrite:
         raise OutputError(f"{path}: already holds a segedge {noun}; {hint}pass --overwrite to replace it")
     result = Claim(final, kind, "replace", overwrite, _owned(kind, marker))

@@ -210,39 +210,39 @@ def photo(synth_root: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_predict_out_never_writes_into_a_users_folder(micro_bundle_ro: Path, photo: Path, tmp_path: Path):
     out = user_folder(tmp_path / "mine", **{"photo.png": "my own png"})
-    for extra in ([], ["--overwrite"]):
-        result = cli("predict", micro_bundle_ro, photo, "--out", out, *extra)
-        assert result.exit_code == 8 and str(out) in error_line(result) and "photo.png" in error_line(result)
+    result = cli("predict", micro_bundle_ro, photo, "--out", out)
+    assert result.exit_code == 8 and str(out) in error_line(result) and "photo.png" in error_line(result)
     assert (out / "photo.png").read_text() == "my own png" and len(list(out.iterdir())) == 1
 
     result = cli("predict", micro_bundle_ro, photo, "--out", photo)  # a file is never replaced by a folder
     assert result.exit_code == 8 and "is a file" in error_line(result)
+    assert photo.read_bytes()[:2] == b"\xff\xd8"
 
 
 @pytest.mark.slow
-def test_predict_reuses_its_own_folder_only_with_overwrite(micro_bundle_ro: Path, photo: Path, tmp_path: Path):
-    out = user_folder(tmp_path / "masks")
+def test_predict_adds_to_its_own_folder_and_replaces_only_its_own_masks(micro_bundle_ro: Path, photo: Path,
+                                                                        tmp_path: Path):
+    out = user_folder(tmp_path / "masks")  # an empty folder: accepted
     first = cli("predict", micro_bundle_ro, photo, "--out", out)
     assert first.exit_code == 0, first.output
     assert marker(out)["kind"] == "predictions"
     assert set(marker(out)["files"]) == {"photo.png", "photo_overlay.jpg"}
 
-    again = cli("predict", micro_bundle_ro, photo, "--out", out, "--no-overlay")
-    assert again.exit_code == 8 and "already holds a segedge predictions folder" in error_line(again)
-
+    (out / "photo.png").write_bytes(b"stale mask")  # segedge's own earlier mask: may be replaced
     (out / "README.txt").write_text("mine")
-    replaced = cli("predict", micro_bundle_ro, photo, "--out", out, "--no-overlay", "--overwrite")
-    assert replaced.exit_code == 0, replaced.output
-    # the earlier run's overlay went with it; the user's file stayed
-    assert sorted(p.name for p in out.iterdir()) == [".segedge.json", "README.txt", "photo.png"]
-    assert (out / "README.txt").read_text() == "mine"
+    other = Path(shutil.copy2(photo, photo.parent / "other.jpg"))
+    again = cli("predict", micro_bundle_ro, photo, other, "--out", out, "--no-overlay")
+    assert again.exit_code == 0, again.output
+    assert (out / "photo.png").read_bytes() != b"stale mask" and (out / "other.png").is_file()
+    assert (out / "photo_overlay.jpg").is_file() and (out / "README.txt").read_text() == "mine"
+    assert set(marker(out)["files"]) == {"photo.png", "photo_overlay.jpg", "other.png"}
 
-    other = photo.parent / "other.jpg"
-    shutil.copy2(photo, other)
-    (out / "other.png").write_text("not a mask segedge wrote")
-    clash = cli("predict", micro_bundle_ro, other, "--out", out, "--overwrite")
-    assert clash.exit_code == 8 and "other.png: not written by segedge" in error_line(clash)
-    assert (out / "other.png").read_text() == "not a mask segedge wrote" and (out / "photo.png").is_file()
+    third = Path(shutil.copy2(photo, photo.parent / "third.jpg"))
+    (out / "third.png").write_text("not a mask segedge wrote")
+    clash = cli("predict", micro_bundle_ro, third, "--out", out)
+    assert clash.exit_code == 8 and "third.png: not written by segedge" in error_line(clash)
+    assert (out / "third.png").read_text() == "not a mask segedge wrote"
+    assert not (out / "third_overlay.jpg").exists()  # refused before anything was written
 
 
 @pytest.mark.slow
@@ -341,3 +341,56 @@ def test_outputs_never_accept_paths_above_the_working_folder(tmp_path: Path, mon
     for path in (deep, tmp_path / "a", tmp_path, Path(os.sep)):
         with pytest.raises(Exception, match="current folder|filesystem root"):
             outputs.claim(path, "report", overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def cli_run(synth_root: Path, tmp_path_factory) -> Path:
+    """A one-step run written by ``segedge train`` (read-only: copy it to change it)."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("outputs_run") / "run"
+    result = cli("train", synth_root, "--out", out, *TINY_TRAIN)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_train_overwrite_replaces_only_the_marked_runs_files(cli_run: Path, synth_root: Path, tmp_path: Path):
+    run = Path(shutil.copytree(cli_run, tmp_path / "run"))
+    assert marker(run)["kind"] == "run" and {"config.json", "split.json", "model.keras"} <= set(marker(run)["files"])
+    (run / "notes.txt").write_text("keep me")
+    (run / "bundle").mkdir()  # what 'segedge export RUN' writes by default: not part of the run
+    (run / "bundle" / "manifest.json").write_text("{}")
+    refused = cli("train", synth_root, "--out", run, *TINY_TRAIN)
+    assert refused.exit_code == 8
+    assert "already holds a segedge run; continue it with --resume" in error_line(refused)
+    old_model = (run / "model.keras").read_bytes()
+    result = cli("train", synth_root, "--out", run, *TINY_TRAIN, "--seed", "3", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (run / "notes.txt").read_text() == "keep me" and (run / "bundle" / "manifest.json").read_text() == "{}"
+    assert (run / "model.keras").read_bytes() != old_model
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+
+
+@pytest.mark.slow
+def test_resume_works_on_a_run_without_the_marker(cli_run: Path, tmp_path: Path):
+    """Runs written before the marker existed have config.json only: --resume continues and marks them."""
+    run = Path(shutil.copytree(cli_run, tmp_path / "run"))
+    (run / outputs.MARKER).unlink()
+    result = cli("train", "--resume", run, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert [row["epoch"] for row in _history(run)] == [1, 2]
+    assert marker(run)["kind"] == "run"
+
+
+def _history(run: Path) -> list[dict]:
+    from segedge.train.rundir import read_history
+
+    return read_history(run)
+
+
+def test_a_marker_naming_a_parent_folder_steers_no_deletion(tmp_path: Path):
+    report = user_folder(tmp_path / "report", **{"report.json": "{}"})
+    (report / outputs.MARKER).write_text(json.dumps({"kind": "report", "files": ["..", "report.json"]}))
+    with pytest.raises(Exception, match=r"holds 2 files not written by segedge"):
+        outputs.claim(report, "report", overwrite=True)
+    assert (tmp_path / "report" / "report.json").is_file()

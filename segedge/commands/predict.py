@@ -79,10 +79,8 @@ def predict(
         metavar="INPUT", help="Images, folders, or a quoted glob like 'photos/**/*.jpg'.",
         show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Folder for <stem>.png masks and overlays: new, or an empty folder.")] = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="Reuse an --out folder an earlier predict wrote: its masks and overlays are replaced; files "
-             "segedge did not write there are never touched.")] = False,
+        "--out", "-o", help="Folder for <stem>.png masks and overlays: new, empty, or one an earlier predict "
+                            "wrote (masks it wrote under the same names are replaced; no other file is).")] = None,
     artifact: Annotated[str | None, typer.Option(
         help="Artifact name from the manifest (fp32, int8, onnx, onnx-int8, ...). Default: int8 TFLite, "
              "else fp32 TFLite, else ONNX.")] = None,
@@ -109,7 +107,7 @@ def predict(
     from segedge import outputs
     from segedge.edge.predictor import load
 
-    target = outputs.claim(out, "predictions", overwrite) if out is not None else None
+    target = outputs.claim(out, "predictions", reuse=True) if out is not None else None
     if camera is not None:
         from segedge.edge.camera import CameraOptions, open_capture, run_camera
 

@@ -76,16 +76,10 @@ def top_level(paths: Sequence[Path], out: Path) -> list[str]:
 
 
 def check_kept(sources: Sequence[Source], target: outputs.Claim, overlay: bool) -> None:
-    """Replacing an earlier predictions folder (``--overwrite``) must neither remove an input image nor
-    write over a file in it that segedge did not write."""
-    if target.state != "replace":
-        return
-    for source in sources:
-        if target.removes(source.path):
-            raise ConfigError(f"--out {target.path}: --overwrite would remove the input image {source.path} "
-                              "(an earlier prediction there); choose another --out")
+    """Predicting into an earlier predictions folder must not write over a file there that segedge did not
+    write (its own earlier masks of the same name are replaced)."""
     for path in output_names(sources, target.path, overlay):
-        if (path.exists() or path.is_symlink()) and not target.removes(path):
+        if (path.exists() or path.is_symlink()) and not target.owns(path):
             raise OutputError(f"{path}: not written by segedge, and predict would replace it; move it away, "
                               "or choose a new or empty --out")
 

@@ -25,7 +25,8 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _output_error(path: Path, exc: OSError) -> OutputError:
+def output_error(path: Path, exc: OSError) -> OutputError:
+    """An OSError from writing ``path`` as one line that names it and says why in words."""
     if exc.errno == errno.ENOSPC:
         why = "the disk is full"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -45,12 +46,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     created: list[Path] = []
     try:
-        created = _make_parents(final.parent)
+        created = make_dirs(final.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=final.suffix, dir=final.parent)
         os.close(fd)
     except OSError as exc:
-        _remove_empty(created)
-        raise _output_error(final, exc) from exc
+        remove_empty(created)
+        raise output_error(final, exc) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -58,22 +59,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        _remove_empty(created)
-        raise _output_error(final, exc) from exc
+        remove_empty(created)
+        raise output_error(final, exc) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
-        _remove_empty(created)
+        remove_empty(created)
         raise
 
 
-def _make_parents(folder: Path) -> list[Path]:
-    """``mkdir -p folder``; the folders this call created, outermost first (to undo on failure)."""
+def make_dirs(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; the folders this call created, outermost first (``remove_empty`` undoes it)."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     folder.mkdir(parents=True, exist_ok=True)
     return missing
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def remove_empty(folders: list[Path]) -> None:
     """Remove folders a failed write created, innermost first, if they are still empty."""
     for folder in reversed(folders):
         try:
@@ -100,20 +101,22 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
     """Build a folder under a temporary name, then swap it in for ``path``.
 
     A run killed midway leaves only a ``.segedge-tmp-*`` sibling (removed by the
-    next run) and the previous folder intact.
+    next run) and the previous folder intact. Whether ``path`` may be replaced at
+    all is ``segedge.outputs.claim``'s decision, taken before this is entered;
+    ``overwrite=False`` only refuses any existing ``path``.
     """
     final = Path(path).absolute()
     if final.exists() and not overwrite:
         raise OutputError(f"{final}: already exists; pass --overwrite to replace it")
     created: list[Path] = []
     try:
-        created = _make_parents(final.parent)
+        created = make_dirs(final.parent)
         remove_stale_temps(final.parent, final.name)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
         os.chmod(tmp, 0o777 & ~(0o666 ^ _default_file_mode()))
     except OSError as exc:
-        _remove_empty(created)
-        raise _output_error(final, exc) from exc
+        remove_empty(created)
+        raise output_error(final, exc) from exc
     try:
         yield tmp
         old = None
@@ -126,23 +129,24 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
-        raise _output_error(final, exc) from exc
+        remove_empty(created)
+        raise output_error(final, exc) from exc
     except OutputError as exc:  # a write inside the folder failed: name the folder the user asked for
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
+        remove_empty(created)
         raise OutputError(exc.message.replace(str(tmp), str(final))) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        _remove_empty(created)
+        remove_empty(created)
         raise
 
 
 def remove_stale_temps(folder: Path, stem: str = "") -> None:
-    """Delete temp files/folders a killed run left behind in ``folder``."""
+    """Delete temp files/folders a killed run left behind in ``folder`` (only ``stem``'s, when given:
+    ``.segedge-tmp-<stem>-*``, so a sibling output named ``<stem>x`` keeps its own)."""
     if not folder.is_dir():
         return
-    for entry in folder.glob(f"{TMP_PREFIX}{stem}*"):
+    for entry in folder.glob(f"{TMP_PREFIX}{stem}-*" if stem else f"{TMP_PREFIX}*"):
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:

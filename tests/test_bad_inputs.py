@@ -39,7 +39,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segedge import fileio
+from segedge import fileio, outputs
 from segedge.cli import app
 from segedge.data.voc import VocDataset
 
@@ -270,6 +270,11 @@ def synth_out_not_empty(env):
     return ["data", "synth", env.out, "--images", "3", "--size", "32"]
 
 
+def synth_out_not_empty_overwrite(env):
+    env.occupy_out()
+    return ["data", "synth", env.out, "--images", "3", "--size", "32", "--overwrite"]
+
+
 def synth_disk_full(env):
     env.disk_full()
     return ["data", "synth", env.tmp / "new" / "voc", "--images", "3", "--size", "32"]
@@ -296,7 +301,9 @@ DATA = [
     Case("not_a_voc_folder", not_a_voc_folder, 3, ("voc", "JPEGImages")),
     Case("synth_negative_count", synth_negative_count, 2, ("--images",)),
     Case("synth_zero_count", synth_zero_count, 2, ("--images",)),
-    Case("synth_out_not_empty", synth_out_not_empty, 8, ("/out: already exists", "--overwrite")),
+    Case("synth_out_not_empty", synth_out_not_empty, 8, ("/out: holds 1 file not written by segedge (notes.txt)",)),
+    Case("synth_out_not_empty_overwrite", synth_out_not_empty_overwrite, 8,
+         ("/out: holds 1 file not written by segedge (notes.txt)",)),
     Case("synth_disk_full", synth_disk_full, 8, ("new/voc", "disk is full")),
     Case("synth_read_only_folder", synth_read_only_folder, 8, ("locked/voc", "not writable")),
 ]
@@ -434,6 +441,11 @@ def predict_disk_full(env):
     return predict(env, env.photo)
 
 
+def predict_out_not_empty(env):
+    env.occupy_out()
+    return predict(env, env.photo)
+
+
 def predict_read_only_out(env):
     env.readonly(env.out)
     return predict(env, env.photo)
@@ -467,8 +479,9 @@ PREDICT = needs_tensorflow([
     Case("predict_threads_zero", predict_threads_zero, 2, ("--threads", "got 0")),
     Case("predict_model_missing", predict_model_missing, 4, ("missing-bundle", "no such bundle")),
     Case("predict_input_missing", predict_input_missing, 3, ("missing-photo.jpg", "no such image")),
-    Case("predict_disk_full", predict_disk_full, 8, ("out/photo.png", "disk is full")),
-    Case("predict_read_only_out", predict_read_only_out, 8, ("out/photo.png", "not writable")),
+    Case("predict_disk_full", predict_disk_full, 8, ("out/.segedge.json", "disk is full")),
+    Case("predict_read_only_out", predict_read_only_out, 8, ("out/.segedge.json", "not writable")),
+    Case("predict_out_not_empty", predict_out_not_empty, 8, ("/out: holds 1 file not written by segedge (notes.txt)",)),
 ])
 
 
@@ -575,6 +588,11 @@ def export_out_not_empty(env):
     return export(env)
 
 
+def export_out_not_empty_overwrite(env):
+    env.occupy_out()
+    return export(env, "--overwrite")
+
+
 def export_disk_full(env):
     env.disk_full()
     return export(env)
@@ -595,7 +613,9 @@ EXPORT = needs_tensorflow([
     Case("export_eval_negative", export_eval_negative, 2, ("--eval-images", "got -1")),
     Case("export_run_missing", export_run_missing, 4, ("missing-run", "not found")),
     Case("export_data_missing", export_data_missing, 3, ("missing-voc", "dataset folder not found")),
-    Case("export_out_not_empty", export_out_not_empty, 8, ("/out: already exists", "--overwrite")),
+    Case("export_out_not_empty", export_out_not_empty, 8, ("/out: holds 1 file not written by segedge (notes.txt)",)),
+    Case("export_out_not_empty_overwrite", export_out_not_empty_overwrite, 8,
+         ("/out: holds 1 file not written by segedge (notes.txt)",)),
     Case("export_disk_full", export_disk_full, 8, ("out/model_fp32.tflite", "disk is full")),
     Case("export_read_only_folder", export_read_only_folder, 8, ("locked/bundle", "not writable")),
 ])
@@ -628,7 +648,14 @@ def train_epochs_zero(env):
 def train_out_holds_a_run(env):
     env.out.mkdir()
     (env.out / "config.json").write_text("{}\n")
+    outputs.write_marker(env.out, "run", ["config.json"])
     return train(env)
+
+
+def train_out_holds_an_unmarked_config(env):
+    env.out.mkdir()
+    (env.out / "config.json").write_text("{}\n")
+    return train(env, "--overwrite")
 
 
 def train_out_not_empty(env):
@@ -650,9 +677,11 @@ TRAIN = needs_tensorflow([
     Case("train_resume_missing", train_resume_missing, 4, ("missing-run", "not found")),
     Case("train_epochs_zero", train_epochs_zero, 2, ("--epochs",)),
     Case("train_out_holds_a_run", train_out_holds_a_run, 8,
-         ("/out: already holds a training run", "--resume", "--overwrite")),
-    Case("train_out_not_empty", train_out_not_empty, 8, ("/out: folder is not empty", "--overwrite")),
-    Case("train_disk_full", train_disk_full, 8, ("out/split.json", "disk is full")),
+         ("/out: already holds a segedge run", "--resume", "--overwrite")),
+    Case("train_out_holds_an_unmarked_config", train_out_holds_an_unmarked_config, 8,
+         ("/out: holds 1 file not written by segedge (config.json)",)),
+    Case("train_out_not_empty", train_out_not_empty, 8, ("/out: holds 1 file not written by segedge (notes.txt)",)),
+    Case("train_disk_full", train_disk_full, 8, ("out/.segedge.json", "disk is full")),
     Case("train_read_only_folder", train_read_only_folder, 8, ("locked/run", "not writable")),
 ])
 

@@ -32,7 +32,7 @@ def reference(tiny_bundle: Path) -> Reference:
 
 
 def test_bundle_holds_six_artifacts_manifest_and_reference(tiny_bundle, manifest):
-    expected = {t.filename for t in TARGETS.values()} | {"manifest.json", "reference.npz"}
+    expected = {t.filename for t in TARGETS.values()} | {"manifest.json", "reference.npz", ".segedge.json"}
     assert {p.name for p in tiny_bundle.iterdir()} == expected
     assert set(manifest.artifacts) == set(TARGETS)
     for name, info in manifest.artifacts.items():

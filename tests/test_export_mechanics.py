@@ -165,4 +165,4 @@ def test_onnx_int8_alone_builds_its_own_fp32_and_selectable_options(micro_run, t
     assert manifest.artifacts["onnx-int8"].details["calibration_method"] == "entropy"
     assert manifest.calibration["onnx_method"] == "entropy"
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "manifest.json", "model_int8.onnx", "model_int8.tflite", "reference.npz"]
+        ".segedge.json", "manifest.json", "model_int8.onnx", "model_int8.tflite", "reference.npz"]

@@ -52,8 +52,8 @@ def test_video_file_writes_every_nth_frame(tiny_bundle, tmp_path, monkeypatch, r
     ])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "frame_000000.png", "frame_000000_overlay.jpg", "frame_000003.png", "frame_000003_overlay.jpg",
-        "frame_000006.png", "frame_000006_overlay.jpg",
+        ".segedge.json", "frame_000000.png", "frame_000000_overlay.jpg", "frame_000003.png",
+        "frame_000003_overlay.jpg", "frame_000006.png", "frame_000006_overlay.jpg",
     ]
     assert read_mask(out / "frame_000003.png").shape == (72, 96)
     assert "no display" in result.output  # --show without a display says so and carries on

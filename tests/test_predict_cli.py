@@ -129,10 +129,18 @@ def test_nothing_to_write_and_missing_input(tiny_bundle, photos, tmp_path):
     assert invoke(tiny_bundle).exit_code == 2
 
 
-def test_out_inside_the_input_folder_never_overwrites_an_input(tiny_bundle, photos):
-    result = invoke(tiny_bundle, photos, "--out", photos)
-    assert result.exit_code == 2 and "would overwrite the input image" in result.output
+def test_out_inside_the_input_folder_never_overwrites_an_input(tiny_bundle, photos, tmp_path):
+    result = invoke(tiny_bundle, photos, "--out", photos)  # the user's folder: never written into
+    assert result.exit_code == 8 and f"{photos}: holds" in result.output and "not written by segedge" in result.output
     assert read_image(photos / "a.png").size == (80, 45)
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png", "b.jpg", "notes.txt", "sub"]
+    # a photo the user dropped into an earlier predictions folder is not replaced by its own mask either
+    out = tmp_path / "out"
+    assert invoke(tiny_bundle, photos / "b.jpg", "--out", out).exit_code == 0
+    dropped = photo(out / "d.png", (30, 20), 4)
+    result = invoke(tiny_bundle, dropped, "--out", out)
+    assert result.exit_code == 2 and "would overwrite the input image" in result.output
+    assert read_image(dropped).size == (30, 20)
 
 
 def test_bad_bundle_exits_4(tiny_bundle, photos, tmp_path):

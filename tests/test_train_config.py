@@ -13,7 +13,7 @@ from segedge.errors import ConfigError, DataError, OutputError
 from segedge.preprocess import PreprocessSpec
 from segedge.train.config import PRESETS, TrainConfig, make_config
 from segedge.train.model import IMAGENET_WEIGHTS_FILE, resolve_encoder_weights
-from segedge.train.rundir import RunPaths, check_new_run, clear_run, history_csv
+from segedge.train.rundir import RunPaths, check_new_run, history_csv
 
 
 def test_seed_preset_is_the_write_up(tmp_path):
@@ -117,19 +117,21 @@ def test_imagenet_uses_the_cached_file_when_present(tmp_path, monkeypatch):
 
 def test_new_run_refuses_a_folder_that_holds_anything(tmp_path):
     paths = RunPaths.at(tmp_path / "run")
-    check_new_run(paths, overwrite=False)  # missing: fine
+    assert check_new_run(paths, overwrite=False).state == "new"  # missing: fine
     paths.root.mkdir()
-    check_new_run(paths, overwrite=False)  # empty: fine
+    assert check_new_run(paths, overwrite=False).state == "empty"  # empty: fine
     (paths.root / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match="not empty"):
-        check_new_run(paths, overwrite=False)
+    for overwrite in (False, True):  # a folder segedge did not mark is never a run to replace
+        with pytest.raises(OutputError, match=r"holds 1 file not written by segedge \(notes.txt\)"):
+            check_new_run(paths, overwrite=overwrite)
     paths.config.write_text("{}")
+    paths.checkpoints.mkdir()
+    (paths.root / ".segedge.json").write_text(json.dumps({"kind": "run", "files": ["config.json", "checkpoints"]}))
     with pytest.raises(OutputError, match="--resume"):
         check_new_run(paths, overwrite=False)
-    check_new_run(paths, overwrite=True)
-    paths.checkpoints.mkdir()
-    clear_run(paths)
-    assert sorted(p.name for p in paths.root.iterdir()) == ["notes.txt"]  # only run files are deleted
+    claim = check_new_run(paths, overwrite=True)
+    claim.prepare(paths.entry_names())
+    assert sorted(p.name for p in paths.root.iterdir()) == [".segedge.json", "notes.txt"]  # only run files go
 
 
 def test_history_csv_puts_the_contract_columns_first():

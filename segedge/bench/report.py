@@ -1,7 +1,9 @@
 """Write a bench result as report.json, report.md, report.html, the plot and the gallery.
 
 Every file is written atomically (``segedge.fileio``) and the gallery folder is
-swapped in whole, so a report folder never mixes two runs' pictures. The JSON
+swapped in whole, so a report folder never mixes two runs' pictures. The folder
+must be new, empty or (with ``overwrite``) a report segedge wrote
+(``segedge.outputs``); replacing one removes only the report's own files. The JSON
 carries the same rows as the table plus everything needed to re-draw it; NaN
 becomes null so any JSON reader can load it.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import segedge
-from segedge import fileio
+from segedge import fileio, outputs
 from segedge.bench.gallery import Strip, build_gallery
 from segedge.bench.report_html import render_html
 from segedge.bench.report_plot import plot_latency_vs_miou
@@ -128,41 +130,51 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
     return "\n".join(out) + "\n"
 
 
+REPORT_ENTRIES = (JSON_NAME, MD_NAME, HTML_NAME, PLOT_NAME, GALLERY_DIR)  # what the report marker owns
+
+
 def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_count: int = DEFAULT_GALLERY,
-                 plot: bool = True) -> ReportFiles:
-    """All report files into ``folder`` (created if needed); other files there are left alone."""
+                 plot: bool = True, overwrite: bool = False) -> ReportFiles:
+    """All report files into ``folder``: new, empty, or with ``overwrite`` a report segedge wrote (its own
+    files are replaced; other files there are left alone)."""
+    target = outputs.claim(folder, "report", overwrite)
     folder = Path(folder)
     notes = list(result.notes)
     files: dict[str, Any] = {"json": JSON_NAME, "markdown": MD_NAME, "html": HTML_NAME, "plot": None, "gallery": []}
     report = ReportFiles(folder, folder / JSON_NAME, folder / MD_NAME, folder / HTML_NAME, notes=notes)
 
-    plot_png = None
-    if not plot:
-        notes.append("plot skipped (--no-plot)")
-    elif not matplotlib_available():
-        notes.append('plot skipped: matplotlib is not installed (pip install "segedge[bench]")')
-    else:
-        plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU")
-        if plot_png is None:
-            notes.append("plot skipped: no artifact has both a latency and an mIoU")
-    if plot_png is not None:
-        fileio.write_bytes(folder / PLOT_NAME, plot_png)
-        files["plot"], report.plot = PLOT_NAME, folder / PLOT_NAME
+    target.prepare(REPORT_ENTRIES)
+    try:
+        plot_png = None
+        if not plot:
+            notes.append("plot skipped (--no-plot)")
+        elif not matplotlib_available():
+            notes.append('plot skipped: matplotlib is not installed (pip install "segedge[bench]")')
+        else:
+            plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU")
+            if plot_png is None:
+                notes.append("plot skipped: no artifact has both a latency and an mIoU")
+        if plot_png is not None:
+            fileio.write_bytes(folder / PLOT_NAME, plot_png)
+            files["plot"], report.plot = PLOT_NAME, folder / PLOT_NAME
 
-    artifact_masks = {n: result.predictions[n] for n in result.gated if n in result.predictions}
-    strips: list[Strip] = []
-    if gallery_count > 0 and artifact_masks:
-        strips = build_gallery(result.reference.ids, result.reference.inputs, result.reference.truth,
-                               result.reference.keras, artifact_masks, result.manifest.num_classes,
-                               gallery_count, result.manifest.palette)
-        with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
-            for strip in strips:
-                (tmp / strip.name).write_bytes(strip.png)
-        files["gallery"] = [{"file": f"{GALLERY_DIR}/{s.name}", "id": s.image_id, "caption": s.caption}
-                            for s in strips]
-        report.gallery = [folder / GALLERY_DIR / s.name for s in strips]
+        artifact_masks = {n: result.predictions[n] for n in result.gated if n in result.predictions}
+        strips: list[Strip] = []
+        if gallery_count > 0 and artifact_masks:
+            strips = build_gallery(result.reference.ids, result.reference.inputs, result.reference.truth,
+                                   result.reference.keras, artifact_masks, result.manifest.num_classes,
+                                   gallery_count, result.manifest.palette)
+            with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
+                for strip in strips:
+                    (tmp / strip.name).write_bytes(strip.png)
+            files["gallery"] = [{"file": f"{GALLERY_DIR}/{s.name}", "id": s.image_id, "caption": s.caption}
+                                for s in strips]
+            report.gallery = [folder / GALLERY_DIR / s.name for s in strips]
 
-    fileio.write_json(report.json, report_dict(result, files, notes))
-    fileio.write_text(report.markdown, render_markdown(result, files, notes))
-    fileio.write_text(report.html, render_html(result, files, notes, plot_png, strips))
+        fileio.write_json(report.json, report_dict(result, files, notes))
+        fileio.write_text(report.markdown, render_markdown(result, files, notes))
+        fileio.write_text(report.html, render_html(result, files, notes, plot_png, strips))
+    except BaseException:
+        target.undo(REPORT_ENTRIES)  # no half report: a rerun needs no --overwrite
+        raise
     return report

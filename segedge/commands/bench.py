@@ -67,7 +67,8 @@ def _print_table(result, files) -> None:
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by 'segedge export' (manifest.json).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: report.md/.json/.html, plot, gallery/.")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Report folder (new or empty): report.md/.json/.html, plot, gallery/.")],
     data: Annotated[Path | None, typer.Option(
         help="VOC root: score mIoU on its val split (preprocessed as the manifest says) instead of the "
              "bundle's reference images.")] = None,
@@ -99,6 +100,8 @@ def bench(
     gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
     plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
     old_artifacts: Annotated[list[str] | None, typer.Option("--artifacts", hidden=True)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the report segedge wrote at --out (its own files; other files there stay).")] = False,
 ) -> None:
     """Measure every artifact in a bundle (latency, init, memory, size, mIoU, agreement with Keras).
 
@@ -108,6 +111,7 @@ def bench(
     status: 0 when every artifact passes the parity gate, 7 when one breaks a
     bound (one line per failing artifact; the report is written first).
     """
+    from segedge import outputs
     from segedge.bench.gate import GateBounds, parse_min_agreement
     from segedge.bench.report import write_report
     from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
@@ -118,6 +122,7 @@ def bench(
         raise ConfigError("--limit caps the --data val images; without --data bench scores the bundle's "
                           "reference images (all of them): pass --data VOC_ROOT or drop --limit")
     artifacts = renamed_list(artifacts, old_artifacts, "--format", "--artifacts")
+    outputs.claim(out, "report", overwrite)  # refuse before minutes of measuring; checked again when writing
     default_agreement, per_format = parse_min_agreement(min_agreement or [], TARGETS)
     config = BenchConfig(
         bundle=bundle, data=data, limit=limit,
@@ -128,7 +133,7 @@ def bench(
     )
     with _progress() as step:
         result = run_bench(config, on_step=step)
-    files = write_report(result, out, gallery_count=gallery, plot=plot)
+    files = write_report(result, out, gallery_count=gallery, plot=plot, overwrite=overwrite)
     _print_table(result, files)
     if not result.passed:
         raise ParityError(f"parity gate failed for {len(result.gate_failures)} artifact(s):\n"

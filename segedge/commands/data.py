@@ -16,11 +16,12 @@ app = typer.Typer(help="Generate, download or validate a VOC-format dataset.", n
 @app.command()
 @user_errors
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create (VOC layout).")],
+    out: Annotated[Path, typer.Argument(help="Folder to create (VOC layout): new, or an existing empty folder.")],
     images: Annotated[int, typer.Option(min=3, help="Number of image/mask pairs.")] = 200,
     size: Annotated[int, typer.Option(min=32, help="Image width in pixels (heights vary 75-100 %).")] = 96,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (0 or more): same seed, same bytes.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace OUT if it holds a dataset segedge generated (never a folder with other files).")] = False,
 ) -> None:
     """Write a learnable synthetic dataset in the exact Pascal VOC 2012 layout."""
     from segedge.data.synth import SynthConfig, generate

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
+from segedge import outputs
 from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
-from segedge.errors import OutputError
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 from segedge.targets import TARGETS, parse_targets, split_names
 
@@ -46,8 +46,8 @@ def _require_export_extra(targets) -> None:
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder written by 'segedge train' (model.keras, config.json, "
                                               "split.json).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Bundle folder to write (default: RUN/bundle).")]
-    = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle).")] = None,
     formats: Annotated[list[str] | None, typer.Option(
         "--format", metavar="NAME", show_default=False,
         help=f"Target to write: {', '.join(TARGETS)} or all. Repeat it or give a comma list "
@@ -68,7 +68,8 @@ def export(
     = CalibMethod.minmax,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the bundle segedge wrote at --out (never a folder holding other files).")] = False,
     debug_quant: Annotated[bool, typer.Option(
         "--debug-quant", help="Also write quant_report.{md,json,png}: per-layer int8 error (implies --int8; "
                               "the same as 'segedge quant-report').")] = False,
@@ -99,8 +100,7 @@ def export(
     targets = parse_targets(resolve_formats(formats, int8 or quant))
     _require_export_extra(targets)
     bundle = out if out is not None else run / "bundle"
-    if bundle.exists() and not overwrite:
-        raise OutputError(f"{bundle}: already exists; pass --overwrite to replace it")
+    outputs.claim(bundle, "bundle", overwrite)  # refuse before any slow import; checked again at the swap
 
     from segedge.export.bundle import export_bundle
     from segedge.export.verify import describe

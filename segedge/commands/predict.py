@@ -7,6 +7,7 @@ TensorFlow, so the command works on a Pi with only ``segedge[edge]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -79,7 +80,9 @@ def predict(
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT", help="Images, folders, or a quoted glob like 'photos/**/*.jpg'.",
         show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for <stem>.png masks and overlays.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for <stem>.png masks and overlays: new, empty, or one an earlier predict "
+                            "wrote (masks it wrote under the same names are replaced; no other file is).")] = None,
     artifact: Annotated[list[str] | None, typer.Option(
         "--format", metavar="NAME", show_default=False,
         help="The one artifact to run (fp32, int8, onnx, onnx-int8, ...). Default: the int8 model of the "
@@ -107,8 +110,10 @@ def predict(
     artifact = parse_one_name(renamed_list(artifact, old_artifact, "--format", "--artifact"))
     input_ = " ".join(inputs) if inputs else None
     _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json)
+    from segedge import outputs
     from segedge.edge.predictor import load
 
+    target = outputs.claim(out, "predictions", reuse=True) if out is not None else None
     if camera is not None:
         from segedge.edge.camera import CameraOptions, open_capture, run_camera
 
@@ -116,21 +121,30 @@ def predict(
         options = CameraOptions(out=out, every=every or 1, show=show, max_frames=max_frames, overlay=overlay,
                                 alpha=alpha, json_lines=as_json)
         try:
+            if target is not None:
+                from segedge.edge.runner import check_frames_kept
+
+                check_frames_kept(target)
             with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
                 _note(f"model: {segmenter.describe()}")
-                run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
+                with outputs.writing(target) if target is not None else contextlib.nullcontext():
+                    run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
         finally:
             capture.release()
         return
-    from segedge.edge.runner import check_no_overwrite
+    from segedge.edge.runner import check_kept, check_no_overwrite, output_names, top_level
     from segedge.edge.sources import resolve_inputs
 
     found = resolve_inputs(inputs or [], recursive=recursive, exclude=out)  # bad paths fail before the model loads
-    if out is not None:
+    writing: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if out is not None and target is not None:
         check_no_overwrite(found.sources, out, overlay)
+        check_kept(found.sources, target, overlay)
+        writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
     with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
         _note(f"model: {segmenter.describe()}")
-        _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
+        with writing:
+            _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
 
 
 def _predict_files(segmenter: Segmenter, inputs: Inputs, out: Path | None, overlay: bool, alpha: float, as_json: bool,

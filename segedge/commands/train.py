@@ -33,7 +33,8 @@ def train_command(
         Path | None,
         typer.Argument(help="VOC2012 folder (or its VOCdevkit parent); optional with --resume."),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (new, or an empty folder).")]
+    = None,
     preset: Annotated[
         Preset, typer.Option(help="default: void ignored, [-1,1] input, h-flip; seed: the write-up exactly.")
     ] = Preset.default,
@@ -92,8 +93,9 @@ def train_command(
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run in this folder from its last finished epoch (its config.json is used; "
              "--epochs may raise the limit).", rich_help_panel=PANEL_RUN)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Start over in an --out folder that already holds a run.",
-                                            rich_help_panel=PANEL_RUN)] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Start over in an --out folder that holds a run segedge wrote: its run files are replaced, "
+             "other files there stay.", rich_help_panel=PANEL_RUN)] = False,
 ) -> None:
     """Train the U-Net (MobileNetV2 encoder, pix2pix decoder) and write RUN/model.keras, config.json,
     split.json, history.csv and checkpoints/."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from segedge import fileio
+from segedge import outputs
 from segedge.data.images import mask_to_image
 from segedge.data.voc import IMAGE_DIR, MASK_DIR, SPLIT_DIR
 from segedge.errors import ConfigError
@@ -103,11 +103,16 @@ def make_sample(rng: np.random.Generator, size: int, max_shapes: int) -> tuple[I
 
 
 def generate(out: str | os.PathLike[str], config: SynthConfig, overwrite: bool = False) -> Path:
-    """Write a VOC-layout dataset to ``out`` (created whole, atomically) and return it."""
+    """Write a VOC-layout dataset to ``out`` (created whole, atomically, marked) and return it.
+
+    ``out`` must be new, an empty folder, or (with ``overwrite``) a dataset segedge generated:
+    ``segedge.outputs.claim`` refuses anything else, so no user file is ever replaced.
+    """
     config.check()
+    target = outputs.claim(out, "dataset", overwrite)
     rng = np.random.default_rng(config.seed)
     ids = [f"synth_{i:06d}" for i in range(config.images)]
-    with fileio.atomic_dir(out, overwrite=overwrite) as root:
+    with outputs.build(target) as root:
         for sub in (IMAGE_DIR, MASK_DIR, str(SPLIT_DIR)):
             (root / sub).mkdir(parents=True)
         for sample_id in track(ids, "Generating images", total=len(ids)):

@@ -8,6 +8,7 @@ A single named image that cannot be read is an error straight away.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segedge import outputs
 from segedge.data.images import read_upright
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
-from segedge.errors import ConfigError, DataError
+from segedge.errors import ConfigError, DataError, OutputError
 from segedge.progress import track
 
 
@@ -60,6 +62,37 @@ def check_no_overwrite(sources: Sequence[Source], out: Path, overlay: bool) -> N
                     f"--out {out}: writing {target.name} would overwrite the input image {target}; "
                     "choose another output folder"
                 )
+
+
+def output_names(sources: Sequence[Source], out: Path, overlay: bool) -> list[Path]:
+    """Every file predict writes under ``out`` for ``sources``."""
+    return [target for source in sources
+            for target in [source.mask_path(out)] + ([source.overlay_path(out)] if overlay else [])]
+
+
+def top_level(paths: Sequence[Path], out: Path) -> list[str]:
+    """The entries of ``out`` that ``paths`` live in (what the predictions marker owns)."""
+    return sorted({path.relative_to(out).parts[0] for path in paths})
+
+
+def check_kept(sources: Sequence[Source], target: outputs.Claim, overlay: bool) -> None:
+    """Predicting into an earlier predictions folder must not write over a file there that segedge did not
+    write (its own earlier masks of the same name are replaced)."""
+    for path in output_names(sources, target.path, overlay):
+        if (path.exists() or path.is_symlink()) and not target.owns(path):
+            raise OutputError(f"{path}: not written by segedge, and predict would replace it; move it away, "
+                              "or choose a new or empty --out")
+
+
+FRAME_FILE = re.compile(r"frame_\d{6}(\.png|_overlay\.jpg)")  # what camera mode writes (segedge.edge.camera)
+
+
+def check_frames_kept(target: outputs.Claim) -> None:
+    """Camera mode into an earlier predictions folder: no file segedge did not write may be a frame's name."""
+    taken = sorted(e.name for e in target.foreign() if FRAME_FILE.fullmatch(e.name))
+    if taken:
+        raise OutputError(f"{target.path / taken[0]}: not written by segedge, and a saved camera frame would "
+                          "replace it; move it away, or choose a new or empty --out")
 
 
 def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image.Image | None:

@@ -1,8 +1,10 @@
 """``export_bundle``: RUN folder -> BUNDLE folder (artifacts, manifest.json, reference.npz).
 
-Everything is assembled in ``fileio.atomic_dir(out)`` and swapped in only
-after every artifact has been written, read back and verified, so a failed or
-killed export leaves the previous bundle as it was and no half bundle.
+Everything is assembled in ``outputs.build`` (``fileio.atomic_dir``) and swapped
+in only after every artifact has been written, read back and verified, so a
+failed or killed export leaves the previous bundle as it was and no half bundle.
+``out`` must be new, an empty folder or (with ``overwrite``) a bundle segedge
+wrote (``segedge.outputs.claim``), checked before conversion and again at the swap.
 Converter scratch (SavedModels, pre-processed ONNX) lives in a
 ``tempfile.TemporaryDirectory(prefix="segedge.")`` removed on the way out.
 """
@@ -17,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
-from segedge.errors import ConfigError, ExportError, OutputError, SegedgeError
+from segedge import fileio, outputs
+from segedge.errors import ConfigError, ExportError, SegedgeError
 from segedge.export.calibration import CalibrationSource, load_calibration
 from segedge.export.graph import ExportModel, RewritePlan, prepare_export_model, rewrite_plan
 from segedge.export.options import ExportOptions
@@ -183,9 +185,7 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     targets = sorted(set(targets), key=lambda t: order.index(t.name))  # onnx before onnx-int8: reused
     run = open_run(run_dir)
     dataset = run.dataset(data_root)
-    out = Path(out).expanduser()
-    if out.exists() and not overwrite:  # checked before minutes of conversion, again at the swap
-        raise OutputError(f"{out}: already exists; pass --overwrite to replace it")
+    target = outputs.claim(out, "bundle", overwrite)  # before minutes of conversion; again at the swap
     quiet_tensorflow()
     _warn_scaling(run)
     model = load_keras_model(run.model_path)
@@ -195,7 +195,7 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     calibration = None
     if any(t.needs_calibration for t in targets):
         calibration = load_calibration(dataset, run.split.train, options.calib, run.spec, exclude=reference.ids)
-    with fileio.atomic_dir(out, overwrite=overwrite) as folder:
+    with outputs.build(target) as folder:
         artifacts = _write_artifacts(folder, targets, graphs, calibration, options)
         reference.save(folder / REFERENCE_NAME)
         _verify(folder, targets, artifacts, reference, run)

@@ -1,8 +1,11 @@
 """``train(config) -> TrainResult``: the whole run, from data check to best model.
 
 Order matters for the user: everything that can be wrong with the options, the
-output folder, the encoder weights or the data is found before TensorFlow
-builds a model; the run folder is only touched once all of that passed.
+output folder, the encoder weights or the data is found, and the model is built
+(loading the encoder weights), before the run folder is touched. A start that
+still fails before the first epoch finishes (a full disk, Ctrl-C, an error in
+the first step) is undone: no marker, config.json or split.json stays, and a
+folder this call created is removed, so the same command can simply run again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from segedge import fileio
 from segedge.errors import ModelError
 from segedge.train.config import TrainConfig
 from segedge.train.model import resolve_encoder_weights
-from segedge.train.rundir import RunPaths, RunState, check_new_run, clear_run, load_split, load_state
+from segedge.train.rundir import RunPaths, RunState, check_new_run, load_split, load_state, mark_resumed
 
 
 @dataclass
@@ -114,6 +117,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     """Run (or continue, with ``resume``) training into ``config.out``; see docs/design.md for the folder."""
     started = time.perf_counter()
     paths = RunPaths.at(config.out)
+    claim = None
     if resume:
         state = load_state(paths.root) or RunState()
         split = load_split(paths.root)
@@ -122,7 +126,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         if state.stopped_early or state.epoch >= config.epochs:  # nothing left to do: don't read the data
             return _result(paths, config, split.counts(), state.epoch, state, started)
     else:
-        check_new_run(paths, overwrite)
+        claim = check_new_run(paths, overwrite)
         state, split = RunState(), None
     encoder_weights = resolve_encoder_weights(config.encoder_weights)
 
@@ -130,10 +134,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
 
     data = load_training_data(config, split)
     config = config.replace(split=data.split.kind, out=str(paths.root))
-    if not resume:
-        clear_run(paths)
-        data.split.save(paths.split)
-    fileio.write_json(paths.config, config.to_dict())
     initial = state.epoch
 
     import keras
@@ -145,16 +145,27 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         model, inference = build_compiled(config, encoder_weights)
         if state.weights:
             _load_checkpoint(model, paths.checkpoints / state.weights)
-    checkpoint = RunCheckpoint(paths, state, inference, config.monitor, config.monitor_mode, config.patience,
-                               config.restore_best_weights)
-    model.fit(
-        train_dataset(data.train, config, initial_epoch=initial),
-        epochs=config.epochs,
-        initial_epoch=initial,
-        steps_per_epoch=train_steps(data.train, config),
-        validation_data=val_dataset(data.val, config),
-        callbacks=[checkpoint, *callbacks],
-        shuffle=False,  # the dataset already shuffles, per epoch, from the seed
-        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-    )
+    try:
+        if claim is None:
+            mark_resumed(paths)
+        else:
+            claim.prepare(paths.entry_names())
+            data.split.save(paths.split)
+        fileio.write_json(paths.config, config.to_dict())
+        checkpoint = RunCheckpoint(paths, state, inference, config.monitor, config.monitor_mode, config.patience,
+                                   config.restore_best_weights)
+        model.fit(
+            train_dataset(data.train, config, initial_epoch=initial),
+            epochs=config.epochs,
+            initial_epoch=initial,
+            steps_per_epoch=train_steps(data.train, config),
+            validation_data=val_dataset(data.val, config),
+            callbacks=[checkpoint, *callbacks],
+            shuffle=False,  # the dataset already shuffles, per epoch, from the seed
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+        )
+    except BaseException:
+        if claim is not None and state.epoch == initial:  # the start failed: leave nothing behind
+            claim.undo(paths.entry_names())
+        raise
     return _result(paths, config, data.split.counts(), initial, state, started, model=model)

@@ -2,6 +2,7 @@
 
 Layout (the contract in docs/design.md)::
 
+    RUN/.segedge.json            marker: kind "run" (segedge.outputs), written at run start
     RUN/model.keras              best epoch, inference-only (no optimizer, no compile config)
     RUN/config.json              TrainConfig.to_dict()
     RUN/split.json               segedge.data.Split
@@ -18,14 +19,13 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
+from segedge import fileio, outputs
 from segedge.data import Split
-from segedge.errors import ConfigError, ModelError, OutputError
+from segedge.errors import ConfigError, ModelError
 from segedge.train.config import TrainConfig
 
 STATE_VERSION = 1
@@ -69,6 +69,10 @@ class RunPaths:
 
     def run_entries(self) -> list[Path]:
         return [self.model, self.config, self.split, self.history, self.checkpoints]
+
+    def entry_names(self) -> list[str]:
+        """What the run marker owns: ``--overwrite`` removes these and nothing else."""
+        return [entry.name for entry in self.run_entries()]
 
 
 @dataclass
@@ -135,28 +139,17 @@ def load_state(run: str | Path) -> RunState | None:
     return state
 
 
-def check_new_run(paths: RunPaths, overwrite: bool) -> None:
-    """Refuse to start over a folder that holds anything, unless --overwrite."""
-    if paths.root.exists() and not paths.root.is_dir():
-        raise OutputError(f"{paths.root}: exists and is not a folder; choose another --out")
-    if not paths.root.is_dir() or not any(paths.root.iterdir()) or overwrite:
-        return
-    if paths.config.exists():
-        raise OutputError(
-            f"{paths.root}: already holds a training run; continue it with --resume {paths.root}, "
-            "or pass --overwrite to start over"
-        )
-    raise OutputError(f"{paths.root}: folder is not empty; choose an empty or new --out, or pass --overwrite")
+def check_new_run(paths: RunPaths, overwrite: bool) -> outputs.Claim:
+    """May a new run start in ``paths.root``? (``segedge.outputs.claim``: new, empty, or a marked run with
+    --overwrite.) Writes nothing; ``Claim.prepare`` then clears the old run's own files and marks the folder."""
+    return outputs.claim(paths.root, "run", overwrite,
+                         hint=f"continue it with --resume {paths.root}, or ")
 
 
-def clear_run(paths: RunPaths) -> None:
-    """Delete a previous run's own files (only those; anything else in the folder stays)."""
-    for entry in paths.run_entries():
-        if entry.is_dir():
-            shutil.rmtree(entry)
-        elif entry.exists():
-            entry.unlink()
-    fileio.remove_stale_temps(paths.root)
+def mark_resumed(paths: RunPaths) -> None:
+    """A run written before runs were marked (it has config.json): mark it, so --overwrite may replace it."""
+    if outputs.read_marker(paths.root) is None:
+        outputs.write_marker(paths.root, "run", paths.entry_names())
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:

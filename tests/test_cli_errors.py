@@ -292,9 +292,9 @@ def test_documented_code_interrupted(blocker_dir, tmp_path):
          "--images", "100000", "--size", "256"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     deadline = time.monotonic() + 120
-    while not any(work.iterdir()) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)  # wait until it is writing (the folder under construction appears)
-    time.sleep(0.5)
+    while not any(work.rglob("*.jpg")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until it is writing images (imports done, the generation loop running)
+    assert process.poll() is None and any(work.rglob("*.jpg")), "synth never started writing images"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == EXIT["interrupted"], stderr

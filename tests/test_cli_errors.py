@@ -286,7 +286,8 @@ def test_documented_code_interrupted(blocker_dir, tmp_path):
     """Ctrl-C (SIGINT) while generating a large dataset: exit 130, one line, no traceback."""
     work = tmp_path / "work"
     work.mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               PYTHONFAULTHANDLER="1")
     process = subprocess.Popen(
         [sys.executable, "-c", "from segedge.cli import main; main()", "data", "synth", str(work / "voc"),
          "--images", "100000", "--size", "256"],
@@ -296,7 +297,12 @@ def test_documented_code_interrupted(blocker_dir, tmp_path):
         time.sleep(0.1)  # wait until it is writing images (imports done, the generation loop running)
     assert process.poll() is None and any(work.rglob("*.jpg")), "synth never started writing images"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # a hang: dump every thread's stack (PYTHONFAULTHANDLER) to see where
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=60)
+        raise AssertionError(f"no exit within 120 s of SIGINT; the child's stacks:\n{stderr}") from None
     assert process.returncode == EXIT["interrupted"], stderr
     assert "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.strip()] == \

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import http.server
 import io
+import json
 import os
 import signal
 import socket
@@ -166,7 +167,7 @@ def voc_tar(voc_source: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(voc_source.rglob("*")):
-            if path.is_file():
+            if path.is_file() and path.name != ".segedge.json":  # the real tar has no segedge marker
                 _add(tar, f"VOCdevkit/VOC2012/{path.relative_to(voc_source).as_posix()}", path.read_bytes())
         _add(tar, "VOCdevkit/VOC2012/Annotations/synth_000000.xml", b"<annotation/>")
     return buffer.getvalue()
@@ -246,7 +247,9 @@ def test_full_voc_fetch_unpacks_the_devkit_and_passes_check(served, voc_tar, voc
     report = check_dataset(dest)
     assert report.ok and report.counts == {"train": 7, "val": 5, "trainval": 12}
     for path in voc_source.rglob("*.*"):  # every file byte for byte, under DEST itself (prefix stripped)
-        assert (dest / path.relative_to(voc_source)).read_bytes() == path.read_bytes()
+        if path.name != ".segedge.json":  # the source's own marker was not in the tar
+            assert (dest / path.relative_to(voc_source)).read_bytes() == path.read_bytes()
+    assert json.loads((dest / ".segedge.json").read_text())["kind"] == "dataset"  # DEST is segedge's output
     assert (dest / "Annotations" / "synth_000000.xml").read_bytes() == b"<annotation/>"
     assert _leftovers(cache_dir()) == []  # the downloaded archive is deleted once unpacked
     assert _leftovers(dest.parent) == ["VOC2012"]  # no temp folder beside DEST
@@ -257,10 +260,11 @@ def test_fetch_refuses_an_existing_dest_without_overwrite(served, voc_tar, tmp_p
     dest = tmp_path / "VOC2012"
     dest.mkdir()
     (dest / "mine.txt").write_text("user data")
-    result = _cli("data", "fetch", "voc2012", str(dest))
-    assert result.exit_code == OutputError.exit_code
-    assert len(_error_lines(result.output)) == 1 and "--overwrite" in result.output
-    assert (dest / "mine.txt").read_text() == "user data" and served.requests == []
+    for extra in ([], ["--overwrite"]):  # a folder of the user's is never replaced, not even with --overwrite
+        result = _cli("data", "fetch", "voc2012", str(dest), *extra)
+        assert result.exit_code == OutputError.exit_code
+        assert len(_error_lines(result.output)) == 1 and "mine.txt" in result.output
+        assert (dest / "mine.txt").read_text() == "user data" and served.requests == []
 
 
 def test_a_cut_connection_is_resumed_with_a_range_request(served, voc_tar, tmp_path, monkeypatch):
@@ -426,7 +430,24 @@ def test_sbd_adds_train_aug_masks_and_split(served, voc_tar, sbd_tgz, sbd_masks,
     (aug / "sbd_000000.png").unlink()
     replaced = _cli("data", "fetch", "sbd", str(dest), "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert (aug / "sbd_000000.png").is_file() and not [p for p in dest.iterdir() if p.name.startswith(".segedge")]
+    assert (aug / "sbd_000000.png").is_file() and not [p for p in dest.iterdir() if p.name.startswith(".segedge-")]
+
+
+def test_sbd_never_replaces_masks_it_did_not_write(served, voc_tar, sbd_tgz, tmp_path, monkeypatch):
+    """A SegmentationClassAug/ of the user's own (no segedge marker) survives, even with --overwrite."""
+    _register(monkeypatch, "voc2012", served.add("/voc.tar", voc_tar), voc_tar)
+    _register(monkeypatch, "sbd", served.add("/benchmark.tgz", sbd_tgz), sbd_tgz, size=None)
+    dest = tmp_path / "VOC2012"
+    assert _cli("data", "fetch", "voc2012", str(dest)).exit_code == 0
+    mine = dest / "SegmentationClassAug" / "my_mask.png"
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own mask")
+    for extra in ([], ["--overwrite"]):
+        result = _cli("data", "fetch", "sbd", str(dest), *extra)
+        assert result.exit_code == OutputError.exit_code, result.output
+        assert len(_error_lines(result.output)) == 1 and "my_mask.png" in result.output
+    assert mine.read_bytes() == b"the user's own mask"
+    assert not (dest / "ImageSets" / "Segmentation" / "train_aug.txt").exists()
 
 
 def test_sbd_needs_a_voc_folder_first(tmp_path):

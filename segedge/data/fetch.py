@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segedge import fileio
+from segedge import fileio, outputs
 from segedge.data.download import Checksum, DownloadError, cache_dir, download, is_url, local_path, verify
 from segedge.data.sbd import (
     SBD_EXTRA,
@@ -143,16 +143,24 @@ def extract(archive: Path, prefix: str, out: Path, keep: Callable[[str], bool] =
     return count
 
 
-def _refuse_existing(path: Path, overwrite: bool, what: str) -> None:
-    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
-        raise OutputError(f"{path}: already exists; pass --overwrite to replace {what}")
+def _claim_sbd_outputs(aug_dir: Path, split_file: Path, overwrite: bool) -> outputs.Claim:
+    """SBD's masks are a marked dataset folder of their own inside DEST; train_aug.txt belongs to them.
+
+    The same rule as every output (segedge.outputs): a SegmentationClassAug/ segedge did not write is never
+    replaced, even with --overwrite, and neither is a train_aug.txt that came without segedge's masks.
+    """
+    target = outputs.claim(aug_dir, "dataset", overwrite)
+    if split_file.exists() and target.state in ("new", "empty"):
+        raise OutputError(f"{split_file}: not written by segedge (no segedge {AUG_MASK_DIR}/ beside it); "
+                          "move it away to add SBD")
+    return target
 
 
 def fetch_voc(dest: Path, origin: str | None, overwrite: bool, keep_archive: bool) -> FetchResult:
     source = SOURCES["voc2012"]
-    _refuse_existing(dest, overwrite, "it")
+    target = outputs.claim(dest, "dataset", overwrite)  # before a 2 GB download, not after it
     archive, ours = obtain_archive(source, origin)
-    with fileio.atomic_dir(dest, overwrite=True) as tmp:
+    with outputs.build(target) as tmp:
         count = extract(archive, source.root, tmp)
         for needed in (IMAGE_DIR, MASK_DIR, str(SPLIT_DIR / "train.txt"), str(SPLIT_DIR / "val.txt")):
             if not (tmp / needed).exists():
@@ -171,8 +179,7 @@ def fetch_sbd(dest: Path, origin: str | None, overwrite: bool, keep_archive: boo
                         f"'segedge data fetch voc2012 {dest}' first)") from exc
     root = voc.root
     aug_dir, split_file = root / AUG_MASK_DIR, voc.split_file(TRAIN_AUG)
-    for existing in (aug_dir, split_file):
-        _refuse_existing(existing, overwrite, f"{AUG_MASK_DIR}/ and {TRAIN_AUG}.txt")
+    target = _claim_sbd_outputs(aug_dir, split_file, overwrite)
     require("scipy.io", SBD_EXTRA)  # before a 1.4 GB download, not after it
     archive, ours = obtain_archive(source, origin)
     fileio.remove_stale_temps(root.parent, f"{root.name}-sbd-")
@@ -190,7 +197,7 @@ def fetch_sbd(dest: Path, origin: str | None, overwrite: bool, keep_archive: boo
         sbd_all = sorted(set(sbd_train) | set(sbd_val))
         ids = train_aug_ids(voc_train, voc_val, sbd_train, sbd_val)
         added = add_missing_images(work, root, sbd_all)
-        with fileio.atomic_dir(aug_dir, overwrite=True) as tmp:
+        with outputs.build(target) as tmp:
             masks = write_aug_masks(work, root, tmp, sbd_all)
         fileio.write_text(split_file, "\n".join(ids) + "\n")
     finally:

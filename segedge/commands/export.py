@@ -64,18 +64,19 @@ def export(
                                 "smallest K within --max-miou-drop (implies --int8).")] = None,
     max_miou_drop: Annotated[float, typer.Option(
         "--max-miou-drop", help="Bound for --int8-fallback auto: mIoU drop vs Keras, in points.")] = 1.0,
+    allow_large_fallback: Annotated[bool, typer.Option(
+        "--allow-large-fallback", help="Accept a fallback model at or above half the fp32 size.")] = False,
 ) -> None:
     """Convert RUN/model.keras to TFLite/ONNX, verify every artifact, and write a bundle with a manifest."""
     from segedge.targets import parse_targets
 
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
     quant = debug_quant or int8_fallback is not None
-    k = None
     if quant:
-        from segedge.quant.fallback import check_bound, parse_k
+        from segedge.quant.stage import QuantOptions
 
-        check_bound(max_miou_drop)
-        k = parse_k(int8_fallback) if int8_fallback is not None else None
+        quant_options = QuantOptions(k=int8_fallback, max_miou_drop=max_miou_drop,
+                                     allow_large=allow_large_fallback).check()
     targets = parse_targets(resolve_formats(formats, int8 or quant))
     bundle = out if out is not None else run / "bundle"
     if bundle.exists() and not overwrite:
@@ -92,8 +93,10 @@ def export(
         ratio = f"  ({info.bytes / fp32:.3f}x fp32)" if fp32 and info.file.endswith(".tflite") else ""
         typer.echo(describe(name, info.bytes, info.verify, info.precision) + ratio)
     if quant:
-        from segedge.commands.quant import report_and_fallback
+        from segedge.quant.show import print_outcome
+        from segedge.quant.stage import quant_stage
 
-        onnx = {"onnx", "onnx-int8"} <= set(manifest.artifacts)
-        report_and_fallback(run, bundle, out=bundle, samples=8, onnx=onnx, k=k, max_miou_drop=max_miou_drop,
-                            data=data)
+        quant_options.onnx = {"onnx", "onnx-int8"} <= set(manifest.artifacts)
+        outcome = quant_stage(run, bundle, quant_options, data_root=data)
+        print_outcome(outcome, typer.echo)
+        outcome.raise_if_failed()

@@ -194,3 +194,31 @@ def test_rows_sort_worst_first_and_report_round_trips(tmp_path):
     assert "layer19" in (tmp_path / REPORT_MD).read_text()
     assert set(written) == {"json", "md", "png"}
     assert not list(tmp_path.glob(".segedge-tmp-*"))
+
+
+class _FakeEvaluator(Curve):
+    """What ``run_fallback`` needs of an Evaluator, over a synthetic curve (no model, no files)."""
+
+    def __init__(self, drops, bound, ratios, layers: int, allow_large: bool = False) -> None:
+        super().__init__(drops, bound, ratios, allow_large)
+        self.layers = [f"layer{i}" for i in range(layers)]
+        self.artifact, self.max_miou_drop, self.reference_miou = "int8", bound, 0.9
+        self.fp32_bytes = 1000
+        self.ctx = type("Ctx", (), {"reference": [0] * 12})()
+
+
+def test_run_fallback_says_why_nothing_may_be_applied():
+    from segedge.quant.fallback import run_fallback
+
+    grows = lambda k: 0.27 + 0.05 * k  # noqa: E731  0.5 x fp32 from K = 5 on
+    stopped = run_fallback(_FakeEvaluator(lambda k: 2.0, 1.0, grows, layers=20), "auto")
+    assert stopped.failed and stopped.applied_k is None and stopped.model_path is None
+    assert [t.k for t in stopped.tried] == [0, 1, 2, 4, 8]  # 8 is too large: nothing beyond it is tried
+    assert "no K up to 8" in stopped.refused and "--allow-large-fallback" in stopped.refused
+    large = run_fallback(_FakeEvaluator(lambda k: 2.0 if k < 8 else 0.5, 1.0, grows, layers=20), "auto")
+    assert large.failed and "K=8 met it at 0.67x" in large.refused
+    fixed = run_fallback(_FakeEvaluator(lambda k: 0.5, 1.0, grows, layers=20), 6)
+    assert fixed.failed and fixed.applied_k is None and "K=6" in fixed.refused
+    missed = run_fallback(_FakeEvaluator(lambda k: 2.0, 1.0, lambda k: 0.3, layers=3), "auto")
+    assert missed.failed and [t.k for t in missed.tried] == [0, 1, 2, 3] and "no K met" in missed.refused
+    assert missed.noise is None and not missed.bound_meaningful  # the fake trials carry no noise estimate

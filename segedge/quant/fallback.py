@@ -28,6 +28,7 @@ from segedge.quant.layers import RANKING
 from segedge.quant.report import QuantReport
 from segedge.quant.scoring import drop_noise, keras_miou, score_model
 from segedge.quant.search import AUTO, LARGE_FRACTION, Trial, check_bound, parse_k, search_smallest_k
+from segedge.targets import Precision
 
 NOISE_Z = 1.96  # the bound is called meaningful when it exceeds the 95 % half-width of the drop's noise
 
@@ -103,6 +104,7 @@ class Evaluator:
     fp32_bytes: int
     allow_large: bool
     scratch: Path
+    baseline: Path | None = None   # K = 0: the bundle's own int8 file, measured as it is (None: re-quantize)
     reference_miou: float = 0.0
 
     def __post_init__(self) -> None:
@@ -114,7 +116,10 @@ class Evaluator:
     def __call__(self, k: int) -> Trial:
         names = list(self.layers[:k])
         path = self.path(k)
-        self.builder.build(names, path)
+        if k == 0 and self.baseline is not None:
+            path.write_bytes(self.baseline.read_bytes())
+        else:
+            self.builder.build(names, path)
         floats = self.builder.float_check(path, names)
         score = score_model(path, self.ctx)
         drop = 100.0 * (self.reference_miou - score.miou)
@@ -179,6 +184,11 @@ def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> F
     return result
 
 
+def _baseline(ctx: QuantContext, artifact: str) -> Path | None:
+    """K = 0 is the bundle's own model unless that is an earlier fallback (then plain int8 is rebuilt)."""
+    return None if ctx.manifest.artifacts[artifact].precision == Precision.mixed.value else ctx.artifact_path(artifact)
+
+
 def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scratch: Path, k: str | int,
                     max_miou_drop: float, allow_large: bool = False) -> FallbackResult:
     """TFLite int8: the debugger's calibrated model re-quantized with the K worst layers denylisted."""
@@ -189,27 +199,34 @@ def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scrat
     else:  # the calibrated model is the float model plus per-tensor statistics: about the fp32 size
         fp32_bytes, basis = len(debugger.calibrated_model), "calibrated float model (no fp32 artifact)"
     evaluate = Evaluator(ctx, TFLiteBuilder(debugger, ctx.int8_io), report.worst(len(report.tflite)), TFLITE_INT8,
-                         max_miou_drop, fp32_bytes, allow_large, scratch)
+                         max_miou_drop, fp32_bytes, allow_large, scratch, _baseline(ctx, TFLITE_INT8))
     result = run_fallback(evaluate, k, report.ranking)
     result.size_basis = basis
     return result
 
 
-def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str | int,
-                  max_miou_drop: float, allow_large: bool = False) -> FallbackResult:
-    """ONNX int8: the bundle's fp32 ONNX re-quantized with the K worst nodes in ``nodes_to_exclude``."""
+def onnx_builder(ctx: QuantContext, scratch: Path):
+    """Re-quantizes the bundle's fp32 ONNX with the calibration ids, method and reduce_range export used."""
     from segedge.export.options import CalibMethod
-    from segedge.quant.requant_onnx import OnnxBuilder, onnx_fallback_nodes
+    from segedge.quant.requant_onnx import OnnxBuilder
 
-    if report.onnx is None or ONNX_INT8 not in ctx.manifest.artifacts or ONNX_FP32 not in ctx.manifest.artifacts:
-        raise ConfigError(f"{ctx.bundle}: the ONNX float fallback needs the onnx and onnx-int8 artifacts")
     details = ctx.manifest.artifacts[ONNX_INT8].details
-    builder = OnnxBuilder(
+    return OnnxBuilder(
         fp32_path=ctx.artifact_path(ONNX_FP32), work=scratch / "onnx_requantize", calibration=ctx.calibration,
         method=CalibMethod(details.get("calibration_method", CalibMethod.minmax.value)),
         reduce_range=bool(details.get("reduce_range", True)), cache=scratch / "onnx_calibration_cache.json")
-    evaluate = Evaluator(ctx, builder, onnx_fallback_nodes(report.onnx), ONNX_INT8, max_miou_drop,
-                         ctx.manifest.artifacts[ONNX_FP32].bytes, allow_large, scratch)
+
+
+def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str | int,
+                  max_miou_drop: float, allow_large: bool = False) -> FallbackResult:
+    """ONNX int8: the bundle's fp32 ONNX re-quantized with the K worst nodes in ``nodes_to_exclude``."""
+
+    from segedge.quant.requant_onnx import onnx_fallback_nodes
+
+    if report.onnx is None or ONNX_INT8 not in ctx.manifest.artifacts or ONNX_FP32 not in ctx.manifest.artifacts:
+        raise ConfigError(f"{ctx.bundle}: the ONNX float fallback needs the onnx and onnx-int8 artifacts")
+    evaluate = Evaluator(ctx, onnx_builder(ctx, scratch), onnx_fallback_nodes(report.onnx), ONNX_INT8, max_miou_drop,
+                         ctx.manifest.artifacts[ONNX_FP32].bytes, allow_large, scratch, _baseline(ctx, ONNX_INT8))
     result = run_fallback(evaluate, k, report.ranking)
     result.size_basis = f"{ONNX_FP32} artifact"
     return result

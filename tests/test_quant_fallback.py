@@ -202,6 +202,11 @@ def test_bundle_and_run_problems_exit_4(poisoned, bundle_copy, tmp_path):
     assert not_bundle.exit_code == 4 and "no manifest.json" in not_bundle.output
     no_run = runner.invoke(app, ["quant-report", str(tmp_path / "norun"), "--bundle", str(bundle_copy)])
     assert no_run.exit_code == 4 and "run folder not found" in no_run.output
+    other_run = Path(shutil.copytree(run, tmp_path / "other_run"))
+    with open(other_run / "model.keras", "ab") as handle:  # another model file: its sha256 differs
+        handle.write(b"\0")
+    other = runner.invoke(app, ["quant-report", str(other_run), "--bundle", str(bundle_copy)])
+    assert other.exit_code == 4 and "different model" in other.output
     (bundle_copy / "manifest.json").write_text("{broken", encoding="utf-8")
     broken = runner.invoke(app, ["quant-report", str(run), "--bundle", str(bundle_copy)])
     assert broken.exit_code == 4 and "manifest.json" in broken.output

@@ -26,7 +26,7 @@ from segedge.targets import Runtime, runtime_for_file
 # Which artifact a bundle folder runs when none is named: the fastest on a Pi
 # first (full-integer TFLite), then the float TFLite, then ONNX.
 DEFAULT_PREFERENCE: tuple[tuple[str, str], ...] = (
-    ("tflite", "int8"), ("tflite", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
+    ("tflite", "int8"), ("tflite", "mixed"), ("tflite", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
 )
 
 

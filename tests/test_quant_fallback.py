@@ -211,6 +211,12 @@ def test_bundle_and_run_problems_exit_4(poisoned, bundle_copy, tmp_path):
         handle.write(b"\0")
     other = runner.invoke(app, ["quant-report", str(other_run), "--bundle", str(bundle_copy)])
     assert other.exit_code == 4 and "different model" in other.output
+    tampered = Path(shutil.copytree(bundle_copy, tmp_path / "tampered"))
+    with open(tampered / "model_int8.tflite", "ab") as handle:  # K = 0 stands for this file: it must be intact
+        handle.write(b"\0")
+    changed = runner.invoke(app, ["quant-report", str(run), "--bundle", str(tampered), "--samples", "2",
+                                  "--int8-fallback", "auto", "--allow-large-fallback"])
+    assert changed.exit_code == 4 and "does not match the manifest" in changed.output
     (bundle_copy / "manifest.json").write_text("{broken", encoding="utf-8")
     broken = runner.invoke(app, ["quant-report", str(run), "--bundle", str(bundle_copy)])
     assert broken.exit_code == 4 and "manifest.json" in broken.output

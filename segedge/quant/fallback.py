@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from segedge import fileio
 from segedge.errors import ConfigError
+from segedge.manifest import verify_artifact_file
 from segedge.quant.context import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8, QuantContext
 from segedge.quant.layers import RANKING
 from segedge.quant.report import QuantReport
@@ -185,8 +186,15 @@ def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> F
 
 
 def _baseline(ctx: QuantContext, artifact: str) -> Path | None:
-    """K = 0 is the bundle's own model unless that is an earlier fallback (then plain int8 is rebuilt)."""
-    return None if ctx.manifest.artifacts[artifact].precision == Precision.mixed.value else ctx.artifact_path(artifact)
+    """K = 0 is the bundle's own model unless that is an earlier fallback (then plain int8 is rebuilt).
+
+    Its bytes must be those the manifest records (ModelError otherwise): K = 0 stands for the file on disk.
+    """
+    info = ctx.manifest.artifacts[artifact]
+    if info.precision == Precision.mixed.value:
+        return None
+    verify_artifact_file(ctx.artifact_path(artifact), info)
+    return ctx.artifact_path(artifact)
 
 
 def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scratch: Path, k: str | int,

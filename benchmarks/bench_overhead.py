@@ -28,9 +28,9 @@ import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, percentile
 from segedge.bench.timing import logits_to_mask, time_invoke
-from segedge.edge.runtime import OnnxBackend, TFLiteBackend, open_backend, tflite_interpreter_class
 from segedge.manifest import REFERENCE_NAME, load_manifest
 from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.runtime import OnnxBackend, TFLiteBackend, open_backend, tflite_interpreter_class
 
 
 def resolve(target: Path, artifact: str) -> tuple[Path, PreprocessSpec | None, np.ndarray | None]:

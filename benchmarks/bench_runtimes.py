@@ -15,7 +15,7 @@ How the numbers are made honest on a shared, noisy machine:
 * every measured thing is opened first, warmed up, and then timed in
   interleaved rounds (a few runs of each, round-robin), so a load spike from
   someone else's job hits all rows alike instead of one;
-* an artifact is timed through ``segedge.edge.runtime.open_backend``'s
+* an artifact is timed through ``segedge.runtime.open_backend``'s
   ``prepare -> invoke -> finish`` (float in, float logits out, the same work
   ``predict`` does); ``invoke_p50_ms`` is the runtime alone;
 * ``agree`` is argmax agreement with the Keras fp32 model on the timed batch:
@@ -373,7 +373,7 @@ class _Keras:
 
 class _Artifact:
     def __init__(self, path: str, threads: int) -> None:
-        from segedge.edge.runtime import open_backend
+        from segedge.runtime import open_backend
 
         self.backend = open_backend(path, threads=threads)
         shape = self.backend.input.shape

@@ -19,6 +19,7 @@ class Precision(str, Enum):
     fp16 = "fp16"
     dynamic = "dynamic"
     int8 = "int8"
+    mixed = "mixed"  # int8 with some layers left in float (quant-report --int8-fallback); no export target
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def test_shuffled_keras_reference_fails_the_gate_after_writing_the_report(tiny_b
 
 def _scramble_int8_weights(path: Path) -> int:
     """Overwrite the model's large int8 constant tensors in place; the flatbuffer stays valid."""
-    from segedge.edge.runtime import tflite_interpreter_class
+    from segedge.runtime import tflite_interpreter_class
 
     interpreter = tflite_interpreter_class()(model_path=str(path))
     interpreter.allocate_tensors()

@@ -90,4 +90,4 @@ def test_predict_runs_with_tensorflow_blocked(tiny_bundle, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-2000:]
     modules = json.loads(result.stdout.strip().splitlines()[-1])["modules"]
-    assert {"segedge.edge.predictor", "segedge.edge.runtime", "segedge.edge.camera"} <= set(modules)
+    assert {"segedge.edge.predictor", "segedge.runtime", "segedge.edge.camera"} <= set(modules)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from segedge.edge.predictor import default_threads, load
-from segedge.edge.runtime import TensorSpec, quantize
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import load_manifest
+from segedge.runtime import TensorSpec, quantize
 
 BACKENDS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 

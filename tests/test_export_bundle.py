@@ -10,12 +10,12 @@ import pytest
 
 from segedge import fileio
 from segedge.data.splits import Split
-from segedge.edge.runtime import open_backend
 from segedge.export.reference import Reference
 from segedge.labels import VOC_CLASSES
 from segedge.manifest import SCHEMA_VERSION, Manifest, load_manifest, verify_artifact_file
 from segedge.metrics import agreement
 from segedge.preprocess import scale_pixels
+from segedge.runtime import open_backend
 from segedge.targets import TARGETS
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "segedge"
 STAGES = ("data", "train", "export", "edge", "bench", "quant", "commands")
 HEAVY = ("tensorflow", "keras", "tf2onnx", "tf_keras")
 MAX_LINES = 350
-# segedge/quant is being split into smaller modules on another branch; re-enable it here after that merge.
-SIZE_EXEMPT = ("quant",)
 
 # stage -> the stages it may import (besides itself and the shared base modules)
 MAY_IMPORT: dict[str, set[str]] = {
@@ -35,9 +33,6 @@ MAY_IMPORT: dict[str, set[str]] = {
 # The one documented exception: the bench child's optional Keras row runs the source model, which needs
 # TensorFlow, so it lives in train; bench imports it inside a function, only when TensorFlow is there.
 EXCEPTIONS = {("segedge.bench.child", "segedge.train.keras_backend")}
-# Known and being removed on the quant branch (export's --debug-quant/--int8-fallback tail calls the
-# quant-report command's helper). test_pending_violations_still_exist fails once it is gone: then delete it.
-PENDING_COMMAND_IMPORTS = {("segedge.commands.export", "segedge.commands.quant")}
 
 
 def module_name(path: Path) -> str:
@@ -134,21 +129,13 @@ def command_imports() -> set[tuple[str, str]]:
 
 def test_a_command_never_imports_another_command():
     """Shared code for commands goes in an underscore module (not a command) or in the stage it belongs to."""
-    wrong = command_imports() - PENDING_COMMAND_IMPORTS
+    wrong = command_imports()
     assert not wrong, "\n".join(f"{a} imports {b}" for a, b in sorted(wrong))
-
-
-def test_pending_violations_still_exist():
-    """A pending entry that is fixed must leave the list, or it would silently allow the import again."""
-    assert PENDING_COMMAND_IMPORTS <= command_imports(), "fixed: remove it from PENDING_COMMAND_IMPORTS"
 
 
 def test_no_module_is_over_the_size_limit():
     long = []
     for path in modules():
-        stage = stage_of(module_name(path)) or ""
-        if stage in SIZE_EXEMPT:
-            continue
         lines = len(path.read_text().splitlines())
         if lines > MAX_LINES:
             long.append(f"{path.relative_to(PACKAGE.parent)}: {lines} lines")

@@ -83,6 +83,8 @@ def export(
     old_calib: Annotated[int | None, typer.Option("--calib", hidden=True)] = None,
     old_eval: Annotated[int | None, typer.Option("--eval", hidden=True)] = None,
     old_max_drop: Annotated[float | None, typer.Option("--max-miou-drop", hidden=True)] = None,
+    allow_large_fallback: Annotated[bool, typer.Option(
+        "--allow-large-fallback", help="Accept a fallback model at or above half the fp32 size.")] = False,
 ) -> None:
     """Convert RUN/model.keras to TFLite/ONNX, verify every artifact, and write a bundle with a manifest."""
     formats = renamed_list(formats, old_formats, "--format", "--formats")
@@ -91,12 +93,11 @@ def export(
     max_miou_drop = renamed_value(max_miou_drop, old_max_drop, "--fallback-max-drop", "--max-miou-drop", 1.0)
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
     quant = debug_quant or int8_fallback is not None
-    k = None
     if quant:
-        from segedge.quant.fallback import check_bound, parse_k
+        from segedge.quant.stage import QuantOptions
 
-        check_bound(max_miou_drop)
-        k = parse_k(int8_fallback) if int8_fallback is not None else None
+        quant_options = QuantOptions(k=int8_fallback, max_miou_drop=max_miou_drop,
+                                     allow_large=allow_large_fallback).check()
     targets = parse_targets(resolve_formats(formats, int8 or quant))
     _require_export_extra(targets)
     bundle = out if out is not None else run / "bundle"
@@ -113,8 +114,10 @@ def export(
         ratio = f"  ({info.bytes / fp32:.3f}x fp32)" if fp32 and info.file.endswith(".tflite") else ""
         typer.echo(describe(name, info.bytes, info.verify, info.precision) + ratio)
     if quant:
-        from segedge.commands.quant import report_and_fallback
+        from segedge.quant.show import print_outcome
+        from segedge.quant.stage import quant_stage
 
-        onnx = {"onnx", "onnx-int8"} <= set(manifest.artifacts)
-        report_and_fallback(run, bundle, out=bundle, samples=8, onnx=onnx, k=k, max_miou_drop=max_miou_drop,
-                            data=data)
+        quant_options.onnx = {"onnx", "onnx-int8"} <= set(manifest.artifacts)
+        outcome = quant_stage(run, bundle, quant_options, data_root=data)
+        print_outcome(outcome, typer.echo)
+        outcome.raise_if_failed()

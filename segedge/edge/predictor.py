@@ -17,10 +17,10 @@ from PIL import Image
 
 from segedge.data.images import read_upright
 from segedge.edge.postprocess import class_fractions, logits_to_masks, overlay
-from segedge.edge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
 from segedge.preprocess import Placement, preprocess, restore_mask
+from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.targets import TARGETS, Runtime, runtime_for_file
 
 # Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else

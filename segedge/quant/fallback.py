@@ -1,501 +1,246 @@
-"""Selective float fallback: leave the K worst int8 layers in float.
+"""Selective float fallback: measure the int8 model with the K worst layers left in float, and pick K.
 
-The K worst layers come from the per-layer report (``quant_debug``, ranked by
-RMSE / scale). The QuantizationDebugger's calibrated model (calibrated once,
-on the bundle's own calibration ids) is re-quantized with those layers'
-output tensors in ``denylisted_nodes``. The re-quantization is the very call
-``TFLiteConverter`` makes for int8 (``mlir_quantize(calibrated,
-input_data_type=..., output_data_type=...)``), so the model keeps the
-bundle's uint8 (or int8) input/output; the debugger's own
-``get_nondebug_quantized_model`` would give float (or int8) io, so it is only
-the fallback route when that internal call is unavailable, and the io dtype
-actually written is read back from the model and recorded in the manifest.
-Float layers mean the model is no longer TFLITE_BUILTINS_INT8-only: it mixes
-int8 builtins with float builtins and QUANTIZE/DEQUANTIZE at the borders.
+The K worst layers come from the per-layer report (ranked by RMSE / scale).
+A builder (``requant_tflite.TFLiteBuilder`` or ``requant_onnx.OnnxBuilder``)
+writes each K's model into a scratch folder; ``Evaluator`` scores it on the
+bundle's reference set (``scoring``) and records its size against the fp32
+model. ``search.search_smallest_k`` picks K in ``auto`` mode; a fixed K is
+measured next to K = 0. Nothing here touches the bundle: ``apply`` does,
+after the pick, and re-measures the model as written.
 
-ONNX int8 (when the report has the ONNX table): the K worst activations'
-producer nodes go to ``quantize_static(nodes_to_exclude=...)`` on the
-bundle's fp32 ONNX model, calibrated once on the same images (a calibration
-cache) and re-quantized per K. A node counts as float when onnxruntime
-cannot fuse it into an integer kernel: its weights are float initializers,
-or some input does not come from a DequantizeLinear, or some output does
-not go only to QuantizeLinear; an excluded node that still sits between
-DQ and Q is reported as not float.
-
-Scoring needs no TensorFlow: each candidate runs through
-``segedge.edge.runtime.open_backend`` on the bundle's ``reference.npz``;
-mIoU is ``segedge.metrics.mean_iou`` against the ground truth, compared with
-the Keras model's mIoU on the same images (``reference.npz``'s ``keras``).
-
-``auto`` search (assumes the drop shrinks, loosely, as K grows): try
-K = 0, 1, 2, 4, 8, ... (capped at the number of quantized layers) until one
-meets the bound, then bisect between the last K that missed and the first
-that met it. Under monotonicity that is the smallest K; every K tried is
-reported with its mIoU, drop and latency.
+A K > 0 model at or above ``LARGE_FRACTION`` of the fp32 size is refused
+unless ``allow_large``: it is no longer an int8 model in any useful sense
+(observed: 85 float layers, 26.06 MB next to the 7.07 MB int8 model).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, Protocol
 
 from segedge import fileio
-from segedge.edge.runtime import open_backend
-from segedge.errors import ConfigError, ParityError
-from segedge.manifest import MANIFEST_NAME
-from segedge.metrics import confusion_matrix, mean_iou
-from segedge.preprocess import scale_pixels
-from segedge.quant.report import (
-    ONNX_FP32,
-    ONNX_INT8,
-    TFLITE_INT8,
-    QuantContext,
-    QuantReport,
-    build_report,
-    load_context,
-    write_report,
-)
+from segedge.errors import ConfigError
+from segedge.manifest import verify_artifact_file
+from segedge.quant.context import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8, QuantContext
+from segedge.quant.layers import RANKING
+from segedge.quant.report import QuantReport
+from segedge.quant.scoring import drop_noise, keras_miou, score_model
+from segedge.quant.search import AUTO, LARGE_FRACTION, Trial, check_bound, parse_k, search_smallest_k
+from segedge.targets import Precision
 
-AUTO = "auto"
-LATENCY_REPEATS = 5
-REQUANTIZER = ("QuantizationDebugger calibrated model -> mlir_quantize(denylisted_nodes) "
-               "(float fallback of the worst layers)")
-ONNX_REQUANTIZER = ("onnxruntime.quantization.quantize_static (QDQ, nodes_to_exclude: float fallback of the "
-                    "worst layers) after quant_pre_process")
+NOISE_Z = 1.96  # the bound is called meaningful when it exceeds the 95 % half-width of the drop's noise
 
 
-@dataclass
-class Trial:
-    """One K: the int8 model with the K worst layers in float, scored on the reference set."""
+class Builder(Protocol):
+    suffix: str
 
-    k: int
-    miou: float
-    drop: float          # points: 100 * (Keras mIoU - this mIoU)
-    meets: bool
-    p50_ms: float | None = None
-    bytes: int | None = None
-    float_layers: list[str] = field(default_factory=list)   # denylisted and verified float in the model
-    not_float: list[str] = field(default_factory=list)      # denylisted, but the quantizer kept them int8
+    def build(self, names: list[str], path: Path) -> None: ...
+
+    def float_check(self, path: Path, names: list[str]) -> list[str]: ...
 
 
 @dataclass
 class FallbackResult:
+    """What the search measured for one int8 artifact, what it picked, and whether that may be applied."""
+
+    artifact: str                  # the bundle artifact this result is for
     mode: str                      # "auto" or "fixed"
     max_miou_drop: float
     keras_miou: float
     tried: list[Trial]
-    chosen_k: int | None           # the K that met the bound (None: none did)
-    float_layers: list[str]        # of the applied K, verified float in the written model
-    ranking: str = "rmse_over_scale"
-    applied_k: int | None = None   # auto: chosen_k; fixed: the K asked for, met or not
-    model: bytes | None = field(default=None, repr=False)  # the chosen model's bytes
+    chosen_k: int | None           # a K that met the bound and is not refused (None: none)
+    applied_k: int | None = None   # auto: chosen_k; fixed: the K asked for, met or not, unless refused
+    float_layers: list[str] = field(default_factory=list)  # of the applied K, verified float in its model
+    ranking: str = RANKING
+    fp32_bytes: int = 0
+    size_basis: str = ""           # which fp32 model the size ratio is against
+    allow_large: bool = False
+    reference_images: int = 0
+    noise: float | None = None     # bootstrap std of the plain int8 drop (points)
+    refused: str | None = None     # why nothing may be applied, when the search found nothing usable
     io_dtype: dict[str, str] = field(default_factory=dict)
+    model_path: Path | None = field(default=None, repr=False)  # the applied K's model, in scratch
     replaced: bool = False
-    artifact: str = TFLITE_INT8    # the bundle artifact this result is for
+    verified: dict[str, Any] = field(default_factory=dict)  # the model as written, re-measured
 
     @property
     def met(self) -> bool:
         return self.chosen_k is not None
 
+    @property
+    def failed(self) -> bool:
+        """Nothing may be applied: auto found no acceptable K, or the (fixed) K is refused as too large."""
+        return self.refused is not None
+
+    @property
+    def model(self) -> bytes | None:
+        return self.model_path.read_bytes() if self.model_path is not None else None
+
+    @property
+    def bound_meaningful(self) -> bool:
+        return self.noise is not None and math.isfinite(self.noise) and self.max_miou_drop > NOISE_Z * self.noise
+
+    def trial(self, k: int) -> Trial:
+        return next(t for t in self.tried if t.k == k)
+
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k != "model"}
+        data = {k: v for k, v in asdict(self).items() if k != "model_path"}
         data["tried"] = [asdict(t) for t in sorted(self.tried, key=lambda t: t.k)]
+        data.update(met=self.met, failed=self.failed, bound_meaningful=self.bound_meaningful)
         return data
 
 
-# --------------------------------------------------------------------------- search (no TF)
+@dataclass
+class Evaluator:
+    """Builds, checks and scores the model with the first K of ``layers`` in float (one call per K)."""
 
+    ctx: QuantContext
+    builder: Builder
+    layers: list[str]
+    artifact: str
+    max_miou_drop: float
+    fp32_bytes: int
+    allow_large: bool
+    scratch: Path
+    baseline: Path | None = None   # K = 0: the bundle's own int8 file, measured as it is (None: re-quantize)
+    reference_miou: float = 0.0
 
-def coarse_ks(layers: int) -> list[int]:
-    """0, 1, 2, 4, 8, ... and finally ``layers`` itself."""
-    ks, k = [0], 1
-    while k < layers:
-        ks.append(k)
-        k *= 2
-    if layers > 0:
-        ks.append(layers)
-    return ks
+    def __post_init__(self) -> None:
+        self.reference_miou = keras_miou(self.ctx)
 
+    def path(self, k: int) -> Path:
+        return self.scratch / f"fallback_{self.artifact}_k{k}{self.builder.suffix}"
 
-def search_smallest_k(evaluate: Callable[[int], Trial], layers: int) -> tuple[int | None, list[Trial]]:
-    """Doubling then bisection; ``evaluate`` is called at most once per K. Returns (chosen K, trials)."""
-    tried: dict[int, Trial] = {}
-
-    def trial(k: int) -> Trial:
-        if k not in tried:
-            tried[k] = evaluate(k)
-        return tried[k]
-
-    missed, met = -1, None
-    for k in coarse_ks(layers):
-        if trial(k).meets:
-            met = k
-            break
-        missed = k
-    if met is None:
-        return None, list(tried.values())
-    while met - missed > 1:
-        middle = (met + missed) // 2
-        if trial(middle).meets:
-            met = middle
+    def __call__(self, k: int) -> Trial:
+        names = list(self.layers[:k])
+        path = self.path(k)
+        if k == 0 and self.baseline is not None:
+            path.write_bytes(self.baseline.read_bytes())
         else:
-            missed = middle
-    return met, list(tried.values())
+            self.builder.build(names, path)
+        floats = self.builder.float_check(path, names)
+        score = score_model(path, self.ctx)
+        drop = 100.0 * (self.reference_miou - score.miou)
+        size = path.stat().st_size
+        ratio = size / self.fp32_bytes if self.fp32_bytes else None
+        reference = self.ctx.reference
+        noise = drop_noise(reference.truth, reference.keras, score.masks, self.ctx.manifest.num_classes)
+        return Trial(k, score.miou, drop, drop <= self.max_miou_drop + 1e-9, score.p50_ms, size, floats,
+                     [n for n in names if n not in floats], ratio,
+                     too_large=bool(k > 0 and ratio is not None and ratio >= LARGE_FRACTION and not self.allow_large),
+                     drop_noise=noise, sha256=fileio.sha256_file(path))
 
 
-def parse_k(value: str | int) -> str | int:
-    """``auto`` or a non-negative integer (ConfigError otherwise)."""
-    if isinstance(value, int) or str(value).strip().lstrip("-").isdigit():
-        k = int(value)
-        if k < 0:
-            raise ConfigError(f"--int8-fallback must be auto or a count >= 0, got {k}")
-        return k
-    if str(value).strip().lower() == AUTO:
-        return AUTO
-    raise ConfigError(f"--int8-fallback must be auto or a count of layers, got {value!r}")
+def _refusal(result: FallbackResult) -> str | None:
+    """Why the result must not be applied (None: it may)."""
+    if result.applied_k is not None:
+        applied = result.trial(result.applied_k)
+        if applied.too_large:
+            return (f"K={applied.k} gives a model {applied.size_ratio:.2f}x the fp32 size (>= {LARGE_FRACTION:g}x); "
+                    "pass --allow-large-fallback to accept it")
+        return None
+    large = [t for t in result.tried if t.meets and t.too_large]
+    if large:
+        return (f"no K met --max-miou-drop {result.max_miou_drop:g} within {LARGE_FRACTION:g}x the fp32 size "
+                f"(K={large[0].k} met it at {large[0].size_ratio:.2f}x); pass --allow-large-fallback to accept that")
+    last = max(result.tried, key=lambda t: t.k)
+    if last.too_large:  # the search stopped there: larger K only grow the model
+        return (f"no K up to {last.k} met --max-miou-drop {result.max_miou_drop:g}, and K={last.k} is already "
+                f"{last.size_ratio:.2f}x the fp32 size (--allow-large-fallback tries larger K)")
+    return f"no K met --max-miou-drop {result.max_miou_drop:g} (every K tried is in the table)"
 
 
-def check_bound(max_miou_drop: float) -> None:
-    if not math.isfinite(max_miou_drop):
-        raise ConfigError(f"--max-miou-drop must be a finite number of mIoU points, got {max_miou_drop}")
-
-
-# --------------------------------------------------------------------------- scoring (no TF)
-
-
-def keras_miou(ctx: QuantContext) -> float:
-    num_classes = ctx.manifest.num_classes
-    return mean_iou(confusion_matrix(ctx.reference.truth, ctx.reference.keras, num_classes))
-
-
-def score_model(path: Path, ctx: QuantContext, repeats: int = LATENCY_REPEATS) -> tuple[float, float]:
-    """(mIoU on the reference set, p50 ms of ``repeats`` single-image invokes) through the edge runtime."""
-    backend = open_backend(path)
-    try:
-        inputs = scale_pixels(ctx.reference.inputs, ctx.run.spec)
-        masks = [backend.run(inputs[i : i + 1])[0].argmax(-1) for i in range(len(inputs))]
-        tensor = backend.prepare(inputs[:1])
-        backend.invoke(tensor)  # warm-up
-        times = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            backend.invoke(tensor)
-            times.append(1000.0 * (time.perf_counter() - start))
-    finally:
-        backend.close()
-    miou = mean_iou(confusion_matrix(ctx.reference.truth, np.stack(masks), ctx.manifest.num_classes))
-    return miou, float(np.median(times))
-
-
-def float_layer_dtypes(model: bytes | Path, names: Sequence[str]) -> dict[str, str | None]:
-    """How each named layer output is computed in a TFLite model, read with LiteRT (no TensorFlow).
-
-    ``float32`` when the tensor is float, or when it is the model's integer
-    output made by a QUANTIZE op from a float tensor (a float last layer
-    behind uint8 io); otherwise the tensor's integer dtype; None: not found.
-    """
-    from segedge.edge.runtime import tflite_interpreter_class
-
-    interpreter_class = tflite_interpreter_class()
-    source: dict[str, Any] = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
-    resolver = getattr(importlib.import_module(interpreter_class.__module__), "OpResolverType", None)
-    if resolver is not None:  # no XNNPACK: a delegated partition hides the ops inside it
-        source["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = interpreter_class(**source)
-    tensors = {d["name"]: d for d in interpreter.get_tensor_details()}
-    dtype_of = {d["index"]: np.dtype(d["dtype"]).name for d in tensors.values()}
-    producer = {out: op for op in interpreter._get_ops_details() for out in op["outputs"]}
-    result: dict[str, str | None] = {}
-    for name in names:
-        detail = tensors.get(name)
-        if detail is None:
-            result[name] = None
-            continue
-        dtype = dtype_of[detail["index"]]
-        op = producer.get(detail["index"])
-        if dtype != "float32" and op and op["op_name"] == "QUANTIZE" and dtype_of.get(op["inputs"][0]) == "float32":
-            dtype = "float32"
-        result[name] = dtype
-    return result
-
-
-def io_dtypes(model: Path) -> dict[str, str]:
-    backend = open_backend(model)
-    try:
-        return {"input": backend.input.dtype, "output": backend.output.dtype}
-    finally:
-        backend.close()
-
-
-# --------------------------------------------------------------------------- re-quantization (TF)
-
-
-def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> bytes:
-    """The calibrated model quantized with ``float_layers`` left in float; uint8/int8 io kept."""
-    import tensorflow as tf
-
-    io_type = tf.uint8 if int8_io == "uint8" else tf.int8
-    from segedge.quant.report import quiet_debugger
-
-    try:
-        from tensorflow.lite.python.convert import mlir_quantize
-    except ImportError:  # internal module moved: the debugger's own route (float io)
-        mlir_quantize = None
-    with quiet_debugger():
-        if mlir_quantize is not None:
-            return mlir_quantize(
-                debugger.calibrated_model,
-                disable_per_channel=debugger.converter._experimental_disable_per_channel,
-                input_data_type=io_type, output_data_type=io_type,
-                denylisted_nodes=list(float_layers) or None)
-        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_layers))
-        return debugger.get_nondebug_quantized_model()
-
-
-def _fallback(ctx: QuantContext, artifact: str, layers: Sequence[str], k: str | int, max_miou_drop: float,
-              ranking: str, build: Callable[[list[str], Path], None],
-              float_check: Callable[[Path, list[str]], list[str]], scratch: Path, suffix: str) -> FallbackResult:
-    """Search (``auto``) or apply a fixed K over ``layers`` (worst first); shared by TFLite and ONNX.
-
-    ``build(names, path)`` writes the model with ``names`` left in float to ``path``;
-    ``float_check(path, names)`` returns those of ``names`` really float in it. Each K's
-    model stays in ``scratch``; only the applied one is read back.
-    """
-    check_bound(max_miou_drop)
+def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> FallbackResult:
+    """Search (``auto``) or measure a fixed K (next to K = 0) over ``evaluate.layers``; nothing is applied."""
+    check_bound(evaluate.max_miou_drop)
     k = parse_k(k)
-    if isinstance(k, int) and k > len(layers):
-        raise ConfigError(f"--int8-fallback {k}: the {artifact} model has only {len(layers)} quantized layers")
-    reference_miou = keras_miou(ctx)
-
-    def model_path(count: int) -> Path:
-        return scratch / f"fallback_{artifact}_k{count}{suffix}"
-
-    def evaluate(count: int) -> Trial:
-        names = list(layers[:count])
-        path = model_path(count)
-        build(names, path)
-        floats = float_check(path, names)
-        miou, p50 = score_model(path, ctx)
-        drop = 100.0 * (reference_miou - miou)
-        return Trial(count, miou, drop, drop <= max_miou_drop + 1e-9, p50, path.stat().st_size, floats,
-                     [n for n in names if n not in floats])
-
+    layers = len(evaluate.layers)
+    if isinstance(k, int) and k > layers:
+        raise ConfigError(f"--int8-fallback {k}: the {evaluate.artifact} model has only {layers} quantized layers")
     if k == AUTO:
-        chosen, tried = search_smallest_k(evaluate, len(layers))
-        applied, mode = chosen, "auto"
+        chosen, tried = search_smallest_k(evaluate, layers)
+        applied, mode = chosen, AUTO
     else:
-        tried = [evaluate(c) for c in sorted({0, int(k)})]
+        tried = [evaluate(count) for count in sorted({0, int(k)})]
         fixed = next(t for t in tried if t.k == k)
-        chosen, applied, mode = (int(k) if fixed.meets else None), int(k), "fixed"
-    result = FallbackResult(mode, max_miou_drop, reference_miou, tried, chosen, [], ranking,
-                            applied_k=applied, artifact=artifact)
-    if applied is not None:
-        result.model = model_path(applied).read_bytes()
-        result.float_layers = next(t.float_layers for t in tried if t.k == applied)
-        result.io_dtype = io_dtypes(model_path(applied))
+        chosen, applied, mode = (int(k) if fixed.acceptable else None), int(k), "fixed"
+    result = FallbackResult(
+        artifact=evaluate.artifact, mode=mode, max_miou_drop=evaluate.max_miou_drop,
+        keras_miou=evaluate.reference_miou, tried=tried, chosen_k=chosen, applied_k=applied, ranking=ranking,
+        fp32_bytes=evaluate.fp32_bytes, allow_large=evaluate.allow_large,
+        reference_images=len(evaluate.ctx.reference), noise=next(t for t in tried if t.k == 0).drop_noise)
+    result.refused = _refusal(result)
+    if result.refused is not None:
+        result.applied_k = None
+    elif result.applied_k is not None:
+        result.model_path = evaluate.path(result.applied_k)
+        result.float_layers = list(result.trial(result.applied_k).float_layers)
+        from segedge.export.verify import read_io
+
+        tensor_in, tensor_out = read_io(result.model_path)
+        result.io_dtype = {"input": tensor_in.dtype, "output": tensor_out.dtype}
     return result
+
+
+def _baseline(ctx: QuantContext, artifact: str) -> Path | None:
+    """K = 0 is the bundle's own model unless that is an earlier fallback (then plain int8 is rebuilt).
+
+    Its bytes must be those the manifest records (ModelError otherwise): K = 0 stands for the file on disk.
+    """
+    info = ctx.manifest.artifacts[artifact]
+    if info.precision == Precision.mixed.value:
+        return None
+    verify_artifact_file(ctx.artifact_path(artifact), info)
+    return ctx.artifact_path(artifact)
 
 
 def tflite_fallback(ctx: QuantContext, report: QuantReport, debugger: Any, scratch: Path, k: str | int,
-                    max_miou_drop: float) -> FallbackResult:
+                    max_miou_drop: float, allow_large: bool = False) -> FallbackResult:
     """TFLite int8: the debugger's calibrated model re-quantized with the K worst layers denylisted."""
+    from segedge.quant.requant_tflite import TFLiteBuilder
 
-    def build(names: list[str], path: Path) -> None:
-        path.write_bytes(requantize(debugger, names, ctx.int8_io))
-
-    def float_check(path: Path, names: list[str]) -> list[str]:
-        # mlir_quantize ignores a denylisted fused TRANSPOSE_CONV (+BN/ReLU) output (measured: the op stays
-        # int8 under a new name); such layers are reported as not_float rather than claimed float.
-        dtypes = float_layer_dtypes(path, names)
-        return [n for n in names if dtypes[n] == "float32"]
-
-    return _fallback(ctx, TFLITE_INT8, report.worst(len(report.tflite)), k, max_miou_drop, report.ranking,
-                     build, float_check, scratch, ".tflite")
-
-
-def onnx_fallback_nodes(report: QuantReport) -> list[str]:
-    """ONNX: the producer nodes of the report's activations, worst first, each once."""
-    nodes: list[str] = []
-    for row in report.onnx or []:
-        if row.node and row.node not in nodes:
-            nodes.append(row.node)
-    return nodes
-
-
-def onnx_float_nodes(model: Path, names: Sequence[str]) -> dict[str, bool | None]:
-    """Per node name: True if onnxruntime runs it in float, False if it is QDQ-wrapped, None if absent.
-
-    A node is QDQ-wrapped (fused into an integer kernel) when every input comes from a
-    DequantizeLinear and every output goes only to QuantizeLinear nodes.
-    """
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    by_name = {node.name: node for node in graph.node}
-    result: dict[str, bool | None] = {}
-    for name in names:
-        node = by_name.get(name)
-        if node is None:
-            result[name] = None
-            continue
-        inputs_dq = all(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
-                        for i in node.input if i)
-        outputs_q = all(consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o])
-                        for o in node.output)
-        result[name] = not (inputs_dq and outputs_q)
+    if TFLITE_FP32 in ctx.manifest.artifacts:
+        fp32_bytes, basis = ctx.manifest.artifacts[TFLITE_FP32].bytes, f"{TFLITE_FP32} artifact"
+    else:  # the calibrated model is the float model plus per-tensor statistics: about the fp32 size
+        fp32_bytes, basis = len(debugger.calibrated_model), "calibrated float model (no fp32 artifact)"
+    evaluate = Evaluator(ctx, TFLiteBuilder(debugger, ctx.int8_io), report.worst(len(report.tflite)), TFLITE_INT8,
+                         max_miou_drop, fp32_bytes, allow_large, scratch, _baseline(ctx, TFLITE_INT8))
+    result = run_fallback(evaluate, k, report.ranking)
+    result.size_basis = basis
     return result
 
 
-def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str | int,
-                  max_miou_drop: float) -> FallbackResult:
-    """ONNX int8: the bundle's fp32 ONNX re-quantized with the K worst nodes in ``nodes_to_exclude``."""
-    from segedge.export.onnx import quantize_onnx
+def onnx_builder(ctx: QuantContext, scratch: Path):
+    """Re-quantizes the bundle's fp32 ONNX with the calibration ids, method and reduce_range export used."""
     from segedge.export.options import CalibMethod
+    from segedge.quant.requant_onnx import OnnxBuilder
+
+    details = ctx.manifest.artifacts[ONNX_INT8].details
+    return OnnxBuilder(
+        fp32_path=ctx.artifact_path(ONNX_FP32), work=scratch / "onnx_requantize", calibration=ctx.calibration,
+        method=CalibMethod(details.get("calibration_method", CalibMethod.minmax.value)),
+        reduce_range=bool(details.get("reduce_range", True)), cache=scratch / "onnx_calibration_cache.json")
+
+
+def onnx_fallback(ctx: QuantContext, report: QuantReport, scratch: Path, k: str | int,
+                  max_miou_drop: float, allow_large: bool = False) -> FallbackResult:
+    """ONNX int8: the bundle's fp32 ONNX re-quantized with the K worst nodes in ``nodes_to_exclude``."""
+
+    from segedge.quant.requant_onnx import onnx_fallback_nodes
 
     if report.onnx is None or ONNX_INT8 not in ctx.manifest.artifacts or ONNX_FP32 not in ctx.manifest.artifacts:
         raise ConfigError(f"{ctx.bundle}: the ONNX float fallback needs the onnx and onnx-int8 artifacts")
-    info = ctx.manifest.artifacts[ONNX_INT8]
-    fp32_path = ctx.bundle / ctx.manifest.artifacts[ONNX_FP32].file
-    method = CalibMethod(info.details.get("calibration_method", CalibMethod.minmax.value))
-    reduce_range = bool(info.details.get("reduce_range", True))
-    input_name = _onnx_input_name(fp32_path)
-    nodes = onnx_fallback_nodes(report)
-    cache = scratch / "onnx_calibration_cache.json"
-
-    work = scratch / "onnx_requantize"  # quantize_onnx's intermediates, overwritten for each K
-    work.mkdir(exist_ok=True)
-
-    def build(names: list[str], path: Path) -> None:
-        converted = quantize_onnx(fp32_path, work, ctx.calibration, input_name, method, reduce_range,
-                                  nodes_to_exclude=names, calibration_cache=cache)
-        path.write_bytes(converted.data)
-
-    def float_check(path: Path, names: list[str]) -> list[str]:
-        floats = onnx_float_nodes(path, names)
-        return [n for n in names if floats[n]]
-
-    return _fallback(ctx, ONNX_INT8, nodes, k, max_miou_drop, report.ranking, build, float_check, scratch, ".onnx")
+    evaluate = Evaluator(ctx, onnx_builder(ctx, scratch), onnx_fallback_nodes(report.onnx), ONNX_INT8, max_miou_drop,
+                         ctx.manifest.artifacts[ONNX_FP32].bytes, allow_large, scratch, _baseline(ctx, ONNX_INT8))
+    result = run_fallback(evaluate, k, report.ranking)
+    result.size_basis = f"{ONNX_FP32} artifact"
+    return result
 
 
-def _onnx_input_name(path: Path) -> str:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in initializers)
-
-
-# --------------------------------------------------------------------------- bundle update
-
-
-def report_denylist(result: FallbackResult, k: int) -> list[str]:
-    trial = next(t for t in result.tried if t.k == k)
+def fallback_layers(result: FallbackResult, k: int) -> Sequence[str]:
+    """Every layer asked to stay float at ``k`` (those that did, then those the quantizer kept int8)."""
+    trial = result.trial(k)
     return [*trial.float_layers, *trial.not_float]
-
-
-def replace_int8_artifact(ctx: QuantContext, result: FallbackResult, k: int) -> None:
-    """Swap the bundle's int8 file (``result.artifact``) and its manifest entry; on failure the old file is restored."""
-    from segedge.export.verify import read_io, verify_artifact
-    from segedge.targets import TARGETS
-
-    if result.model is None:
-        return
-    manifest = ctx.manifest
-    info = manifest.artifacts[result.artifact]
-    path = ctx.bundle / info.file
-    backup = path.read_bytes()
-    onnx = result.artifact == ONNX_INT8
-    try:
-        fileio.write_bytes(path, result.model)
-        tensor_in, tensor_out = read_io(path)
-        info.input, info.output = tensor_in, tensor_out
-        info.sha256, info.bytes = fileio.sha256_file(path), path.stat().st_size
-        info.converter = ONNX_REQUANTIZER if onnx else REQUANTIZER
-        trials = {t.k: t for t in result.tried}
-        info.details.update({
-            "fallback_k": k, "denylisted_layers": report_denylist(result, k),
-            "float_layers": list(result.float_layers), "fallback_ranking": result.ranking,
-            "fallback_mode": result.mode, "max_miou_drop": result.max_miou_drop,
-            "io_dtype": {"input": tensor_in.dtype, "output": tensor_out.dtype},
-            "fallback_p50_ms": trials[k].p50_ms if k in trials else None,
-        })
-        if onnx:
-            info.details["nodes_to_exclude"] = report_denylist(result, k)
-        else:
-            info.details.update({
-                "ops": "TFLITE_BUILTINS_INT8 + float builtins (float fallback)" if k else info.details.get("ops"),
-                "int8_io": tensor_in.dtype if tensor_in.dtype in ("uint8", "int8") else info.details.get("int8_io"),
-            })
-        info.verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, ctx.run.spec,
-                                      manifest.num_classes)
-        manifest.save(ctx.bundle / MANIFEST_NAME)
-        result.replaced = True
-    except BaseException:
-        fileio.write_bytes(path, backup)
-        raise
-
-
-@dataclass
-class FallbackRun:
-    """The fallback of each int8 artifact handled: TFLite always, ONNX when the report has its table."""
-
-    tflite: FallbackResult
-    onnx: FallbackResult | None = None
-
-    @property
-    def results(self) -> list[FallbackResult]:
-        return [r for r in (self.tflite, self.onnx) if r is not None]
-
-
-def fallback_search(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[str], k: str | int = AUTO,
-                    max_miou_drop: float = 1.0, *, samples: int = 8, onnx: bool = False, replace: bool = True,
-                    out: str | os.PathLike[str] | None = None,
-                    data_root: str | os.PathLike[str] | None = None) -> FallbackRun:
-    """Report, then search/apply the float fallback for the int8 TFLite (and, with ``onnx``, ONNX) model.
-
-    Each artifact is replaced when its applied K is > 0. Writes quant_report.* (with the
-    search tables) to ``out`` (default: the bundle). In ``auto`` mode, raises ParityError
-    after writing the report when an artifact's search met no bound (that artifact is left
-    as it was); a fixed K is applied either way (``result.met`` says whether it met the bound).
-    """
-    k = parse_k(k)
-    check_bound(max_miou_drop)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    ctx = load_context(run_dir, bundle_dir, data_root)
-    if TFLITE_INT8 not in ctx.manifest.artifacts:
-        raise ConfigError(f"{ctx.bundle}: has no int8 TFLite artifact to fall back from")
-    with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
-        scratch = Path(scratch_name)
-        report, debug = build_report(ctx, scratch, samples, onnx)
-        run = FallbackRun(tflite_fallback(ctx, report, debug.debugger, scratch, k, max_miou_drop))
-        if report.onnx is not None:
-            run.onnx = onnx_fallback(ctx, report, scratch, k, max_miou_drop)
-        for result in run.results:
-            if replace and result.applied_k:  # K = 0 is the bundle's model already
-                replace_int8_artifact(ctx, result, result.applied_k)
-    if run.onnx is None:
-        report.notes.append("the float fallback changed the TFLite int8 model only (no ONNX table: pass --onnx "
-                            "with a bundle that has onnx and onnx-int8)")
-    write_report(report, out if out is not None else ctx.bundle, run.tflite.to_dict(),
-                 None if run.onnx is None else run.onnx.to_dict())
-    missed = [r for r in run.results if r.mode == AUTO and not r.met]
-    if missed:
-        raise ParityError("; ".join(
-            f"{r.artifact}: no float fallback met --max-miou-drop {max_miou_drop:g} (left unchanged): "
-            + ", ".join(f"K={t.k}: drop {t.drop:.2f}" for t in sorted(r.tried, key=lambda t: t.k))
-            for r in missed))
-    return run

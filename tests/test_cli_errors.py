@@ -291,7 +291,10 @@ def test_documented_code_interrupted(blocker_dir, tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-c", "from segedge.cli import main; main()", "data", "synth", str(work / "voc"),
          "--images", "100000", "--size", "256"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        # As a terminal starts it: SIGINT at its default. Inside a full pytest run the parent may have SIGINT
+        # ignored, which a child inherits, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(work.rglob("*.jpg")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # wait until it is writing images (imports done, the generation loop running)

@@ -26,7 +26,9 @@ SCRIPT = textwrap.dedent(
     from typer.testing import CliRunner
 
     import segedge.edge
-    modules = sorted(m.name for m in pkgutil.walk_packages(segedge.edge.__path__, "segedge.edge."))
+    # The edge stage, plus the runtime module it runs artifacts with (shared with bench and export).
+    modules = sorted([m.name for m in pkgutil.walk_packages(segedge.edge.__path__, "segedge.edge.")]
+                     + ["segedge.runtime"])
     for name in modules:
         importlib.import_module(name)
     import segedge.commands.predict

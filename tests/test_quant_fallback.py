@@ -151,7 +151,7 @@ def test_a_large_fallback_is_refused_with_the_table_printed_and_the_bundle_byte_
     run, _ = poisoned
     before = _digests(bundle_copy)
     result = CliRunner().invoke(app, ["quant-report", str(run), "--bundle", str(bundle_copy), "--samples", "4",
-                                      "--int8-fallback", "auto", "--max-miou-drop", str(BOUND)])
+                                      "--int8-fallback", "auto", "--fallback-max-drop", str(BOUND)])
     assert result.exit_code == 7, result.output
     assert _digests(bundle_copy) == before
     lines = result.output.splitlines()
@@ -168,7 +168,7 @@ def test_an_unreachable_bound_fails_after_trying_every_k_and_changes_nothing(poi
     before = _digests(bundle_copy)
     unreachable = -(100 - 100 * _keras_miou(bundle_copy)) - 1  # would need an mIoU above 100 %
     result = CliRunner().invoke(app, ["quant-report", str(run), "--bundle", str(bundle_copy), "--samples", "4",
-                                      "--int8-fallback", "auto", "--max-miou-drop", f"{unreachable:.3f}",
+                                      "--int8-fallback", "auto", "--fallback-max-drop", f"{unreachable:.3f}",
                                       "--allow-large-fallback"])
     assert result.exit_code == 7, result.output
     assert _digests(bundle_copy) == before
@@ -226,11 +226,14 @@ def test_bundle_and_run_problems_exit_4(poisoned, bundle_copy, tmp_path):
 def test_export_int8_fallback_prints_the_table_and_applies_all_or_nothing(poisoned, tmp_path, allow_large):
     run, _ = poisoned
     out = tmp_path / "bundle"
-    args = ["export", str(run), "--out", str(out), "--formats", "fp32", "--calib", "8", "--eval", str(EVAL),
-            "--int8-fallback", "auto", "--max-miou-drop", str(BOUND)]
+    args = ["export", str(run), "--out", str(out), "--format", "fp32", "--calib-images", "8",
+            "--eval-images", str(EVAL), "--int8-fallback", "auto", "--fallback-max-drop", str(BOUND)]
     result = CliRunner().invoke(app, args + (["--allow-large-fallback"] if allow_large else []))
-    rows = [line.split() for line in result.output.splitlines() if line.strip()[:1].isdigit()]
-    assert [row[0] for row in rows] == ["0", "1"], result.output  # the per-K table, either way
+    # --int8-fallback implies --int8, which exports the int8 model of both runtimes: one per-K table each.
+    tflite_part, _, onnx_part = result.output.partition("onnx-int8: Keras mIoU")
+    rows = [line.split() for line in tflite_part.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["0", "1"], result.output  # the TFLite per-K table, either way
+    assert [ln.split()[0] for ln in onnx_part.splitlines()[1:] if ln.strip()[:1].isdigit()][0] == "0"
     manifest = load_manifest(out)
     int8 = manifest.artifacts["int8"]
     assert int8.sha256 == hashlib.sha256((out / int8.file).read_bytes()).hexdigest()  # the manifest tells the truth

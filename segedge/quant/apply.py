@@ -70,7 +70,7 @@ def _write_one(ctx: QuantContext, result: FallbackResult) -> None:
     result.verified = {"miou": verify["miou"], "drop": drop, "agreement": verify["agreement"], "sha256": digest}
     if result.mode == AUTO and drop > result.max_miou_drop + 1e-9:
         raise ParityError(f"{path}: re-measured as written, K={k} drops {drop:.2f} mIoU points "
-                          f"(> --max-miou-drop {result.max_miou_drop:g}; the search measured "
+                          f"(> --fallback-max-drop {result.max_miou_drop:g}; the search measured "
                           f"{result.trial(k).drop:.2f}); the bundle was restored")
     tensor_in, tensor_out = read_io(path)
     info.input, info.output, info.sha256, info.bytes, info.verify = tensor_in, tensor_out, digest, \

@@ -76,7 +76,7 @@ def load_context(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[
         raise ModelError(f"{bundle}: was exported from a different model than {run.model_path} "
                          "(source sha256 differs); pass the run the bundle was exported from")
     if TFLITE_INT8 not in manifest.artifacts and ONNX_INT8 not in manifest.artifacts:
-        raise ModelError(f"{bundle}: has no int8 artifact; export with --formats int8 (or onnx-int8) first")
+        raise ModelError(f"{bundle}: has no int8 artifact; export with --format int8 (or onnx-int8) first")
     ids = [str(i) for i in manifest.calibration.get("ids") or []]
     if not ids:
         raise ModelError(f"{bundle}: manifest records no calibration images; re-export with int8 targets")

@@ -144,13 +144,13 @@ def _refusal(result: FallbackResult) -> str | None:
         return None
     large = [t for t in result.tried if t.meets and t.too_large]
     if large:
-        return (f"no K met --max-miou-drop {result.max_miou_drop:g} within {LARGE_FRACTION:g}x the fp32 size "
+        return (f"no K met --fallback-max-drop {result.max_miou_drop:g} within {LARGE_FRACTION:g}x the fp32 size "
                 f"(K={large[0].k} met it at {large[0].size_ratio:.2f}x); pass --allow-large-fallback to accept that")
     last = max(result.tried, key=lambda t: t.k)
     if last.too_large:  # the search stopped there: larger K only grow the model
-        return (f"no K up to {last.k} met --max-miou-drop {result.max_miou_drop:g}, and K={last.k} is already "
+        return (f"no K up to {last.k} met --fallback-max-drop {result.max_miou_drop:g}, and K={last.k} is already "
                 f"{last.size_ratio:.2f}x the fp32 size (--allow-large-fallback tries larger K)")
-    return f"no K met --max-miou-drop {result.max_miou_drop:g} (every K tried is in the table)"
+    return f"no K met --fallback-max-drop {result.max_miou_drop:g} (every K tried is in the table)"
 
 
 def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> FallbackResult:

@@ -71,7 +71,7 @@ def build_report(ctx: QuantContext, scratch: Path, samples: int, onnx: bool = Tr
     """The TFLite table (and the ONNX one when the bundle has both ONNX models and ``onnx``)."""
     check_samples(samples)
     if TFLITE_INT8 not in ctx.manifest.artifacts:
-        raise ModelError(f"{ctx.bundle}: has no int8 TFLite artifact; export with --formats int8")
+        raise ModelError(f"{ctx.bundle}: has no int8 TFLite artifact; export with --format int8")
     debug, ids = debug_tflite_context(ctx, scratch, samples)
     notes: list[str] = []
     onnx_rows = None

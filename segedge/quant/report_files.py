@@ -66,8 +66,8 @@ def noise_line(fallback: dict[str, Any]) -> str:
     text = (f"mIoU noise: the plain int8 drop varies by +-{noise:.2f} points (bootstrap std over the {count} "
             f"reference images; 95 %: +-{1.96 * noise:.2f}).")
     if not fallback.get("bound_meaningful"):
-        text += (f" The reference set is too small for --max-miou-drop {fallback['max_miou_drop']:g} to be "
-                 "meaningful; re-export with a larger --eval.")
+        text += (f" The reference set is too small for --fallback-max-drop {fallback['max_miou_drop']:g} to be "
+                 "meaningful; re-export with a larger --eval-images.")
     return text
 
 

@@ -106,4 +106,4 @@ def parse_k(value: str | int) -> str | int:
 
 def check_bound(max_miou_drop: float) -> None:
     if not math.isfinite(max_miou_drop):
-        raise ConfigError(f"--max-miou-drop must be a finite number of mIoU points, got {max_miou_drop}")
+        raise ConfigError(f"--fallback-max-drop must be a finite number of mIoU points, got {max_miou_drop}")

@@ -77,7 +77,7 @@ def quant_stage(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[s
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx = load_context(run_dir, bundle_dir, data_root)
     if options.k is not None and TFLITE_INT8 not in ctx.manifest.artifacts:
-        raise ModelError(f"{ctx.bundle}: has no int8 TFLite artifact to fall back from; export with --formats int8")
+        raise ModelError(f"{ctx.bundle}: has no int8 TFLite artifact to fall back from; export with --format int8")
     target = Path(out) if out is not None else ctx.bundle
     fallbacks: list[FallbackResult] = []
     error = None

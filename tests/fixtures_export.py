@@ -102,6 +102,17 @@ def micro_run(synth_root: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def micro_bundle(micro_run: Path, tmp_path_factory) -> Path:
+    """``micro_run`` exported to TFLite fp32/int8 and ONNX fp32 (a few seconds); read-only by convention."""
+    from segedge.export.bundle import export_bundle
+    from segedge.targets import parse_targets
+
+    out = tmp_path_factory.mktemp("micro_bundle") / "bundle"
+    export_bundle(micro_run, out, parse_targets("fp32,int8,onnx"), calib=2, eval_count=2)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_run(synth_root: Path, tmp_path_factory) -> Path:
     """A 64 px U-Net RUN folder on ``synth_root`` (briefly fit, config.json, split.json)."""
     require_tensorflow()

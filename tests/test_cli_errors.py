@@ -93,18 +93,6 @@ def assert_one_line(result: subprocess.CompletedProcess, code: int, *needles: st
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def micro_bundle(micro_run, tmp_path_factory) -> Path:
-    """``micro_run`` exported to TFLite fp32/int8 and ONNX fp32 (a few seconds)."""
-    pytest.importorskip("tensorflow")
-    from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
-
-    out = tmp_path_factory.mktemp("errors_bundle") / "bundle"
-    export_bundle(micro_run, out, parse_targets("fp32,int8,onnx"), calib=2, eval_count=2)
-    return out
-
-
 @pytest.fixture
 def photo(tmp_path) -> Path:
     path = tmp_path / "photo.png"

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -70,28 +69,17 @@ def test_train_summary_prints_val_miou_in_percent(tmp_path):
     assert "val mIoU 91.23 %" in result.summary()
 
 
-@pytest.fixture(scope="module")
-def fp32_bundle(micro_run, tmp_path_factory) -> Path:
-    pytest.importorskip("tensorflow")
-    from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
-
-    out = tmp_path_factory.mktemp("units_bundle") / "bundle"
-    export_bundle(micro_run, out, parse_targets("fp32"), calib=2, eval_count=2)
-    return out
-
-
-def test_bench_report_uses_mb_and_percent(fp32_bundle, tmp_path):
+def test_bench_report_uses_mb_and_percent(micro_bundle, tmp_path):
     from segedge.cli import app
 
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["bench", str(fp32_bundle), "--out", str(out), "--threads", "1", "--runs", "1",
-                                      "--warmup", "0", "--e2e-images", "0", "--gallery", "0", "--no-keras",
+    result = CliRunner().invoke(app, ["bench", str(micro_bundle), "--out", str(out), "--threads", "1", "--runs", "1",
+                                      "--warmup", "0", "--e2e-images", "0", "--gallery", "0", "--no-keras", "--format", "fp32",
                                       "--no-plot", "--min-agreement", "0.97"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     row = next(r for r in report["rows"] if r["artifact"] == "fp32")
-    size = (fp32_bundle / "model_fp32.tflite").stat().st_size
+    size = (micro_bundle / "model_fp32.tflite").stat().st_size
     assert row["size_mb"] == pytest.approx(size / 1e6, rel=1e-9)  # the bytes export printed, as MB
     markdown = (out / "report.md").read_text()
     assert "| size MB |" in markdown and "| mIoU % |" in markdown and "| agreement % |" in markdown

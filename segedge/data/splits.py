@@ -72,16 +72,18 @@ def pooled_ids(dataset: VocDataset) -> list[str]:
     return sorted(set(ids))
 
 
+def _check_disjoint(train: list[str], val: list[str], message: str) -> None:
+    """A validation id that is also trained on inflates every score: refuse it (``message`` names the file)."""
+    overlap = sorted(set(train) & set(val))
+    if overlap:
+        raise DataError(message.format(n=len(overlap), first=overlap[0]))
+
+
 def make_split(dataset: VocDataset, kind: SplitKind | str = SplitKind.official, seed: int = 0) -> Split:
     kind = SplitKind(kind) if not isinstance(kind, SplitKind) else kind
     if kind is SplitKind.official:
         train, val = dataset.ids("train"), dataset.ids("val")
-        overlap = set(train) & set(val)
-        if overlap:
-            raise DataError(
-                f"{dataset.split_file('val')}: {len(overlap)} ids also in train.txt, "
-                f"e.g. {sorted(overlap)[0]!r}"
-            )
+        _check_disjoint(train, val, f"{dataset.split_file('val')}: {{n}} ids also in train.txt, e.g. {{first!r}}")
         return Split(kind=kind.value, seed=seed, train=train, val=val, test=[])
     if kind is SplitKind.seed:
         ids = pooled_ids(dataset)
@@ -103,11 +105,7 @@ def make_split(dataset: VocDataset, kind: SplitKind | str = SplitKind.official, 
                 f"run 'segedge data fetch sbd {dataset.root}'"
             )
         train, val = dataset.ids("train_aug"), dataset.ids("val")
-        overlap = set(train) & set(val)
-        if overlap:
-            raise DataError(
-                f"{dataset.split_file('train_aug')}: {len(overlap)} ids are also in val.txt, "
-                f"e.g. {sorted(overlap)[0]!r}; re-run 'segedge data fetch sbd {dataset.root} --overwrite'"
-            )
+        _check_disjoint(train, val, f"{dataset.split_file('train_aug')}: {{n}} ids are also in val.txt, e.g. "
+                                    f"{{first!r}}; re-run 'segedge data fetch sbd {dataset.root} --overwrite'")
         return Split(kind=kind.value, seed=seed, train=train, val=val, test=[])
     raise ConfigError(f"unknown split {kind!r}; choose one of {[k.value for k in SplitKind]}")

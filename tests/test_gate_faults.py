@@ -77,6 +77,7 @@ def bench(bundle: Path, formats: list[str] = FLOAT):
 
 
 def assert_fails_naming_each(result, formats: list[str] = FLOAT) -> None:
+    print(*result.gate_failures, sep="\n")  # with -s: how far past the bounds each fault lands
     assert not result.passed
     for name in formats:
         assert any(line.startswith(f"{name}: ") for line in result.gate_failures), (name, result.gate_failures)
@@ -93,8 +94,14 @@ def test_reference_set_holds_originals_and_full_size_masks(proof_bundle, proof_d
         image, mask = dataset.load_pair(sample_id)
         assert np.array_equal(ref.truth_full[i], mask)  # upright, original resolution
         assert ref.keras_full[i].shape == (image.height, image.width)
-    turned = [i for i, t in enumerate(ref.truth_full) if t.shape[0] > t.shape[1]]
-    assert turned, "the EXIF-turned image is upright (taller than wide) in the reference set"
+    turned = []
+    for i, sample_id in enumerate(ref.ids):
+        with Image.open(dataset.image_path(sample_id)) as raw:
+            if raw.getexif().get(0x0112) == 6:
+                turned.append((i, raw.size))
+    assert len(turned) == 1, "one held-out image is stored turned, EXIF orientation 6"
+    index, (stored_w, stored_h) = turned[0]
+    assert stored_w != stored_h and ref.truth_full[index].shape == (stored_w, stored_h)  # upright = turned 90 degrees
     manifest = json.loads((proof_bundle / "manifest.json").read_text())
     assert manifest["reference"]["bytes"] == (proof_bundle / "reference.npz").stat().st_size
     assert manifest["postprocess"]["upsample"] == ref.upsample

@@ -124,3 +124,19 @@ def test_alpha_palette_and_gray_modes(tmp_path):
     Image.fromarray(np.array([[0, 128, 255]], np.uint8), "L").convert("LA").save(tmp_path / "la.png")
     assert np.asarray(read_upright(tmp_path / "la.png")).tolist() == [[[0] * 3, [128] * 3, [255] * 3]]
     assert read_upright(tmp_path / "la.png").mode == "RGB"
+
+
+@pytest.mark.parametrize(("mode", "pixels", "expected"), [
+    ("CMYK", [[(255, 0, 0, 0), (0, 0, 0, 255)]], [[[0, 255, 255], [0, 0, 0]]]),  # pure cyan; full black
+    ("1", [[0, 1]], [[[0, 0, 0], [255, 255, 255]]]),
+    ("F", [[-1.0, 0.0, 1.0]], [[[0, 0, 0], [128, 128, 128], [255, 255, 255]]]),  # float: its own range
+])
+def test_other_modes_become_8_bit_rgb(mode, pixels, expected):
+    if mode == "CMYK":
+        image = Image.frombytes("CMYK", (2, 1), bytes(v for px in pixels[0] for v in px))
+    elif mode == "1":
+        image = Image.fromarray(np.array(pixels, np.uint8) * 255, "L").convert("1")
+    else:
+        image = Image.fromarray(np.array(pixels, np.float32), "F")
+    got = read_upright(image)
+    assert got.mode == "RGB" and np.asarray(got).tolist() == expected

@@ -66,6 +66,13 @@ class Manifest:
     created: str
     artifacts: dict[str, ArtifactInfo] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # How logits become a mask at the image's size ({"upsample": "logits"|"mask"}, segedge.upsample);
+    # a manifest written before this field existed was exported for nearest on the mask.
+    postprocess: dict[str, Any] = field(default_factory=lambda: {"upsample": "mask"})
+
+    @property
+    def upsample(self) -> str:
+        return str(self.postprocess.get("upsample", "mask"))
 
     @property
     def num_classes(self) -> int:

@@ -1,13 +1,15 @@
-"""Bench accuracy through its own aggregation path, against numbers worked out by hand."""
+"""Bench accuracy through its own aggregation path, against numbers worked out by hand.
+
+Masks are lists (each image at its own resolution), as bench scores them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from segedge.bench.accuracy import artifact_accuracy, keras_reference_accuracy
-from segedge.bench.data import EvalSet, letterbox_mask
-from segedge.preprocess import PreprocessSpec
+from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
+from segedge.bench.data import EvalSet
 
 V = 255
 # Two 2x2 images. Pixels scored (void skipped), as (truth, prediction):
@@ -23,12 +25,11 @@ KERAS = np.array([[[0, 0], [0, 1]], [[2, 1], [5, 1]]], dtype=np.uint8)  # differ
 
 
 def _reference(truth=TRUTH, keras=KERAS) -> EvalSet:
-    inputs = np.zeros((*truth.shape, 3), dtype=np.uint8)
-    return EvalSet("reference", [f"id{i}" for i in range(len(truth))], inputs, truth, keras)
+    return EvalSet("reference", [f"id{i}" for i in range(len(truth))], list(truth), list(keras))
 
 
 def test_miou_is_dataset_level_with_void_ignored_and_absent_classes_excluded():
-    acc = artifact_accuracy(_reference(), PRED, num_classes=21)
+    acc = artifact_accuracy(_reference(), list(PRED), num_classes=21)
     assert acc["miou"] == pytest.approx((0.5 + 0.25 + 0.5) / 3)
     iou = acc["per_class_iou"]
     assert iou[:3] == pytest.approx([0.5, 0.25, 0.5])
@@ -37,8 +38,9 @@ def test_miou_is_dataset_level_with_void_ignored_and_absent_classes_excluded():
 
 
 def test_agreement_and_delta_against_the_keras_masks():
-    acc = artifact_accuracy(_reference(), PRED, num_classes=21)
-    assert acc["agreement"] == pytest.approx(7 / 8)  # void pixels count: agreement is about the model, not labels
+    acc = artifact_accuracy(_reference(), list(PRED), num_classes=21)
+    # over the 7 pixels whose ground truth is not void (B's void pixel is left out, as in mIoU): A differs in 1
+    assert acc["agreement"] == pytest.approx(6 / 7)
     assert acc["per_image_agreement"] == pytest.approx([3 / 4, 1.0])
     # Keras vs truth: A (0,0)(0,0)(1,0)(1,1), B as PRED -> class0 2/3, class1 2/4, class2 1/2
     keras_miou = (2 / 3 + 0.5 + 0.5) / 3
@@ -50,21 +52,29 @@ def test_agreement_and_delta_against_the_keras_masks():
 def test_seed_void_class_is_a_miss_not_a_false_positive():
     truth = np.array([[[2, 3]]], dtype=np.uint8)
     pred = np.array([[[21, 3]]], dtype=np.uint8)  # 22-output model: 21 = "void"
-    acc = artifact_accuracy(_reference(truth, truth), pred, num_classes=21)
+    acc = artifact_accuracy(_reference(truth, truth), list(pred), num_classes=21)
     assert acc["per_class_iou"][2] == 0.0 and acc["per_class_iou"][3] == 1.0
     assert acc["miou"] == pytest.approx(0.5)
 
 
 def test_eval_set_scores_miou_while_agreement_stays_on_the_reference():
-    other_truth = np.array([[[1, 1], [1, 1]]], dtype=np.uint8)
-    evaluation = EvalSet("val", ["x"], np.zeros((1, 2, 2, 3), np.uint8), other_truth)
-    acc = artifact_accuracy(_reference(), PRED, 21, evaluation, np.ones((1, 2, 2), np.uint8))
+    other_truth = [np.array([[1, 1], [1, 1]], dtype=np.uint8)]
+    evaluation = EvalSet("val", ["x"], other_truth)
+    acc = artifact_accuracy(_reference(), list(PRED), 21, evaluation, [np.ones((2, 2), np.uint8)])
     assert acc["miou"] == 1.0 and acc["eval_set"] == "val" and acc["eval_images"] == 1
-    assert acc["agreement"] == pytest.approx(7 / 8)
+    assert acc["agreement"] == pytest.approx(6 / 7)
 
 
-def test_letterboxed_truth_pads_with_void():
-    spec = PreprocessSpec(4, 4, "unit", resize="letterbox")
-    mask = np.ones((2, 4), dtype=np.uint8)  # a wide image: rows 1..2 hold content, the rest is padding
-    boxed = letterbox_mask(mask, spec, (4, 2))
-    assert (boxed[1:3] == 1).all() and (boxed[[0, 3]] == V).all()
+def test_images_of_different_sizes_share_one_confusion_matrix():
+    # a 1x3 image (truth 0 0 1, pred 0 1 1) and a 2x1 image (truth 1 1, pred 1 1):
+    # class 0: tp 1, union 2 + 1 - 1 = 2 -> 0.5; class 1: tp 3, union 3 + 4 - 3 = 4 -> 0.75; mIoU 0.625
+    truth = [np.array([[0, 0, 1]], np.uint8), np.array([[1], [1]], np.uint8)]
+    pred = [np.array([[0, 1, 1]], np.uint8), np.array([[1], [1]], np.uint8)]
+    acc = artifact_accuracy(EvalSet("r", ["a", "b"], truth, truth), pred, 21)
+    assert acc["miou"] == pytest.approx(0.625) and acc["agreement"] == pytest.approx(4 / 5)
+
+
+def test_a_mask_of_the_wrong_size_is_an_error_naming_the_image():
+    turned = [np.zeros((2, 2), np.uint8), np.zeros((1, 2), np.uint8)]
+    with pytest.raises(MaskSizeError, match="the mask for id1 is 2x1 pixels, its image 2x2 upright"):
+        artifact_accuracy(_reference(), turned, 21)

@@ -259,7 +259,7 @@ def test_documented_code_parity_gate(segedge, micro_bundle, tmp_path):
     bundle = Path(shutil.copytree(micro_bundle, tmp_path / "bundle"))
     with np.load(bundle / "reference.npz") as data:
         arrays = {key: data[key] for key in data.files}
-    arrays["keras"] = ((arrays["keras"].astype(np.int64) + 1) % 21).astype(np.uint8)
+    arrays["keras_full"] = ((arrays["keras_full"].astype(np.int64) + 1) % 21).astype(np.uint8)
     np.savez_compressed(bundle / "reference.npz", **arrays)
     result = segedge("bench", bundle, "--out", tmp_path / "report", "--format", "fp32", "--threads", "1",
                      "--runs", "1", "--warmup", "0", "--e2e-images", "0", "--gallery", "0", "--no-keras",

@@ -69,13 +69,15 @@ def test_each_backend_predicts_at_the_original_odd_size(tiny_bundle, runtime, pr
         assert mask.shape == (53, 37) and mask.dtype == np.uint8
         allowed = set(range(manifest.num_classes)) | {manifest.void}
         assert set(np.unique(mask).tolist()) <= allowed
-        # The mask is the model-size mask resized back with nearest neighbour: at whole-number scale
+        assert seg.upsample == manifest.upsample == "logits"  # the export default, bilinear on the logits
+        assert [m.shape for m in seg.predict_batch([image, odd_image(64, 31, 1)])] == [(53, 37), (31, 64)]
+    with load(tiny_bundle, artifact=name, upsample="mask") as seg:
+        # --upsample mask: the model-size mask resized back with nearest neighbour: at whole-number scale
         # factors (2 across, 3 down) that is every model pixel repeated into a 2x3 block.
         spec = manifest.preprocess
         large = odd_image(2 * spec.width, 3 * spec.height, 2)
         model_mask = seg.model_masks([large])[0]
         np.testing.assert_array_equal(seg.predict(large), np.repeat(np.repeat(model_mask, 3, axis=0), 2, axis=1))
-        assert [m.shape for m in seg.predict_batch([image, odd_image(64, 31, 1)])] == [(53, 37), (31, 64)]
 
 
 @pytest.mark.parametrize("runtime", ["tflite", "onnx"])

@@ -95,14 +95,16 @@ def test_calibration_uses_training_ids_only(tiny_run, manifest, reference):
     assert not set(ids) & set(split.val + split.test)
 
 
-def test_reference_npz_follows_the_contract(manifest, reference):
+def test_reference_npz_follows_the_contract(tiny_bundle, manifest, reference):
     n = manifest.reference["count"]
     assert reference.ids == manifest.reference["ids"] and reference.split == manifest.reference["split"] == "val"
     assert reference.inputs.shape == (n, 64, 64, 3) and reference.inputs.dtype == np.uint8
     assert reference.truth.shape == (n, 64, 64) and reference.truth.dtype == np.uint8
     assert reference.keras.shape == (n, 64, 64) and reference.keras.dtype == np.uint8
-    assert reference.logits.shape == (n, 64, 64, 21) and reference.logits.dtype == np.float32
-    np.testing.assert_array_equal(reference.logits.argmax(-1), reference.keras)
+    assert reference.logits.shape == (2, 64, 64, 21) and reference.logits.dtype == np.float32  # the first 2 ids
+    np.testing.assert_array_equal(reference.logits.argmax(-1), reference.keras[:2])
+    assert len(reference.originals) == len(reference.truth_full) == len(reference.keras_full) == n
+    assert manifest.reference["bytes"] == (tiny_bundle / "reference.npz").stat().st_size
     assert len(np.unique(reference.keras)) > 1, "the fit model should not predict one class everywhere"
 
 

@@ -22,25 +22,24 @@ import numpy as np
 
 from segedge import fileio
 from segedge.bench.stats import NS_PER_MS, summarize_ns
-from segedge.bench.timing import (
-    current_rss_mb,
-    logits_to_mask,
-    peak_rss_mb,
-    time_call,
-    time_end_to_end,
-    time_invoke,
-)
+from segedge.bench.timing import current_rss_mb, peak_rss_mb, time_call, time_end_to_end, time_invoke
+from segedge.data.images import read_upright
+from segedge.edge.predictor import Segmenter
 from segedge.errors import SegedgeError
-from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.manifest import ArtifactInfo, TensorInfo, load_manifest
+from segedge.preprocess import Placement, PreprocessSpec, scale_pixels
+from segedge.reference import flatten, unflatten
+from segedge.upsample import full_size_mask
 
 KERAS = "keras"
 
 
 @dataclass
 class PredictJob:
-    """Predict every image of ``inputs`` (uint8 N,H,W,3 .npy) and save argmax masks to ``out``."""
+    """Predict every image FILE in ``images`` with ``Segmenter.predict_batch`` (the product's predict path)
+    and save the masks, each at its upright image's size, to ``out`` (.npz: ``flat`` + ``shapes``)."""
 
-    inputs: str
+    images: list[str]
     out: str
 
 
@@ -56,6 +55,7 @@ class ChildJob:
     latency_input: str  # .npy of uint8 images; the first one is timed
     e2e_images: list[str] = field(default_factory=list)
     predict: list[PredictJob] = field(default_factory=list)
+    manifest: str = ""  # the bundle's manifest.json: what the Segmenter reads (labels, void, upsample)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,20 +104,31 @@ def _open(job: ChildJob):
     return open_backend(job.path, runtime=job.runtime, threads=job.threads)
 
 
-def _predict(backend, spec: PreprocessSpec, job: PredictJob) -> None:
-    """Batch-1 inference over a set; masks saved as uint8 (raw argmax, void class kept)."""
-    inputs = np.load(job.inputs, mmap_mode="r")
-    masks = np.empty(inputs.shape[:3], dtype=np.uint8)
-    for i in range(len(inputs)):
-        logits = backend.finish(backend.invoke(backend.prepare(scale_pixels(np.asarray(inputs[i : i + 1]), spec))))
-        masks[i] = logits_to_mask(logits[0])
-    np.save(job.out, masks)
+def segmenter_for(job: ChildJob, backend) -> Segmenter:
+    """The product's ``Segmenter`` around an already opened backend (the Keras row's too)."""
+    manifest = load_manifest(job.manifest)
+    info = manifest.artifacts.get(job.artifact)
+    if info is None:  # the Keras row: no manifest entry, same pre- and post-processing
+        tensor = TensorInfo(backend.input.name, backend.input.dtype, list(backend.input.shape))
+        info = ArtifactInfo(Path(job.path).name, job.runtime, "fp32", "", 0, tensor, tensor)
+    return Segmenter(Path(job.path), manifest, job.artifact, info, backend)
+
+
+def _predict(segmenter: Segmenter, job: PredictJob) -> None:
+    """One image at a time, exactly as ``segedge predict`` runs them; masks saved flat with their shapes."""
+    masks = [segmenter.predict(path) for path in job.images]
+    flat, shapes = flatten(masks)
+    np.savez(job.out, flat=flat, shapes=shapes)
+
+
+def load_masks(path: str | Path) -> list[np.ndarray]:
+    """The masks a ``PredictJob`` saved."""
+    with np.load(path, allow_pickle=False) as data:
+        return unflatten(data["flat"], data["shapes"])
 
 
 def measure(job: ChildJob) -> dict[str, Any]:
     """Load, time and (optionally) predict; the numbers the parent turns into a row."""
-    from segedge.data.images import read_image
-
     spec = PreprocessSpec.from_dict(job.preprocess)
     version = _import_runtime(job.runtime)
     sample = np.array(np.load(job.latency_input, mmap_mode="r")[:1])
@@ -142,10 +153,16 @@ def measure(job: ChildJob) -> dict[str, Any]:
         "base_rss_mb": base_rss,
         "peak_rss_mb": peak,
     }
-    if job.e2e_images:
-        result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_image))
+    segmenter = segmenter_for(job, backend) if (job.e2e_images or job.predict) else None
+    if segmenter is not None and job.e2e_images:
+        manifest = segmenter.manifest
+
+        def to_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
+            return full_size_mask(logits, placement, size, segmenter.upsample, manifest.num_classes, manifest.void)
+
+        result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_upright, to_mask))
     for predict_job in job.predict:
-        _predict(backend, spec, predict_job)
+        _predict(segmenter or segmenter_for(job, backend), predict_job)
     backend.close()
     return result
 

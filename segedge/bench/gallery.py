@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from segedge.bench.data import EvalSet
 from segedge.edge.postprocess import palette_table
 from segedge.labels import VOID
 
@@ -76,7 +77,7 @@ def outline(rgb: np.ndarray, differs: np.ndarray) -> np.ndarray:
 
 def render_strip(image: np.ndarray, truth: np.ndarray, keras: np.ndarray, artifacts: dict[str, np.ndarray],
                  num_classes: int, table: np.ndarray) -> Image.Image:
-    """One labelled strip; ``artifacts`` maps a name to its mask at model size."""
+    """One labelled strip; ``artifacts`` maps a name to its mask at the image's size."""
     height, width = truth.shape
     factor = max(1, -(-MIN_PANEL // max(height, width)))
     panels: list[tuple[str, np.ndarray]] = [
@@ -98,19 +99,20 @@ def render_strip(image: np.ndarray, truth: np.ndarray, keras: np.ndarray, artifa
     return strip
 
 
-def build_gallery(ids: list[str], inputs: np.ndarray, truth: np.ndarray, keras: np.ndarray,
-                  predictions: dict[str, np.ndarray], num_classes: int, count: int = 4,
+def build_gallery(reference: EvalSet, predictions: dict[str, list[np.ndarray]], num_classes: int, count: int = 4,
                   palette: list[list[int]] | None = None) -> list[Strip]:
-    """Strips for the worst and median images by mean agreement over the artifacts."""
-    if not predictions:
+    """Strips for the worst and median images by mean agreement over the artifacts, at original resolution."""
+    if not predictions or reference.keras is None:
         return []
     table = palette_table(palette)
-    stacked = np.stack([np.asarray(p) == keras for p in predictions.values()])  # (A, N, H, W)
-    per_image = stacked.mean(axis=(0, 2, 3)).tolist()
+    keras, ids = reference.keras, reference.ids
+    per_image = [float(np.mean([(np.asarray(p[i]) == keras[i]).mean() if np.shape(p[i]) == keras[i].shape else 0.0
+                                for p in predictions.values()])) for i in range(len(ids))]
     strips = []
     for rank, (index, why) in enumerate(choose_images(per_image, count)):
-        picture = render_strip(inputs[index], truth[index], keras[index],
-                               {name: p[index] for name, p in predictions.items()}, num_classes, table)
+        shown = {name: p[index] for name, p in predictions.items() if np.shape(p[index]) == keras[index].shape}
+        picture = render_strip(reference.upright(index), reference.truth[index], keras[index], shown,
+                               num_classes, table)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", optimize=True)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ids[index])

@@ -9,10 +9,11 @@ a release pipeline must not pass on a model it never ran.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from segedge.errors import ConfigError
+from segedge.manifest import MANIFEST_NAME, Manifest
 
 DEFAULT_MAX_MIOU_DROP = 1.0
 DEFAULT_MIN_AGREEMENT = 0.98
@@ -59,11 +60,40 @@ def parse_min_agreement(values: Iterable[str], known: Iterable[str]) -> tuple[fl
     return default, per_format
 
 
+def class_mismatch(manifest: Manifest, classes: Sequence[str], palette: Sequence[Sequence[int]]) -> str:
+    """Why the manifest's class names / palette differ from those the reference set recorded at export; "" if not.
+
+    The masks an artifact predicts are class indices: a manifest whose class
+    order changed after export scores exactly as before while every label a
+    user reads is wrong, so the gate compares the labels themselves.
+    """
+    if list(manifest.classes) != list(classes):
+        changed = [i for i in range(max(len(classes), len(manifest.classes)))
+                   if i >= len(classes) or i >= len(manifest.classes) or classes[i] != manifest.classes[i]]
+        shown = ", ".join(f"{i}: {manifest.classes[i] if i < len(manifest.classes) else '-'!r} "
+                          f"(reference set: {classes[i] if i < len(classes) else '-'!r})" for i in changed[:4])
+        return (f"{MANIFEST_NAME} class names differ from the reference set's at index {shown}; "
+                "the manifest was edited after export: re-export the bundle")
+    want = [list(map(int, rgb[:3])) for rgb in palette]
+    have = [list(map(int, rgb[:3])) for rgb in manifest.palette[: len(want)]]
+    if want and have != want:
+        changed = [i for i, (a, b) in enumerate(zip(have, want, strict=False)) if a != b]
+        return (f"{MANIFEST_NAME} palette differs from the reference set's at class index "
+                f"{', '.join(map(str, changed[:4])) or len(have)}; re-export the bundle")
+    return ""
+
+
 def evaluate_gate(artifacts: Iterable[str], accuracy: Mapping[str, dict | None],
-                  errors: Mapping[str, str], bounds: GateBounds) -> list[str]:
-    """One line per failing artifact: the artifact, the measured value and the bound it broke."""
+                  errors: Mapping[str, str], bounds: GateBounds, labels_problem: str = "") -> list[str]:
+    """One line per failing artifact: the artifact, the measured value and the bound it broke.
+
+    ``labels_problem`` (``class_mismatch``) fails every artifact: each one would be run with wrong labels.
+    """
     failures = []
     for name in artifacts:
+        if labels_problem:
+            failures.append(f"{name}: {labels_problem}")
+            continue
         if errors.get(name):
             failures.append(f"{name}: not measured ({errors[name]})")
             continue

@@ -95,8 +95,10 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
            f"Latency: batch 1, {config.warmup} warm-up + {config.runs} timed runs of the runtime call alone; "
            f"threads {', '.join(map(str, config.threads))}; every row measured in its own fresh process.  ",
            f"mIoU on {main.get('eval_set')} ({main.get('eval_images')} images, "
-           f"{result.manifest.num_classes} classes, void ignored); ΔmIoU (points) and agreement vs the Keras "
-           f"masks on the bundle's {len(result.reference)} reference images "
+           f"{result.manifest.num_classes} classes, void ignored) at each image's original resolution: one "
+           "confusion matrix over the set (the VOC protocol), every mask made by the predict path "
+           f"(upsample: {result.manifest.upsample}); ΔmIoU (points) and agreement (pixels whose ground truth is "
+           f"not void) vs the Keras masks on the bundle's {len(result.reference)} reference images "
            f"(Keras mIoU there: {fmt_percent(keras.get('keras_miou_reference'))} %).", ""]
     out += _md_table(rows, columns_for(rows))
     out += ["", "## Parity gate", ""]
@@ -161,8 +163,7 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
         artifact_masks = {n: result.predictions[n] for n in result.gated if n in result.predictions}
         strips: list[Strip] = []
         if gallery_count > 0 and artifact_masks:
-            strips = build_gallery(result.reference.ids, result.reference.inputs, result.reference.truth,
-                                   result.reference.keras, artifact_masks, result.manifest.num_classes,
+            strips = build_gallery(result.reference, artifact_masks, result.manifest.num_classes,
                                    gallery_count, result.manifest.palette)
             with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
                 for strip in strips:

@@ -66,9 +66,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("p90 ms", "p90_ms", _number(2)),
     Column("p99 ms", "p99_ms", _number(2)),
     Column("peak RSS MB", "peak_rss_mb", _number(0), compact=True, short="RSS MB"),
-    Column("mIoU %", "miou", _number(2, 100.0), compact=True, short="mIoU %"),
+    Column("mIoU % (original size)", "miou", _number(2, 100.0), compact=True, short="mIoU %"),
     Column("ΔmIoU points vs Keras", "miou_delta_pts", _signed(2), compact=True, short="ΔmIoU pts"),
-    Column("agreement %", "agreement", _number(2, 100.0), compact=True, short="agree %"),
+    Column("agreement % (non-void)", "agreement", _number(2, 100.0), compact=True, short="agree %"),
     Column("speed-up vs fp32", "speedup_vs_fp32", _number(2, suffix="x"), compact=True, short="vs fp32"),
     Column("speed-up vs Keras", "speedup_vs_keras", _number(2, suffix="x")),
 )

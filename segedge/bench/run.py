@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 import segedge
 from segedge import fileio
-from segedge.bench.accuracy import artifact_accuracy, keras_reference_accuracy
-from segedge.bench.child import KERAS, ChildJob, PredictJob
+from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
+from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_reference, load_voc_val
-from segedge.bench.gate import GateBounds, evaluate_gate
+from segedge.bench.gate import GateBounds, class_mismatch, evaluate_gate
 from segedge.bench.machine import machine_info, usable_cores
 from segedge.errors import ConfigError, MissingExtraError, ModelError
 from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
@@ -106,7 +105,7 @@ class BenchResult:
     rows: list[dict[str, Any]]
     accuracy: dict[str, dict[str, Any]]  # artifact (and "keras") -> artifact_accuracy()
     reference: EvalSet
-    predictions: dict[str, np.ndarray]  # reference-set masks per artifact (and "keras")
+    predictions: dict[str, list[np.ndarray]]  # reference-set masks per artifact (and "keras"), original size
     gated: list[str]
     gate_failures: list[str]
     notes: list[str] = field(default_factory=list)
@@ -185,18 +184,9 @@ def run_child(job: ChildJob, workdir: Path, index: int) -> dict[str, Any]:
     return {"ok": False, "error": f"measuring process died (exit {proc.returncode}): {tail[0]}"}
 
 
-def _e2e_images(evaluation: EvalSet, reference: EvalSet, workdir: Path, count: int) -> list[str]:
-    """Files to time end to end: the --data images, else the reference images saved as PNG."""
-    if evaluation.image_paths:
-        return [str(p) for p in evaluation.image_paths[:count]]
-    folder = workdir / "e2e"
-    folder.mkdir()
-    paths = []
-    for i, pixels in enumerate(reference.inputs[:count]):
-        path = folder / f"{i:04d}.png"
-        Image.fromarray(pixels, "RGB").save(path)
-        paths.append(str(path))
-    return paths
+def _e2e_images(evaluation: EvalSet, count: int) -> list[str]:
+    """Files to time end to end: the --data images, else the reference set's originals (as files)."""
+    return [str(p) for p in evaluation.image_paths[:count]]
 
 
 @dataclass
@@ -269,7 +259,7 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     require_runtimes(manifest.artifacts[name].runtime for name in names)  # one line, before any child runs
     spec, num_classes = manifest.preprocess, manifest.num_classes
     reference = load_reference(config.bundle, spec)
-    evaluation = load_voc_val(config.data, spec, config.limit) if config.data else None
+    evaluation = load_voc_val(config.data, config.limit) if config.data else None
     keras_model, keras_note = resolve_keras(config, manifest)
     notes = [keras_note] if keras_note else []
     if manifest.void_handling == "class":
@@ -278,13 +268,13 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
 
     rows: list[dict[str, Any]] = []
     accuracy: dict[str, dict[str, Any]] = {}
-    predictions: dict[str, np.ndarray] = {}
+    predictions: dict[str, list[np.ndarray]] = {}
+    mask_errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="segedge-bench-") as tmp:
         workdir = Path(tmp)
-        np.save(workdir / "reference.npy", reference.inputs)
-        if evaluation is not None:
-            np.save(workdir / "eval.npy", evaluation.inputs)
-        e2e = _e2e_images(evaluation or reference, reference, workdir, config.e2e_images)
+        np.save(workdir / "reference.npy", reference.latency_pixels)
+        ref_files = [str(p) for p in reference.materialize(workdir / "reference")]
+        e2e = _e2e_images(evaluation or reference, config.e2e_images)
         total, step = len(targets) * len(config.threads), 0
         for target in targets:
             for position, threads in enumerate(config.threads):
@@ -296,24 +286,30 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                     continue
                 predict = []
                 if position == 0:  # masks do not depend on the thread count: predict once
-                    predict.append(PredictJob(str(workdir / "reference.npy"), str(workdir / f"{step}-ref.npy")))
+                    predict.append(PredictJob(ref_files, str(workdir / f"{step}-ref.npz")))
                     if evaluation is not None:
-                        predict.append(PredictJob(str(workdir / "eval.npy"), str(workdir / f"{step}-eval.npy")))
+                        predict.append(PredictJob([str(p) for p in evaluation.image_paths],
+                                                  str(workdir / f"{step}-eval.npz")))
                 job = ChildJob(target.name, str(target.path), target.runtime, threads, config.warmup, config.runs,
-                               spec.to_dict(), str(workdir / "reference.npy"), e2e, predict)
+                               spec.to_dict(), str(workdir / "reference.npy"), e2e, predict,
+                               manifest=str(config.bundle / MANIFEST_NAME))
                 measured = run_child(job, workdir, step)
                 rows.append(_row(target, threads, measured))
                 if predict and measured.get("ok"):
-                    pred_ref = np.load(predict[0].out)
-                    pred_eval = np.load(predict[1].out) if evaluation is not None else None
+                    pred_ref = load_masks(predict[0].out)
+                    pred_eval = load_masks(predict[1].out) if evaluation is not None else None
                     predictions[target.name] = pred_ref
-                    accuracy[target.name] = artifact_accuracy(reference, pred_ref, num_classes, evaluation, pred_eval)
+                    try:
+                        accuracy[target.name] = artifact_accuracy(reference, pred_ref, num_classes, evaluation,
+                                                                  pred_eval)
+                    except MaskSizeError as exc:
+                        mask_errors[target.name] = str(exc)
         if on_step:
             on_step("done", total, total)
 
     if KERAS not in accuracy:
         accuracy[KERAS] = keras_reference_accuracy(reference, num_classes)
-        predictions.setdefault(KERAS, reference.keras)
+        predictions.setdefault(KERAS, list(reference.keras or []))
     else:
         accuracy[KERAS]["source"] = "live"
     for row in rows:
@@ -322,8 +318,9 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
             row.update({k: acc[k] for k in ACCURACY_ROW_KEYS})
     _add_speedups(rows)
 
-    errors = {t.name: next((r["error"] for r in rows if r["artifact"] == t.name and r["error"]), "")
-              for t in targets}
-    failures = evaluate_gate(names, accuracy, errors, config.bounds)
+    errors = {t.name: next((r["error"] for r in rows if r["artifact"] == t.name and r["error"]),
+                           mask_errors.get(t.name, "")) for t in targets}
+    failures = evaluate_gate(names, accuracy, errors, config.bounds,
+                             class_mismatch(manifest, reference.classes, reference.palette))
     return BenchResult(config, manifest, machine_info(), rows, accuracy, reference, predictions,
                        names, failures, notes)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, mean, percentile
-from segedge.preprocess import PreprocessSpec, preprocess, restore_mask
+from segedge.preprocess import Placement, PreprocessSpec, preprocess, restore_mask
 
 
 class Invokable(Protocol):
@@ -68,13 +68,21 @@ def logits_to_mask(logits: np.ndarray) -> np.ndarray:
 
 
 def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[Path],
-                    read: Callable[[Path], Any]) -> dict[str, float]:
+                    read: Callable[[Path], Any],
+                    to_mask: Callable[[np.ndarray, Placement, tuple[int, int]], np.ndarray] | None = None,
+                    ) -> dict[str, float]:
     """Mean milliseconds per image for each stage: load, preprocess, infer, postprocess.
 
-    load = decode the file; preprocess = resize + scale + make the input tensor;
-    infer = the runtime call alone (as in the latency rows); postprocess =
-    dequantize + argmax + restore the mask to the image's own size.
+    load = decode the file (+ EXIF orientation with ``read_upright``); preprocess
+    = resize + scale + make the input tensor; infer = the runtime call alone (as
+    in the latency rows); postprocess = dequantize + ``to_mask`` (the
+    Segmenter's upsample + argmax to the image's own size; default: argmax at
+    model size, then nearest).
     """
+    if to_mask is None:
+        def to_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
+            return restore_mask(logits_to_mask(logits), placement, size)
+
     stages: dict[str, list[float]] = {"load": [], "preprocess": [], "infer": [], "postprocess": [], "total": []}
     clock = time.perf_counter_ns
     for path in images:
@@ -86,7 +94,7 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
         t2 = clock()
         raw = backend.invoke(tensor)
         t3 = clock()
-        restore_mask(logits_to_mask(backend.finish(raw)[0]), placement, image.size)
+        to_mask(backend.finish(raw)[0], placement, image.size)
         t4 = clock()
         for key, ns in (("load", t1 - t0), ("preprocess", t2 - t1), ("infer", t3 - t2),
                         ("postprocess", t4 - t3), ("total", t4 - t0)):

@@ -16,6 +16,7 @@ from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 from segedge.targets import TARGETS, parse_targets, split_names
+from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
 
 DEFAULT_FORMATS = ("fp32", "int8")
 # --int8: the full-integer model of BOTH runtimes, plus the float model of each that it is verified against.
@@ -66,6 +67,11 @@ def export(
     calib_method: Annotated[CalibMethod, typer.Option(
         "--calib-method", help="ONNX int8 calibration method (TFLite int8 always uses min/max).")]
     = CalibMethod.minmax,
+    upsample: Annotated[str, typer.Option(
+        "--upsample", metavar="logits|mask",
+        help="How masks reach the image's size, recorded in the manifest and used by predict, bench and the "
+             "Keras reference: bilinear on the logits then argmax, or nearest on the model-size mask.")]
+    = DEFAULT_UPSAMPLE,
     data: Annotated[Path | None, typer.Option(
         "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
     overwrite: Annotated[bool, typer.Option(
@@ -92,6 +98,7 @@ def export(
     eval_count = renamed_value(eval_count, old_eval, "--eval-images", "--eval", 100)
     max_miou_drop = renamed_value(max_miou_drop, old_max_drop, "--fallback-max-drop", "--max-miou-drop", 1.0)
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
+    check_upsample(upsample)
     quant = debug_quant or int8_fallback is not None
     if quant:
         from segedge.quant.stage import QuantOptions
@@ -107,7 +114,8 @@ def export(
     from segedge.export.verify import describe
 
     manifest = export_bundle(run, bundle, targets, calib=calib, eval_count=eval_count, int8_io=int8_io.value,
-                             calib_method=calib_method.value, data_root=data, overwrite=overwrite)
+                             calib_method=calib_method.value, data_root=data, overwrite=overwrite,
+                             upsample=upsample)
     typer.echo(f"wrote {bundle} ({len(manifest.artifacts)} artifacts, manifest.json, reference.npz)")
     fp32 = next((a.bytes for a in manifest.artifacts.values() if a.file.endswith("fp32.tflite")), None)
     for name, info in manifest.artifacts.items():

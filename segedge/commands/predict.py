@@ -104,12 +104,20 @@ def predict(
     show: Annotated[bool, typer.Option("--show", help="With --camera: show overlays in a window (needs a display).")
                     ] = False,
     max_frames: Annotated[int | None, typer.Option(help="With --camera: stop after N frames.")] = None,
+    upsample: Annotated[str | None, typer.Option(
+        "--upsample", metavar="logits|mask", show_default=False,
+        help="How masks reach the image's size: bilinear on the logits then argmax, or nearest on the "
+             "model-size mask. Default: what the bundle was exported (and verified) with.")] = None,
     old_artifact: Annotated[list[str] | None, typer.Option("--artifact", hidden=True)] = None,
 ) -> None:
     """Segment images, a folder or camera frames with an exported bundle; no TensorFlow needed."""
     artifact = parse_one_name(renamed_list(artifact, old_artifact, "--format", "--artifact"))
     input_ = " ".join(inputs) if inputs else None
     _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json)
+    if upsample is not None:
+        from segedge.upsample import check_upsample
+
+        check_upsample(upsample)
     from segedge import outputs
     from segedge.edge.predictor import load
 
@@ -125,7 +133,7 @@ def predict(
                 from segedge.edge.runner import check_frames_kept
 
                 check_frames_kept(target)
-            with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
+            with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample) as segmenter:
                 _note(f"model: {segmenter.describe()}")
                 with outputs.writing(target) if target is not None else contextlib.nullcontext():
                     run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
@@ -141,7 +149,7 @@ def predict(
         check_no_overwrite(found.sources, out, overlay)
         check_kept(found.sources, target, overlay)
         writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
-    with load(model, runtime=runtime, threads=threads, artifact=artifact) as segmenter:
+    with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample) as segmenter:
         _note(f"model: {segmenter.describe()}")
         with writing:
             _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)

@@ -16,6 +16,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from segedge.errors import DataError
 from segedge.labels import NUM_CLASSES, PALETTE, VOID, flat_palette
 
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the PIL transpose that shows the image upright (as ImageOps.exif_transpose uses)
+_ORIENT_METHODS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
@@ -34,50 +41,132 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_SIXTEEN_BIT_DIVISOR = 257.0  # 65535 / 255: a 16-bit level v is the 8-bit level v / 257
+
+
+def bit_depth(image: Image.Image) -> int:
+    """Bits per sample of a single-channel integer image ("I;16*" or "I"), from the file where it says.
+
+    PIL calls a 16-bit PNG "I;16" (Pillow >= 10) or "I" (older Pillow), and a
+    32-bit TIFF "I": the values alone cannot tell a dark 16-bit photo (max
+    200) from 8-bit data, so the file's own bit depth decides where known.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        return 16
+    if image.format == "PNG":  # PNG has no 32-bit samples: an "I" PNG is 16-bit grayscale
+        return 16
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None and tags.get(258):  # TIFF BitsPerSample
+        bits = tags.get(258)
+        return int(bits[0] if isinstance(bits, tuple) else bits)
+    top = int(np.asarray(image).max()) if image.width and image.height else 0
+    return 8 if top <= 255 else 16 if top <= 65535 else 32
+
+
+def _integer_to_l(image: Image.Image) -> Image.Image:
+    """A 16- or 32-bit grayscale image as 8-bit "L", scaled by its real bit depth (16-bit: v / 257)."""
+    bits = bit_depth(image)
+    array = np.asarray(image, dtype=np.float64)
+    if bits > 8:
+        array = array / ((2.0 ** bits - 1.0) / 255.0)
+    return Image.fromarray(np.clip(np.floor(array + 0.5), 0, 255).astype(np.uint8), mode="L")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB; 16-bit is rescaled, alpha is dropped as ``convert("RGB")`` drops it.
+    """Any PIL mode to 8-bit RGB; 16-bit is rescaled by its bit depth, alpha is dropped as ``convert("RGB")`` drops it.
 
     Dropping (not compositing onto black) keeps the colours under a
     half-transparent pixel: a PNG cut-out with alpha 128 is still the photo.
+    Palette images (with or without a transparent index) become their
+    palette colours.
     """
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode in SIXTEEN_BIT_MODES or image.mode == "I":
+        return _integer_to_l(image).convert("RGB")
     if image.mode == "F":
         array = np.asarray(image, dtype=np.float64)
         span = max(array.max() - array.min(), 1e-12)
         array = ((array - array.min()) / span * 255.0 + 0.5).astype(np.uint8)
         return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode in ("P", "PA"):
+        return image.convert("RGBA").convert("RGB")  # palette colours; a transparency index is alpha, dropped
     return image.convert("RGB")
 
 
 def read_image(path: str | os.PathLike[str]) -> Image.Image:
-    """An image file as 8-bit RGB, pixels as stored (no EXIF orientation: dataset masks are drawn on those)."""
+    """An image file as 8-bit RGB, pixels as stored (no EXIF orientation); everything else calls ``read_upright``."""
     return to_rgb(_open(Path(path)))
 
 
-def read_upright(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
-    """A file or PIL image as a viewer shows it, in 8-bit RGB: what ``predict`` segments.
+def orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1..8; 1 = as stored) of a decoded image."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: show the pixels as stored, as viewers do
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
-    The one "decode + EXIF orientation + mode to RGB" step that ``segedge
-    predict`` and ``Segmenter.predict`` share, so a phone photo taken upright
-    gets an upright mask of the upright size from either. Orientation is
-    applied before the mode conversion, which would drop the EXIF block for
-    some modes. A PIL image passed in is not modified.
-    """
+
+def orient(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (a copy; the input is not modified)."""
+    return ImageOps.exif_transpose(image)
+
+
+def _decode(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
     if isinstance(source, Image.Image):
-        image = source
         try:
-            image.load()
+            source.load()
         except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{getattr(image, 'filename', '') or 'PIL image'}: not a readable image ({exc})") from exc
-    else:
-        image = _open(Path(source))
-    return to_rgb(ImageOps.exif_transpose(image))
+            raise DataError(f"{getattr(source, 'filename', '') or 'PIL image'}: not a readable image ({exc})") from exc
+        return source
+    return _open(Path(source))
+
+
+def read_upright(source: str | os.PathLike[str] | Image.Image) -> Image.Image:
+    """A file or PIL image as a viewer shows it, in 8-bit RGB: the ONE image reader.
+
+    Decode + EXIF orientation + mode to RGB (16-bit by its bit depth, alpha
+    dropped, palette expanded), shared by training, calibration, the
+    reference set, ``segedge predict``, ``Segmenter.predict`` and bench, so
+    a phone photo taken upright is seen upright by every stage. Orientation
+    is applied before the mode conversion, which would drop the EXIF block
+    for some modes. A PIL image passed in is not modified.
+    """
+    return to_rgb(orient(_decode(source)))
+
+
+def transpose_like(mask: np.ndarray, tag: int) -> np.ndarray:
+    """Apply EXIF orientation ``tag`` to a mask drawn on the stored pixels (what ``orient`` does to the image)."""
+    method = _ORIENT_METHODS.get(tag)
+    if method is None:
+        return mask
+    return np.asarray(Image.fromarray(np.asarray(mask, dtype=np.uint8), "L").transpose(method), dtype=np.uint8)
+
+
+def read_upright_pair(image_path: str | os.PathLike[str], mask_path: str | os.PathLike[str],
+                      num_classes: int = NUM_CLASSES) -> tuple[Image.Image, np.ndarray]:
+    """A dataset pair, both upright: the image via ``read_upright``, its mask turned the same way.
+
+    A mask is drawn on the image's stored pixels (VOC's JPEGs carry no EXIF
+    orientation, so for VOC nothing turns), so the image's EXIF turn is
+    applied to the mask too and the pair stays aligned. A non-square mask
+    that already has the upright size (drawn in a viewer that applied the
+    tag) is taken as upright. Any other size mismatch is a ``DataError``.
+    """
+    raw = _decode(image_path)
+    tag = orientation(raw)
+    image = to_rgb(orient(raw))
+    mask = read_mask(mask_path, num_classes)
+    stored = (raw.height, raw.width)
+    upright = (image.height, image.width)
+    if mask.shape == stored:
+        mask = transpose_like(mask, tag)
+    elif mask.shape != upright:
+        raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                        f"{Path(image_path).name} is {image.width}x{image.height}")
+    return image, mask
 
 
 _COLOUR_TO_INDEX = {colour: index for index, colour in enumerate(PALETTE[:NUM_CLASSES])}

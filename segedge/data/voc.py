@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segedge.data.images import read_image, read_mask
+from segedge.data.images import read_mask, read_upright, read_upright_pair
 from segedge.errors import DataError
 
 IMAGE_DIR = "JPEGImages"
@@ -97,18 +97,12 @@ class VocDataset:
         return path
 
     def load_image(self, sample_id: str) -> Image.Image:
-        return read_image(self.image_path(sample_id))
+        """The image upright (EXIF orientation applied) in 8-bit RGB: ``read_upright``, as every stage reads it."""
+        return read_upright(self.image_path(sample_id))
 
     def load_mask(self, sample_id: str) -> np.ndarray:
         return read_mask(self.mask_path(sample_id))
 
     def load_pair(self, sample_id: str) -> tuple[Image.Image, np.ndarray]:
-        """Image and mask, checked to be the same size."""
-        image = self.load_image(sample_id)
-        mask = self.load_mask(sample_id)
-        if mask.shape != (image.height, image.width):
-            raise DataError(
-                f"{self.mask_path(sample_id)}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                f"{self.image_path(sample_id).name} is {image.width}x{image.height}"
-            )
-        return image, mask
+        """Image and mask, both upright and checked to be the same size (``read_upright_pair``)."""
+        return read_upright_pair(self.image_path(sample_id), self.mask_path(sample_id))

@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw, ImageFont
 from segedge.data.images import mask_to_image
 from segedge.fileio import atomic_path
 from segedge.labels import PALETTE
+from segedge.preprocess import Placement
+from segedge.upsample import full_size_mask, logits_to_mask
 
 VOID_NAME = "void"
 
@@ -28,8 +30,18 @@ def logits_to_masks(logits: np.ndarray, num_classes: int, void: int) -> np.ndarr
     index 21 = void) predicts indices at or past ``num_classes``; they become
     ``void`` (255), the value VOC masks use, rather than a bogus class id.
     """
-    index = np.argmax(logits, axis=-1)
-    return np.where(index >= num_classes, void, index).astype(np.uint8)
+    return logits_to_mask(logits, num_classes, void)
+
+
+def image_masks(logits: np.ndarray, placements: Sequence[Placement], sizes: Sequence[tuple[int, int]],
+                mode: str, num_classes: int, void: int) -> list[np.ndarray]:
+    """One mask per image at its own (width, height): ``segedge.upsample.full_size_mask`` (logits or mask mode).
+
+    The same function the Keras reference set was built with at export, so the
+    device's masks and the reference answer differ only by the model.
+    """
+    return [full_size_mask(one, placement, size, mode, num_classes, void)
+            for one, placement, size in zip(logits, placements, sizes, strict=True)]
 
 
 def palette_table(palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:

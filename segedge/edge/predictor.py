@@ -16,12 +16,13 @@ import numpy as np
 from PIL import Image
 
 from segedge.data.images import read_upright
-from segedge.edge.postprocess import class_fractions, logits_to_masks, overlay
+from segedge.edge.postprocess import class_fractions, image_masks, logits_to_masks, overlay
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
-from segedge.preprocess import Placement, preprocess, restore_mask
+from segedge.preprocess import Placement, preprocess
 from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.targets import TARGETS, Runtime, runtime_for_file
+from segedge.upsample import check_upsample
 
 # Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else
 # TFLite before ONNX), its int8 model first (the fastest on a Pi, and verified against Keras at export),
@@ -164,8 +165,10 @@ class Segmenter:
     """One loaded artifact plus its manifest: images in, class-index masks out at the image's size."""
 
     def __init__(self, model: Path, manifest: Manifest, artifact: str, info: ArtifactInfo,
-                 backend: TFLiteBackend | OnnxBackend) -> None:
+                 backend: TFLiteBackend | OnnxBackend, upsample: str | None = None) -> None:
         self.path, self.manifest, self.artifact, self.info, self.backend = model, manifest, artifact, info, backend
+        # logits | mask: the manifest's choice (made at export, the reference set's too) unless overridden
+        self.upsample = check_upsample(upsample) if upsample is not None else manifest.upsample
 
     @property
     def classes(self) -> list[str]:
@@ -200,9 +203,8 @@ class Segmenter:
         if not rgb:
             return []
         logits, placements = self._logits(rgb)
-        masks = logits_to_masks(logits, self.manifest.num_classes, self.manifest.void)
-        return [restore_mask(mask, placement, image.size)
-                for mask, placement, image in zip(masks, placements, rgb, strict=True)]
+        return image_masks(logits, placements, [image.size for image in rgb], self.upsample,
+                           self.manifest.num_classes, self.manifest.void)
 
     def predict(self, image: ImageInput) -> np.ndarray:
         """HxW uint8 class indices (255 = void) for one image, at the size a viewer shows it.
@@ -233,14 +235,19 @@ class Segmenter:
 
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
-         artifact: str | None = None) -> Segmenter:
-    """Open a bundle folder (default artifact) or a model file inside a bundle, checked against its manifest."""
+         artifact: str | None = None, upsample: str | None = None) -> Segmenter:
+    """Open a bundle folder (default artifact) or a model file inside a bundle, checked against its manifest.
+
+    ``upsample`` (logits | mask) overrides the manifest's post-processing choice.
+    """
     model, manifest, name, info = resolve(path, artifact, runtime)
     if runtime is not None and runtime_for_file(model.name).value != runtime:
         raise ConfigError(f"{model} is a {info.runtime} model; it cannot run with --runtime {runtime}")
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if upsample is not None:
+        check_upsample(upsample)
     verify_artifact_file(model, info)
     backend = open_backend(model, runtime_for_file(model.name), threads)
     try:
@@ -248,7 +255,7 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     except ModelError:
         backend.close()
         raise
-    return Segmenter(model, manifest, name, info, backend)
+    return Segmenter(model, manifest, name, info, backend, upsample)
 
 
 def batched(items: Iterable, size: int) -> Iterable[list]:

@@ -32,6 +32,7 @@ from segedge.labels import PALETTE, VOC_CLASSES, VOID
 from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
 from segedge.progress import stderr
 from segedge.targets import TARGETS, Precision, Runtime, Target
+from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
 
 
 def log(message: str) -> None:
@@ -143,7 +144,7 @@ def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, Artifa
 
 
 def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSource | None,
-              options: ExportOptions, artifacts: dict[str, ArtifactInfo]) -> Manifest:
+              options: ExportOptions, artifacts: dict[str, ArtifactInfo], reference_path: Path) -> Manifest:
     calib: dict[str, Any] = (calibration.summary() if calibration is not None
                              else {"count": 0, "split": "train", "ids": []})
     if calibration is not None:
@@ -160,10 +161,12 @@ def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSour
                       "sha256": fileio.sha256_file(run.model_path), "bytes": run.model_path.stat().st_size,
                       "preset": run.config.get("preset"), "encoder_weights": run.config.get("encoder_weights")},
         calibration=calib,
-        reference=reference.summary(REFERENCE_NAME),
+        reference=reference.summary(REFERENCE_NAME, reference_path),
         versions=versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         artifacts=artifacts,
+        postprocess={"upsample": reference.upsample,
+                     "formula": "mask = argmax(upsample(logits cropped to the image, to its size))"},
     )
 
 
@@ -176,11 +179,13 @@ def _warn_scaling(run: RunFolder) -> None:
 
 def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], targets: Sequence[Target], *,
                   calib: int = 200, eval_count: int = 100, int8_io: str = "uint8", calib_method: str = "minmax",
-                  data_root: str | os.PathLike[str] | None = None, overwrite: bool = True) -> Manifest:
+                  data_root: str | os.PathLike[str] | None = None, overwrite: bool = True,
+                  upsample: str = DEFAULT_UPSAMPLE) -> Manifest:
     """Convert, verify and write a bundle; returns its manifest (also saved as ``out/manifest.json``)."""
     if not targets:
         raise ConfigError("no export format selected")
     options = ExportOptions.build(calib, eval_count, int8_io, calib_method)
+    check_upsample(upsample)
     order = list(TARGETS)
     targets = sorted(set(targets), key=lambda t: order.index(t.name))  # onnx before onnx-int8: reused
     run = open_run(run_dir)
@@ -191,7 +196,8 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     model = load_keras_model(run.model_path)
     check_model_matches(model, run)
     graphs = {plan: prepare_export_model(model, plan=plan) for plan in {rewrite_plan(t) for t in targets}}
-    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count)
+    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=VOC_CLASSES,
+                                palette=PALETTE[: len(VOC_CLASSES)], upsample=upsample, void=VOID)
     calibration = None
     if any(t.needs_calibration for t in targets):
         calibration = load_calibration(dataset, run.split.train, options.calib, run.spec, exclude=reference.ids)
@@ -199,6 +205,6 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         artifacts = _write_artifacts(folder, targets, graphs, calibration, options)
         reference.save(folder / REFERENCE_NAME)
         _verify(folder, targets, artifacts, reference, run)
-        manifest = _manifest(run, reference, calibration, options, artifacts)
+        manifest = _manifest(run, reference, calibration, options, artifacts, folder / REFERENCE_NAME)
         manifest.save(folder / MANIFEST_NAME)
     return manifest

@@ -1,7 +1,9 @@
 """Calibration images: one source, two consumers (TFLite's representative dataset, ORT's reader).
 
-Images come from the run's **training** split and go through exactly the
-inference pre-processing (``segedge.preprocess``): calibration on anything else
+Images come from the run's **training** split, are read upright by the one
+reader (``VocDataset.load_image`` = ``segedge.data.images.read_upright``: EXIF
+orientation, 16-bit, alpha, palette) and go through exactly the inference
+pre-processing (``segedge.preprocess``): calibration on anything else
 (random noise, another scaling) quantizes the wrong value ranges. Held-out
 reference ids are excluded, so verification never scores on calibration data.
 No TensorFlow or onnxruntime import here.

@@ -1,63 +1,45 @@
-"""``reference.npz``: the Keras model's own answers on held-out images, for TensorFlow-free checks.
+"""``reference.npz``: held-out ORIGINAL images, their full-resolution truth, and the Keras model's answers.
 
-The edge and bench compare every artifact against these masks (and logits for
-the first few images) without TensorFlow; export's own verification uses the
-same file. Inputs are stored as ``resize_uint8`` output (pre-scaling) so the
-consumer applies the manifest's scaling exactly as it would on a camera frame.
+The gate's promise is that the device still matches the original model, so
+the reference set holds what the device is given (each held-out image as its
+original encoded bytes, as in the dataset) and what the original model says
+about it at the image's own resolution, computed through the very pipeline the
+device runs: decode -> EXIF orientation -> resize -> scale -> model -> upsample
+(the manifest's mode) -> argmax (``read_upright``, ``segedge.preprocess``,
+``segedge.upsample``). bench decodes the same bytes with ``segedge predict``'s
+code and compares, so a bug in any of those steps shows.
+
+Model-size arrays (``inputs``, ``truth``, ``keras``, ``logits``) are kept too:
+export verification and the quantization tools compare raw model outputs.
+The file also records the class names, palette and upsampling it was built
+with, so a manifest edited after export is caught.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from segedge.data.images import read_upright, read_upright_pair
 from segedge.data.splits import Split
 from segedge.data.voc import VocDataset
-from segedge.errors import ConfigError, ExportError, ModelError
-from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels
+from segedge.errors import ConfigError, ExportError
+from segedge.labels import VOID
+from segedge.preprocess import Placement, PreprocessSpec, resize_mask, resize_uint8, scale_pixels
 from segedge.progress import stderr, track
+from segedge.reference import Reference
+from segedge.upsample import full_size_mask
+
+__all__ = ["Reference", "build_reference", "keras_logits", "reference_split"]
 
 EVAL_OPTION = "--eval-images"  # the export option that asks for the count (named in the truncation note)
-LOGITS_COUNT = 8
+LOGITS_COUNT = 2  # float logits are most of the file (8 x 224 x 224 x 21 x 4 bytes = 34 MB); 2 still check conversion
 PREDICT_CHUNK = 8
-
-
-@dataclass
-class Reference:
-    ids: list[str]
-    inputs: np.ndarray   # (N, H, W, 3) uint8, pre-scaling
-    truth: np.ndarray    # (N, H, W) uint8, ground truth at model size, 255 = void
-    keras: np.ndarray    # (N, H, W) uint8, Keras argmax
-    logits: np.ndarray   # (K, H, W, C) float32, Keras logits of the first K ids
-    split: str
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, ids=np.asarray(self.ids, dtype=str), inputs=self.inputs,
-                                truth=self.truth, keras=self.keras, logits=self.logits,
-                                split=np.asarray(self.split))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Reference:
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls(ids=[str(i) for i in data["ids"]], inputs=data["inputs"], truth=data["truth"],
-                           keras=data["keras"], logits=data["logits"],
-                           split=str(data["split"]) if "split" in data else "")
-        except (OSError, KeyError, ValueError) as exc:
-            raise ModelError(f"{path}: not a readable reference.npz ({exc}); re-export the bundle") from exc
-
-    def summary(self, file: str) -> dict:
-        return {"file": file, "count": len(self.ids), "split": self.split, "ids": list(self.ids),
-                "logits_count": int(len(self.logits))}
 
 
 def reference_split(split: Split) -> tuple[str, list[str]]:
@@ -80,8 +62,29 @@ def keras_logits(model, inputs_uint8: np.ndarray, spec: PreprocessSpec) -> np.nd
     return np.concatenate(out).astype(np.float32)
 
 
-def build_reference(model, dataset: VocDataset, split: Split, spec: PreprocessSpec, count: int) -> Reference:
-    """The first ``count`` held-out ids, pre-processed like inference, with Keras' answers."""
+@dataclass
+class _Held:
+    """One held-out pair as the device sees it: file bytes, upright image, upright truth."""
+
+    sample_id: str
+    data: bytes
+    suffix: str
+    image: Image.Image
+    truth: np.ndarray
+
+
+def _read_held(dataset: VocDataset, sample_id: str) -> _Held:
+    path = dataset.image_path(sample_id)
+    data = path.read_bytes()
+    image = read_upright(Image.open(io.BytesIO(data)))  # the bytes stored are the bytes decoded
+    _, truth = read_upright_pair(path, dataset.mask_path(sample_id))
+    return _Held(sample_id, data, path.suffix.lower(), image, truth)
+
+
+def build_reference(model, dataset: VocDataset, split: Split, spec: PreprocessSpec, count: int, *,
+                    classes: Sequence[str], palette: Sequence[Sequence[int]], upsample: str,
+                    void: int = VOID) -> Reference:
+    """The first ``count`` held-out ids: originals, full-size truth, and Keras' answers through the device pipeline."""
     if count < 1:
         raise ConfigError(f"{EVAL_OPTION} must be at least 1, got {count}")
     split_name, ids = reference_split(split)
@@ -89,13 +92,16 @@ def build_reference(model, dataset: VocDataset, split: Split, spec: PreprocessSp
         stderr.print(f"note: {EVAL_OPTION} {count}: the {split_name} split has {len(ids)} images; "
                      f"verifying on {len(ids)}", markup=False, highlight=False, soft_wrap=True)
     ids = ids[:count]
-    inputs, truth = [], []
-    for sample_id in track(ids, "loading reference images", total=len(ids)):
-        image, mask = dataset.load_pair(sample_id)
-        inputs.append(resize_uint8(image, spec)[0])
-        truth.append(resize_mask(mask, spec))
-    pixels = np.stack(inputs)
+    held = [_read_held(dataset, i) for i in track(ids, "loading reference images", total=len(ids))]
+    resized = [resize_uint8(h.image, spec) for h in held]
+    pixels = np.stack([r[0] for r in resized])
+    placements: list[Placement] = [r[1] for r in resized]
     logits = keras_logits(model, pixels, spec)
-    masks = logits.argmax(-1).astype(np.uint8)
-    return Reference(ids, pixels, np.stack(truth).astype(np.uint8), masks,
-                     logits[:LOGITS_COUNT].copy(), split_name)
+    full = [full_size_mask(one, placement, h.image.size, upsample, len(classes), void)
+            for one, placement, h in zip(logits, placements, held, strict=True)]
+    return Reference(
+        ids, pixels, np.stack([resize_mask(h.truth, spec) for h in held]).astype(np.uint8),
+        logits.argmax(-1).astype(np.uint8), logits[:LOGITS_COUNT].copy(), split_name,
+        originals=[h.data for h in held], suffixes=[h.suffix for h in held],
+        truth_full=[h.truth for h in held], keras_full=full, classes=list(classes),
+        palette=[list(map(int, rgb[:3])) for rgb in palette], upsample=upsample)

@@ -57,7 +57,10 @@ def build_split(dataset: VocDataset, config: TrainConfig) -> Split:
 
 
 def load_resized(dataset: VocDataset, sample_id: str, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    """One pair at model size: uint8 HxWx3 image (PIL bilinear) and uint8 HxW mask (nearest, 255 kept)."""
+    """One pair at model size: uint8 HxWx3 image (PIL bilinear) and uint8 HxW mask (nearest, 255 kept).
+
+    ``load_pair`` reads both upright (``read_upright_pair``: the image's EXIF turn applied to its mask too).
+    """
     image, mask = dataset.load_pair(sample_id)
     pixels, _ = resize_uint8(image, spec)
     return pixels, resize_mask(mask, spec)

@@ -1,0 +1,57 @@
+"""``segedge.upsample``: logits -> mask at the image's size, both modes, against hand-derived boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segedge.errors import ConfigError
+from segedge.preprocess import Placement
+from segedge.upsample import check_upsample, full_size_mask
+
+CROSSING = 4.3  # model-pixel coordinate (pixel i spans [i, i + 1)) where class 1 starts to win
+
+
+def ramp_logits(height: int = 8, width: int = 8) -> np.ndarray:
+    """Class 0: 0 everywhere; class 1: a ramp in x that is 0 at ``CROSSING`` (sampled at pixel centres)."""
+    logits = np.zeros((height, width, 2), np.float32)
+    logits[..., 1] = (np.arange(width, dtype=np.float32) + 0.5 - CROSSING)[None, :]
+    return logits
+
+
+def first_column_of_class_1(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask[0] == 1)[0])
+
+
+def test_logits_mode_puts_the_boundary_where_the_ramp_crosses_zero():
+    # image 80 px wide = 10 image pixels per model pixel: image pixel j's centre is at (j + 0.5) / 10 model px,
+    # so class 1 starts at the first j with (j + 0.5) / 10 > 4.3: j = 43 (a linear ramp stays linear under bilinear)
+    mask = full_size_mask(ramp_logits(), Placement(0, 0, 8, 8), (80, 8), "logits", 21, 255)
+    assert mask.shape == (8, 80)
+    assert first_column_of_class_1(mask) == 43
+    assert set(np.unique(mask)) == {0, 1}
+
+
+def test_mask_mode_is_blocky_at_model_pixel_edges():
+    # argmax at model size: pixel i is class 1 when i + 0.5 > 4.3, i.e. i >= 4; nearest x10 -> column 40
+    mask = full_size_mask(ramp_logits(), Placement(0, 0, 8, 8), (80, 8), "mask", 21, 255)
+    assert first_column_of_class_1(mask) == 40
+
+
+def test_only_the_content_crop_is_used_and_extra_outputs_are_void():
+    logits = np.zeros((8, 8, 23), np.float32)
+    logits[..., 2] = 9.0  # the letterbox padding rows say class 2
+    logits[2:6, :, 2] = 0.0
+    logits[2:6, :4, 5] = 1.0
+    logits[2:6, 4:, 22] = 1.0  # an output index past the 21 classes (the seed preset's void)
+    for mode in ("logits", "mask"):
+        mask = full_size_mask(logits, Placement(0, 2, 8, 4), (16, 8), mode, 21, 255)
+        assert mask.shape == (8, 16)
+        assert 2 not in mask  # nothing from the padding
+        assert (mask[:, :6] == 5).all() and (mask[:, 10:] == 255).all()
+
+
+def test_unknown_mode_is_a_config_error():
+    assert check_upsample("mask") == "mask"
+    with pytest.raises(ConfigError, match="--upsample must be logits or mask, got 'cubic'"):
+        check_upsample("cubic")

@@ -74,13 +74,13 @@ def image_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """Muted low-frequency colour, grain and a few grey clutter blobs: texture that is no class."""
-    coarse = rng.uniform(70, 180, size=(4, 4, 3))
-    coarse = 0.5 * coarse + 0.5 * coarse.mean(axis=2, keepdims=True)  # desaturate: classes own the vivid colours
+    coarse = rng.uniform(60, 170, size=(4, 4, 3))
+    coarse = 0.35 * coarse + 0.65 * coarse.mean(axis=2, keepdims=True)  # muted: the classes own the vivid colours
     smooth = Image.fromarray(coarse.astype(np.uint8), "RGB").resize((width, height), Image.BICUBIC)
     clutter = ImageDraw.Draw(smooth)
     long_side = max(width, height)
     for _ in range(int(rng.integers(0, 4))):
-        grey = int(rng.uniform(60, 200))
+        grey = int(rng.uniform(50, 180))
         tint = tuple(int(np.clip(grey + rng.normal(0, 12), 0, 255)) for _ in range(3))
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         rx, ry = rng.uniform(0.05, 0.25) * long_side, rng.uniform(0.05, 0.25) * long_side
@@ -148,18 +148,41 @@ def _void_band(labels: np.ndarray, width: int) -> np.ndarray:
     return np.where(high != low, np.uint8(VOID), labels)
 
 
-def make_sample(rng: np.random.Generator, size: int, max_shapes: int) -> tuple[Image.Image, Image.Image]:
-    """One (RGB photo, palette mask) pair; ``size`` is the long side in pixels."""
+class ClassDeck:
+    """Deals the 20 classes in shuffled rounds, so each gets the same share of objects.
+
+    Independent draws leave some class with half the average count in a
+    240-image demo set; a deck keeps every class learnable and present.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._pending: list[int] = []
+
+    def deal(self) -> int:
+        if not self._pending:
+            self._pending = [int(c) for c in self._rng.permutation(CLASSES)]
+        return self._pending.pop()
+
+
+def make_sample(rng: np.random.Generator, size: int, max_shapes: int,
+                deck: ClassDeck | None = None) -> tuple[Image.Image, Image.Image]:
+    """One (RGB photo, palette mask) pair; ``size`` is the long side in pixels.
+
+    ``deck`` spreads classes evenly over a whole dataset (``generate`` passes one); without it,
+    this image's classes come from a fresh shuffle.
+    """
+    deck = deck if deck is not None else ClassDeck(rng)
     width, height = image_size(rng, size)
     pixels = _background(rng, width, height)
     labels = np.zeros((height, width), dtype=np.uint8)
-    count = 1 + int(min(rng.geometric(0.5) - 1, max_shapes - 1))  # 1: half, 2: a quarter, ...
+    count = 1 + int(min(rng.geometric(0.45) - 1, max_shapes - 1))  # 1 object in 45 % of images, 2 in 25 %, ...
     long_side = max(width, height)
     band = max(1, int(round(long_side * VOID_PER_PX)))
-    radii = sorted((float(rng.uniform(0.18, 0.4) if count == 1 else rng.uniform(0.12, 0.32)) * long_side
+    radii = sorted((float(rng.uniform(0.22, 0.45) if count == 1 else rng.uniform(0.15, 0.35)) * long_side
                     for _ in range(count)), reverse=True)  # large first: small ones in front, as in photos
     for radius in radii:
-        cls = int(CLASSES[rng.integers(len(CLASSES))])
+        cls = deck.deal()
         _paint(rng, pixels, labels, cls, _place(rng, cls, width, height, radius), band + 2)
     labels = _void_band(labels, band)
     photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
@@ -176,12 +199,13 @@ def generate(out: str | os.PathLike[str], config: SynthConfig, overwrite: bool =
     config.check()
     target = outputs.claim(out, "dataset", overwrite)
     rng = np.random.default_rng(config.seed)
+    deck = ClassDeck(rng)
     ids = [f"synth_{i:06d}" for i in range(config.images)]
     with outputs.build(target) as root:
         for sub in (IMAGE_DIR, MASK_DIR, str(SPLIT_DIR)):
             (root / sub).mkdir(parents=True)
         for sample_id in track(ids, "Generating images", total=len(ids)):
-            image, mask = make_sample(rng, config.size, config.max_shapes)
+            image, mask = make_sample(rng, config.size, config.max_shapes, deck)
             jpeg = io.BytesIO()
             image.save(jpeg, format="JPEG", quality=92)
             (root / IMAGE_DIR / f"{sample_id}.jpg").write_bytes(jpeg.getvalue())

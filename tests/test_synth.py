@@ -14,6 +14,7 @@ from PIL import Image
 
 from segedge.data.check import check_dataset
 from segedge.data.synth import SynthConfig, generate
+from segedge.errors import ConfigError
 
 IMAGES = 100
 SIZE = 64
@@ -116,3 +117,18 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     assert all((a / "JPEGImages" / f"synth_{i:06d}.jpg").read_bytes()
                != (c / "JPEGImages" / f"synth_{i:06d}.jpg").read_bytes() for i in range(6))
+
+
+def test_classes_limit_which_objects_are_drawn(tmp_path):
+    root = generate(tmp_path / "voc", SynthConfig(images=12, size=48, seed=4, classes=(7, 15)))
+    seen: set[int] = set()
+    for _, mask in _pairs(root):
+        seen |= set(np.unique(mask).tolist())
+    assert seen == {0, 7, 15, 255}
+
+
+@pytest.mark.parametrize("classes", [(), (0,), (21,), (7, 7), (255,)])
+def test_classes_outside_voc_objects_are_refused(classes, tmp_path):
+    with pytest.raises(ConfigError, match="classes must be distinct VOC object ids 1-20"):
+        generate(tmp_path / "voc", SynthConfig(images=4, size=48, classes=classes))
+    assert not (tmp_path / "voc").exists()

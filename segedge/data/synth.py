@@ -46,6 +46,7 @@ class SynthConfig:
     seed: int = 0
     val_fraction: float = 0.4
     max_shapes: int = 4  # objects per image: 1 to this many (fewer are likelier)
+    classes: tuple[int, ...] = CLASSES  # object classes drawn (VOC ids 1-20); tests' few-step models use a few
 
     def check(self) -> None:
         if self.images < 3:
@@ -56,6 +57,8 @@ class SynthConfig:
             raise ConfigError(f"val fraction must be in (0, 1), got {self.val_fraction}")
         if self.max_shapes < 1:
             raise ConfigError(f"max_shapes must be at least 1, got {self.max_shapes}")
+        if not self.classes or len(set(self.classes)) != len(self.classes) or not set(self.classes) <= set(CLASSES):
+            raise ConfigError(f"classes must be distinct VOC object ids 1-20, got {self.classes!r}")
 
 
 def image_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
@@ -149,19 +152,20 @@ def _void_band(labels: np.ndarray, width: int) -> np.ndarray:
 
 
 class ClassDeck:
-    """Deals the 20 classes in shuffled rounds, so each gets the same share of objects.
+    """Deals the classes in shuffled rounds, so each gets the same share of objects.
 
     Independent draws leave some class with half the average count in a
     240-image demo set; a deck keeps every class learnable and present.
     """
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, classes: tuple[int, ...] = CLASSES) -> None:
         self._rng = rng
+        self._classes = np.asarray(classes)
         self._pending: list[int] = []
 
     def deal(self) -> int:
         if not self._pending:
-            self._pending = [int(c) for c in self._rng.permutation(CLASSES)]
+            self._pending = [int(c) for c in self._rng.permutation(self._classes)]
         return self._pending.pop()
 
 
@@ -199,7 +203,7 @@ def generate(out: str | os.PathLike[str], config: SynthConfig, overwrite: bool =
     config.check()
     target = outputs.claim(out, "dataset", overwrite)
     rng = np.random.default_rng(config.seed)
-    deck = ClassDeck(rng)
+    deck = ClassDeck(rng, tuple(config.classes))
     ids = [f"synth_{i:06d}" for i in range(config.images)]
     with outputs.build(target) as root:
         for sub in (IMAGE_DIR, MASK_DIR, str(SPLIT_DIR)):

@@ -18,7 +18,8 @@ app = typer.Typer(help="Generate, download or validate a VOC-format dataset.", n
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to create (VOC layout): new, or an existing empty folder.")],
     images: Annotated[int, typer.Option(min=3, help="Number of image/mask pairs.")] = 200,
-    size: Annotated[int, typer.Option(min=32, help="Image width in pixels (heights vary 75-100 %).")] = 96,
+    size: Annotated[int, typer.Option(
+        min=32, help="Long side of each image in pixels (VOC: 500); aspect ratios vary as in VOC.")] = 96,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (0 or more): same seed, same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option(
         help="Replace OUT if it holds a dataset segedge generated (never a folder with other files).")] = False,

@@ -31,7 +31,8 @@ from segedge.bench.timing import (
     time_invoke,
 )
 from segedge.errors import SegedgeError
-from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.preprocess import PreprocessSpec
+from segedge.runtime import feed
 
 KERAS = "keras"
 
@@ -109,7 +110,7 @@ def _predict(backend, spec: PreprocessSpec, job: PredictJob) -> None:
     inputs = np.load(job.inputs, mmap_mode="r")
     masks = np.empty(inputs.shape[:3], dtype=np.uint8)
     for i in range(len(inputs)):
-        logits = backend.finish(backend.invoke(backend.prepare(scale_pixels(np.asarray(inputs[i : i + 1]), spec))))
+        logits = backend.finish(backend.invoke(feed(backend, np.asarray(inputs[i : i + 1]), spec)))
         masks[i] = logits_to_mask(logits[0])
     np.save(job.out, masks)
 
@@ -123,7 +124,7 @@ def measure(job: ChildJob) -> dict[str, Any]:
     sample = np.array(np.load(job.latency_input, mmap_mode="r")[:1])
     base_rss = current_rss_mb()
     backend, init_ns = time_call(lambda: _open(job))
-    tensor = backend.prepare(scale_pixels(sample, spec))
+    tensor = feed(backend, sample, spec)
     _, first_ns = time_call(lambda: backend.invoke(tensor))
     samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs)
     peak = peak_rss_mb()  # before end-to-end and prediction buffers can add to it

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 import segedge
-from segedge import fileio
+from segedge import fileio, metadata
 from segedge.bench.accuracy import artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob
 from segedge.bench.data import EvalSet, load_reference, load_voc_val
@@ -218,6 +218,8 @@ def _targets(config: BenchConfig, manifest: Manifest, names: list[str], keras_mo
             verify_artifact_file(path, info)
         except ModelError as exc:
             error = exc.message
+        else:  # the file is what export wrote; a manifest that contradicts its embedded metadata is refused
+            metadata.check_manifest(path, metadata.read_artifact(path), manifest)
         targets.append(_Target(name, path, info.runtime, info.precision, error))
     if keras_model is not None:
         targets.append(_Target(KERAS, keras_model, KERAS, "fp32"))

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, mean, percentile
-from segedge.preprocess import PreprocessSpec, preprocess, restore_mask
+from segedge.preprocess import PreprocessSpec, resize_uint8, restore_mask
+from segedge.runtime import feed
 
 
 class Invokable(Protocol):
@@ -71,7 +72,8 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
                     read: Callable[[Path], Any]) -> dict[str, float]:
     """Mean milliseconds per image for each stage: load, preprocess, infer, postprocess.
 
-    load = decode the file; preprocess = resize + scale + make the input tensor;
+    load = decode the file; preprocess = resize + make the input tensor (pixels as they are for a
+    pixel-input artifact; scaled here for the Keras row);
     infer = the runtime call alone (as in the latency rows); postprocess =
     dequantize + argmax + restore the mask to the image's own size.
     """
@@ -81,8 +83,8 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
         t0 = clock()
         image = read(path)
         t1 = clock()
-        pixels, placement = preprocess(image, spec)
-        tensor = backend.prepare(pixels[None])
+        pixels, placement = resize_uint8(image, spec)
+        tensor = feed(backend, pixels[None], spec)
         t2 = clock()
         raw = backend.invoke(tensor)
         t3 = clock()

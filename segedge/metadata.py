@@ -32,6 +32,7 @@ VERSION = 1
 TFLITE_IDENTIFIER = b"TFL3"
 CHECKED = ("classes", "palette", "void", "void_handling", "model_outputs", "preprocess")
 """The fields predict and bench compare with manifest.json (everything that changes what a mask means)."""
+PREPROCESS_CHECKED = ("height", "width", "scaling", "resize", "layout", "input")
 
 
 def build(artifact: str, runtime: str, precision: str, *, classes: list[str], palette: list[list[int]], void: int,
@@ -156,7 +157,8 @@ def read_tflite(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             try:
                 raw = _tflite_entry(buf)
             except (IndexError, ValueError, TypeError, struct.error) as exc:  # offsets pointing outside the file
-                raise ModelError(f"{path}: the TFLite flatbuffer is damaged ({exc}); re-export or re-copy it") from exc
+                raise ModelError(f"{path}: not a valid TFLite model (its flatbuffer is damaged: {exc}); "
+                                 "re-export or re-copy it") from exc
     return None if raw is None else decode(raw, str(path))
 
 
@@ -220,9 +222,10 @@ def _differences(embedded: dict[str, Any], recorded: dict[str, Any]) -> list[str
     found = []
     for key in CHECKED:
         mine, theirs = embedded.get(key), recorded.get(key)
-        if key == "preprocess":
-            mine = {k: mine.get(k) for k in ("height", "width", "scaling", "resize", "layout", "input")}
-            theirs = {k: theirs.get(k) for k in mine} if isinstance(theirs, dict) else theirs
+        if key == "preprocess" and isinstance(mine, dict) and isinstance(theirs, dict):
+            found += [f"preprocess.{k} is {mine.get(k)!r} in the file but {theirs.get(k)!r} in the manifest"
+                      for k in PREPROCESS_CHECKED if mine.get(k) != theirs.get(k)]
+            continue
         if mine == theirs:
             continue
         if key in ("classes", "palette") and isinstance(mine, list) and isinstance(theirs, list):
@@ -240,9 +243,14 @@ def _differences(embedded: dict[str, Any], recorded: dict[str, Any]) -> list[str
 def check_manifest(path: str | os.PathLike[str], embedded: dict[str, Any] | None, manifest: Any) -> None:
     """Refuse a manifest that disagrees with the metadata export embedded in ``path`` (ModelError, exit 4).
 
-    A file without metadata (an older export) passes: there is nothing to compare.
+    A file without metadata passes only under an older manifest (scaled input): every artifact of a
+    pixel-input bundle was written with its metadata, so one without it was replaced after export
+    (and whether it takes pixels or scaled values cannot be known).
     """
     if embedded is None:
+        if getattr(manifest.preprocess, "pixels_in", False):
+            raise ModelError(f"{path}: has no embedded segedge metadata, but every artifact of this bundle was "
+                             "exported with it; the file was replaced after export; re-export the bundle")
         return
     recorded = manifest.to_dict()
     differences = _differences(embedded, recorded)

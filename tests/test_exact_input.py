@@ -184,3 +184,21 @@ def test_pixel_graph_computes_the_trained_model_on_scaled_pixels():
         got = np.asarray(export.model(pixels, training=False))
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_bench_input_exact_script_runs_and_counts_levels():
+    """The documented benchmark runs (tiny settings) and reports the levels the two input paths keep."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "benchmarks/bench_input_exact.py", "--size", "32", "--frames", "3"],
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "int8 after: pixels as they are" in result.stdout
+    # 2/255 steps with zero point 127 put every level half-way between two codes: some merge; pixels: none.
+    line = next(x for x in result.stdout.splitlines() if x.startswith("distinct input codes"))
+    before, after = (int(v) for v in line.replace(",", "").split()[-3::2])
+    assert before < 256 and after == 256

@@ -219,7 +219,12 @@ def _targets(config: BenchConfig, manifest: Manifest, names: list[str], keras_mo
         except ModelError as exc:
             error = exc.message
         else:  # the file is what export wrote; a manifest that contradicts its embedded metadata is refused
-            metadata.check_manifest(path, metadata.read_artifact(path), manifest)
+            try:
+                embedded = metadata.read_artifact(path)
+            except ModelError as exc:  # a damaged file: its row says so, as for any unreadable model
+                error = exc.message
+            else:
+                metadata.check_manifest(path, embedded, manifest)
         targets.append(_Target(name, path, info.runtime, info.precision, error))
     if keras_model is not None:
         targets.append(_Target(KERAS, keras_model, KERAS, "fp32"))

@@ -252,8 +252,8 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     verify_artifact_file(model, info)
     backend = open_backend(model, kind, threads, spec=manifest.preprocess)
     try:
-        metadata.check_manifest(model, backend.metadata, manifest)
         check_compatible(model, manifest, info, backend)
+        metadata.check_manifest(model, backend.metadata, manifest)
     except ModelError:
         backend.close()
         raise

@@ -48,12 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from segedge import fileio
+from segedge import fileio, metadata
 from segedge.edge.runtime import open_backend
 from segedge.errors import ConfigError, ParityError
 from segedge.manifest import MANIFEST_NAME
 from segedge.metrics import confusion_matrix, mean_iou
-from segedge.preprocess import scale_pixels
 from segedge.quant.report import (
     ONNX_FP32,
     ONNX_INT8,
@@ -179,9 +178,9 @@ def keras_miou(ctx: QuantContext) -> float:
 
 def score_model(path: Path, ctx: QuantContext, repeats: int = LATENCY_REPEATS) -> tuple[float, float]:
     """(mIoU on the reference set, p50 ms of ``repeats`` single-image invokes) through the edge runtime."""
-    backend = open_backend(path)
+    backend = open_backend(path, spec=ctx.manifest.preprocess)  # trial files carry no metadata
     try:
-        inputs = scale_pixels(ctx.reference.inputs, ctx.run.spec)
+        inputs = ctx.reference.inputs  # uint8 pixels, prepared by the backend as on the device (issue 16)
         masks = [backend.run(inputs[i : i + 1])[0].argmax(-1) for i in range(len(inputs))]
         tensor = backend.prepare(inputs[:1])
         backend.invoke(tensor)  # warm-up
@@ -418,9 +417,11 @@ def replace_int8_artifact(ctx: QuantContext, result: FallbackResult, k: int) -> 
     info = manifest.artifacts[result.artifact]
     path = ctx.bundle / info.file
     backup = path.read_bytes()
+    document = metadata.read_artifact(path)  # the replaced file's own metadata goes into the new one
     onnx = result.artifact == ONNX_INT8
     try:
-        fileio.write_bytes(path, result.model)
+        data = result.model if document is None else metadata.embed(result.model, info.runtime, document)
+        fileio.write_bytes(path, data)
         tensor_in, tensor_out = read_io(path)
         info.input, info.output = tensor_in, tensor_out
         info.sha256, info.bytes = fileio.sha256_file(path), path.stat().st_size
@@ -440,7 +441,7 @@ def replace_int8_artifact(ctx: QuantContext, result: FallbackResult, k: int) -> 
                 "ops": "TFLITE_BUILTINS_INT8 + float builtins (float fallback)" if k else info.details.get("ops"),
                 "int8_io": tensor_in.dtype if tensor_in.dtype in ("uint8", "int8") else info.details.get("int8_io"),
             })
-        info.verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, ctx.run.spec,
+        info.verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, manifest.preprocess,
                                       manifest.num_classes)
         manifest.save(ctx.bundle / MANIFEST_NAME)
         result.replaced = True

@@ -200,7 +200,9 @@ class QuantContext:
         ids = [f"reference:{i}" for i in self.reference.ids[:from_reference]]
         ids += [f"calibration:{i}" for i in self.calibration.ids[:from_calib]]
         pixels = np.concatenate([self.reference.inputs[:from_reference], self.calibration.pixels[:from_calib]])
-        spec = self.run.spec
+        spec = self.manifest.preprocess  # a pixel-input bundle's graph takes the pixels (issue 16)
+        if spec.pixels_in:
+            return ids, [p[None].astype(np.float32) for p in pixels]
         return ids, [scale_pixels(p[None], spec).astype(np.float32) for p in pixels]
 
 
@@ -220,7 +222,7 @@ def load_context(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[
     if not ids:
         raise ConfigError(f"{bundle}: manifest records no calibration images; re-export with int8 targets")
     reference = Reference.load(bundle / REFERENCE_NAME)
-    calibration = load_calibration(run.dataset(data_root), ids, len(ids), run.spec)
+    calibration = load_calibration(run.dataset(data_root), ids, len(ids), manifest.preprocess)
     if len(calibration) != len(ids):
         raise ExportError(f"{bundle}: only {len(calibration)} of the {len(ids)} calibration images were found")
     return QuantContext(run, bundle, manifest, reference, calibration)
@@ -259,7 +261,8 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
     # The graph the bundle's int8 TFLite was converted from (the same partial sub-pixel rewrite).
-    export = prepare_export_model(model, plan=rewrite_plan(TARGETS["int8"]))
+    spec = ctx.manifest.preprocess
+    export = prepare_export_model(model, plan=rewrite_plan(TARGETS["int8"]), scaling=spec if spec.pixels_in else None)
     converter, _, _ = TFLiteSource(export, scratch).converter()
     configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)

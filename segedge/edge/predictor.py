@@ -239,7 +239,8 @@ class Segmenter:
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
          artifact: str | None = None) -> Segmenter:
-    """Open a bundle folder (default artifact) or a model file inside a bundle, checked against its manifest."""
+    """Open a bundle folder (default artifact) or a model file (checked against the manifest beside it, or run
+    on its embedded metadata when there is none)."""
     model, manifest, name, info = resolve(path, artifact, runtime)
     kind = runtime_for_file(model.name).value
     if runtime is not None and kind != runtime:

@@ -29,6 +29,19 @@ SCALING_CONSTANTS: dict[str, tuple[float, float]] = {
 }
 
 
+class InputContract(str, Enum):
+    """What a model's input tensor holds (issue 16).
+
+    ``scaled``: ``x = pixel * scale + offset`` computed on the device (the Keras model as trained).
+    ``pixels``: the decoded pixel values 0..255, the scaling folded into the graph (every artifact
+    segedge exports), so the device feeds uint8 pixels with no float round trip and an int8 model's
+    input quantization is the identity on 0..255 (scale 1).
+    """
+
+    scaled = "scaled"
+    pixels = "pixels"
+
+
 class ResizeMode(str, Enum):
     stretch = "stretch"
     letterbox = "letterbox"
@@ -41,6 +54,7 @@ class PreprocessSpec:
     scaling: str = Scaling.mobilenet.value
     resize: str = ResizeMode.stretch.value
     layout: str = "NHWC"
+    input: str = InputContract.scaled.value
 
     def __post_init__(self) -> None:
         if self.scaling not in SCALING_CONSTANTS:
@@ -49,6 +63,13 @@ class PreprocessSpec:
             raise ConfigError(f"unknown resize mode {self.resize!r}; choose stretch or letterbox")
         if self.layout not in ("NHWC", "NCHW"):
             raise ConfigError(f"unknown layout {self.layout!r}; choose NHWC or NCHW")
+        if self.input not in {c.value for c in InputContract}:
+            raise ConfigError(f"unknown input contract {self.input!r}; choose scaled or pixels")
+
+    @property
+    def pixels_in(self) -> bool:
+        """True when the model takes pixels 0..255 and scales them itself."""
+        return self.input == InputContract.pixels.value
 
     @property
     def scale(self) -> float:
@@ -60,7 +81,8 @@ class PreprocessSpec:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["formula"] = "x = pixel_uint8 * scale + offset"
+        data["formula"] = ("x = pixel_uint8 * scale + offset, computed inside the model: feed pixels 0..255"
+                           if self.pixels_in else "x = pixel_uint8 * scale + offset")
         data["scale"] = self.scale
         data["offset"] = self.offset
         data["interpolation"] = "bilinear (PIL)"
@@ -71,6 +93,7 @@ class PreprocessSpec:
         return cls(
             height=int(data["height"]), width=int(data["width"]), scaling=data["scaling"],
             resize=data.get("resize", "stretch"), layout=data.get("layout", "NHWC"),
+            input=data.get("input", InputContract.scaled.value),
         )
 
 

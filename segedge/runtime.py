@@ -1,7 +1,12 @@
 """One small interface over LiteRT, tflite-runtime and onnxruntime.
 
 A backend loads one artifact, says what input it wants (``spec``), and maps a
-float32 NHWC batch (already scaled per the manifest) to float32 NHWC logits.
+batch to float32 NHWC logits. The batch is uint8 NHWC pixels (what the device
+decodes) or float32 values already scaled per the manifest (older callers).
+Artifacts exported by this segedge take pixels 0..255 and scale them inside the
+graph (``PreprocessSpec.input == "pixels"``, read from the metadata embedded in
+the file, ``segedge.metadata``). ``prepare`` hands them the pixels with no float
+round trip: a uint8 tensor with scale 1 and zero point 0 gets them as they are.
 Integer models are fed with the scale and zero point read from the model
 itself, never from a constant. No TensorFlow anywhere.
 """
@@ -15,7 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from segedge import metadata
 from segedge.errors import ConfigError, MissingExtraError, ModelError
+from segedge.preprocess import PreprocessSpec, scale_pixels
 from segedge.targets import Runtime, runtime_for_file
 
 
@@ -45,6 +52,59 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (values.astype(np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
 
 
+def effective_spec(path: Path, embedded: dict | None, given: PreprocessSpec | None) -> PreprocessSpec | None:
+    """The pre-processing an artifact expects: its embedded metadata's, else the caller's (the manifest's)."""
+    if embedded is None:
+        return given
+    try:
+        return PreprocessSpec.from_dict(embedded["preprocess"])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ModelError(f"{path}: its embedded segedge metadata has no valid preprocess ({exc}); "
+                         "re-export it") from exc
+
+
+def model_values(batch: np.ndarray, spec: PreprocessSpec | None, path: Path) -> np.ndarray:
+    """What the model's input holds, as numbers: pixels (uint8 or float) or scaled floats.
+
+    uint8 in: pixels for a pixel-input model (returned as they are), scaled here for an
+    older scaled-input one. float in: scaled values; a pixel-input model gets the pixels
+    back (``rint((x - offset) / scale)``, exact for values ``scale_pixels`` made).
+    """
+    batch = np.asarray(batch)
+    pixels_in = spec is not None and spec.pixels_in
+    if batch.dtype == np.uint8:
+        if pixels_in:
+            return batch
+        if spec is None:
+            raise ModelError(f"{path}: the model has no embedded pre-processing, so uint8 pixels cannot be "
+                             "scaled for it; run it through its bundle (manifest.json)")
+        return scale_pixels(batch, spec)
+    batch = np.asarray(batch, dtype=np.float32)
+    if pixels_in:
+        return np.clip(np.rint((batch - np.float32(spec.offset)) / np.float32(spec.scale)), 0, 255)
+    return batch
+
+
+def feed(backend: Any, pixels: np.ndarray, spec: PreprocessSpec) -> Any:
+    """uint8 pixels -> ``backend``'s input tensor: the pixels themselves where the backend takes them.
+
+    Edge backends (``preprocess`` known: embedded or given) prepare pixels exactly; others (the
+    Keras row, an old file opened without its manifest's spec) get ``scale_pixels`` output.
+    """
+    if getattr(backend, "preprocess", None) is not None:
+        return backend.prepare(pixels)
+    return backend.prepare(scale_pixels(pixels, spec))
+
+
+def typed_input(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Model values -> the input tensor's dtype; uint8 pixels into a scale-1/zero-point-0 uint8 tensor unchanged."""
+    if spec.quantized:
+        if values.dtype == np.uint8 and spec.dtype == "uint8" and spec.scale == 1.0 and spec.zero_point == 0:
+            return values
+        return quantize(values.astype(np.float32, copy=False), spec)
+    return values.astype(spec.dtype, copy=False)
+
+
 class Backend(Protocol):
     path: Path
     runtime: Runtime
@@ -52,8 +112,11 @@ class Backend(Protocol):
     input: TensorSpec
     output: TensorSpec
 
+    metadata: dict | None           # the document export embedded in the file (segedge.metadata)
+    preprocess: PreprocessSpec | None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NHWC (scaled) -> float32 NHWC logits."""
+        """uint8 NHWC pixels (or float32 scaled values) -> float32 NHWC logits."""
 
     def close(self) -> None: ...
 
@@ -107,9 +170,11 @@ class TFLiteBackend:
 
     runtime = Runtime.tflite
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, spec: PreprocessSpec | None = None) -> None:
         self.path, self.threads = Path(path), threads
         _check_readable(self.path)
+        self.metadata = metadata.read_tflite(self.path)
+        self.preprocess = effective_spec(self.path, self.metadata, spec)
         interpreter_class = tflite_interpreter_class()
         try:
             self._interpreter = interpreter_class(model_path=str(self.path), num_threads=threads)
@@ -134,11 +199,8 @@ class TFLiteBackend:
         return self._interpreter.get_tensor(self._out["index"])
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
-        """float32 scaled NHWC -> what the input tensor holds (quantized for int models)."""
-        batch = np.asarray(batch, dtype=np.float32)
-        if self.input.quantized:
-            return quantize(batch, self.input)
-        return batch.astype(self.input.dtype, copy=False)
+        """uint8 pixels or float32 scaled NHWC -> what the input tensor holds (quantized for int models)."""
+        return typed_input(model_values(batch, self.preprocess, self.path), self.input)
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         return dequantize(raw, self.output) if self.output.quantized else raw.astype(np.float32, copy=False)
@@ -166,7 +228,7 @@ class OnnxBackend:
 
     runtime = Runtime.onnx
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, spec: PreprocessSpec | None = None) -> None:
         self.path, self.threads = Path(path), threads
         _check_readable(self.path)
         try:
@@ -178,6 +240,8 @@ class OnnxBackend:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelError(f"{self.path}: not a valid ONNX model ({exc}); re-export or re-copy it") from exc
+        self.metadata = metadata.read_onnx_session(self._session, str(self.path))
+        self.preprocess = effective_spec(self.path, self.metadata, spec)
         meta_in, meta_out = self._session.get_inputs()[0], self._session.get_outputs()[0]
 
         def dims(shape) -> tuple[int, ...]:
@@ -189,7 +253,8 @@ class OnnxBackend:
         self._out_name = meta_out.name
 
     def prepare(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch, dtype=np.float32)
+        """uint8 pixels or float32 scaled NHWC -> the float32 input (pixels cast exactly for pixel-input models)."""
+        batch = typed_input(model_values(batch, self.preprocess, self.path), self.input)
         if self.nchw:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         return batch
@@ -213,9 +278,14 @@ class OnnxBackend:
 
 
 def open_backend(path: str | os.PathLike[str], runtime: Runtime | str | None = None,
-                 threads: int = 1) -> TFLiteBackend | OnnxBackend:
-    """Open an artifact with the runtime its extension implies (or the one asked for)."""
+                 threads: int = 1, spec: PreprocessSpec | None = None) -> TFLiteBackend | OnnxBackend:
+    """Open an artifact with the runtime its extension implies (or the one asked for).
+
+    ``spec`` (the manifest's pre-processing) is used only when the file carries no
+    embedded metadata (an older export); the file's own metadata wins otherwise.
+    """
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     chosen = Runtime(runtime) if runtime else runtime_for_file(str(path))
-    return TFLiteBackend(path, threads) if chosen is Runtime.tflite else OnnxBackend(path, threads)
+    backend = TFLiteBackend if chosen is Runtime.tflite else OnnxBackend
+    return backend(path, threads, spec)

@@ -393,9 +393,13 @@ def manifest_missing(env):
     return predict(env, env.photo)
 
 
-def manifest_missing_beside_model(env):
+def manifest_missing_beside_model(env):  # a TFLite file whose metadata is not segedge's (renamed entry)
     (env.bundle / "manifest.json").unlink()
-    return predict(env, env.photo, model=env.bundle / "model_fp32.tflite")
+    model = env.bundle / "model_fp32.tflite"
+    name = b"\x07\x00\x00\x00segedge\x00"  # the flatbuffer string naming segedge's metadata entry
+    assert model.read_bytes().count(name) == 1
+    model.write_bytes(model.read_bytes().replace(name, b"\x07\x00\x00\x00foreign\x00"))
+    return predict(env, env.photo, model=model)
 
 
 def manifest_not_json(env):

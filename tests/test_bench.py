@@ -154,8 +154,8 @@ def _tflite_masks(path: Path, images: list[np.ndarray]) -> list[np.ndarray]:
     feed, fetch = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     masks = []
     for image in images:
-        pixels = _stretch(image)
-        pixels = pixels if feed["dtype"] == np.uint8 else (pixels / 127.5 - 1.0).astype(np.float32)
+        pixels = _stretch(image)  # pixels 0..255 in every artifact: uint8 as they are, float32 for float models
+        pixels = pixels if feed["dtype"] == np.uint8 else pixels.astype(np.float32)
         interpreter.set_tensor(feed["index"], pixels[np.newaxis])
         interpreter.invoke()
         raw = interpreter.get_tensor(fetch["index"])[0].astype(np.float32)
@@ -170,23 +170,24 @@ def _onnx_masks(path: Path, images: list[np.ndarray]) -> list[np.ndarray]:
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return [_full_size(session.run(None, {name: (_stretch(image) / 127.5 - 1.0).astype(np.float32)[np.newaxis]})[0][0],
+    return [_full_size(session.run(None, {name: _stretch(image).astype(np.float32)[np.newaxis]})[0][0],
                        *image.shape[:2]) for image in images]
 
 
 def test_agreement_matches_an_independent_run_over_reference_npz(healthy, tiny_bundle):
     """Bench's agreement vs masks made here from the original files with the runtimes' own APIs and TF's resize.
 
-    At original resolution, over pixels whose ground truth is not void. Float models must agree but for
-    near-ties (TF's and PIL's bilinear differ by ~1e-5); integer models may differ on a few more pixels:
-    bench quantizes the scaled float input while a camera frame goes into the uint8 model as is.
+    At original resolution, over pixels whose ground truth is not void. Every artifact takes pixels 0..255
+    (issue 16: the scaling is inside the model, the uint8 input the identity), fed here as they are. Float
+    models must agree but for near-ties (TF's and PIL's bilinear differ by ~1e-5); integer models may differ
+    on a few more pixels (int8 logits dequantized here vs by the runtime's wrapper).
     """
     pytest.importorskip("tensorflow")
     out, _ = healthy
     report = json.loads((out / "report.json").read_text())
     manifest = load_manifest(tiny_bundle)
-    assert (manifest.preprocess.scaling, manifest.preprocess.width, manifest.preprocess.resize) == (
-        "mobilenet", 64, "stretch")  # what the test assumes
+    assert (manifest.preprocess.input, manifest.preprocess.scaling, manifest.preprocess.width,
+            manifest.preprocess.resize) == ("pixels", "mobilenet", 64, "stretch")  # what the test assumes
     assert manifest.upsample == "logits"
     images, truth, keras = _upright_originals(tiny_bundle)
     for name, runner, tolerance in (("fp32", _tflite_masks, 1e-3), ("int8", _tflite_masks, 1e-2),

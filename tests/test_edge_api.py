@@ -116,7 +116,9 @@ class RedThresholdBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         logits = np.zeros(batch.shape[:3] + (self.outputs,), dtype=np.float32)
-        logits[..., 1] = batch[..., 0]  # mobilenet scaling: pixel 127.5 -> 0.0, so class 1 iff red > 127.5
+        # The Segmenter hands backends uint8 pixels (issue 16: the artifacts scale inside): class 1 iff red > 127.5
+        assert batch.dtype == np.uint8
+        logits[..., 1] = batch[..., 0].astype(np.float32) - 127.5
         return logits
 
     def close(self) -> None:

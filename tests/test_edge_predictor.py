@@ -116,7 +116,10 @@ def test_quantized_input_uses_the_models_own_scale_and_zero_point(tiny_bundle):
             # (code - zero_point) * scale, is the representable value nearest to the input (within half a step),
             # except where the input lies past the end of the code range, where the code is that end.
             codes = prepared.astype(np.int64)
-            steps = given.astype(np.float64) / scale + zero_point  # the input in units of one code step
+            # A pixel-input model (issue 16) quantizes the pixel value p = (x - offset) / scale, not x.
+            model_in = ((given.astype(np.float64) - spec.offset) / spec.scale if spec.pixels_in
+                        else given.astype(np.float64))
+            steps = model_in / scale + zero_point  # the input in units of one code step
             inside = (steps >= info.min) & (steps <= info.max)
             assert inside.any() and np.abs(codes - steps)[inside].max() <= 0.5 + 1e-3
             assert (codes[steps < info.min] == info.min).all() and (codes[steps > info.max] == info.max).all()
@@ -201,8 +204,11 @@ def test_model_without_manifest_or_unlisted(tiny_bundle, tmp_path):
     file = load_manifest(tiny_bundle).artifacts[name].file
     (tmp_path / "alone").mkdir()
     shutil.copy2(tiny_bundle / file, tmp_path / "alone" / file)
+    with load(tmp_path / "alone" / file) as bare:  # a segedge artifact alone runs on its embedded metadata
+        assert bare.artifact == name
+    (tmp_path / "alone" / "other.tflite").write_bytes(b"\x00" * 64)  # not one: the manifest hint
     with pytest.raises(ModelError, match="manifest.json beside it"):
-        load(tmp_path / "alone" / file)
+        load(tmp_path / "alone" / "other.tflite")
     bundle = bundle_copy(tiny_bundle, tmp_path / "b", [name])
     shutil.copy2(bundle / file, bundle / "other.tflite")
     with pytest.raises(ModelError, match="not listed"):
@@ -229,6 +235,16 @@ def test_letterbox_manifest_restores_the_original_size(tiny_bundle, tmp_path):
     name = artifact_name(tiny_bundle, "tflite", "fp32")
     bundle = bundle_copy(tiny_bundle, tmp_path / "b", [name])
     edit_manifest(bundle, lambda d: d["preprocess"].update(resize="letterbox"))
+    # The file's embedded metadata must say so too (a manifest alone that disagrees with it is refused).
+    pytest.importorskip("tensorflow")
+    from segedge import fileio, metadata
+
+    model = bundle / load_manifest(bundle).artifacts[name].file
+    document = metadata.read_artifact(model)
+    document["preprocess"]["resize"] = "letterbox"
+    model.write_bytes(metadata.embed_tflite(model.read_bytes(), document))
+    edit_manifest(bundle, lambda d: d["artifacts"][name].update(sha256=fileio.sha256_file(model),
+                                                                bytes=model.stat().st_size))
     with load(bundle, threads=1) as seg:
         assert seg.predict(odd_image(91, 23)).shape == (23, 91)
 

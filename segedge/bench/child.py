@@ -27,8 +27,9 @@ from segedge.data.images import read_upright
 from segedge.edge.predictor import Segmenter
 from segedge.errors import SegedgeError
 from segedge.manifest import ArtifactInfo, TensorInfo, load_manifest
-from segedge.preprocess import Placement, PreprocessSpec, scale_pixels
+from segedge.preprocess import Placement, PreprocessSpec
 from segedge.reference import flatten, unflatten
+from segedge.runtime import feed
 from segedge.upsample import full_size_mask
 
 KERAS = "keras"
@@ -134,7 +135,7 @@ def measure(job: ChildJob) -> dict[str, Any]:
     sample = np.array(np.load(job.latency_input, mmap_mode="r")[:1])
     base_rss = current_rss_mb()
     backend, init_ns = time_call(lambda: _open(job))
-    tensor = backend.prepare(scale_pixels(sample, spec))
+    tensor = feed(backend, sample, spec)
     _, first_ns = time_call(lambda: backend.invoke(tensor))
     samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs)
     peak = peak_rss_mb()  # before end-to-end and prediction buffers can add to it

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 import segedge
-from segedge import fileio
+from segedge import fileio, metadata
 from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_reference, load_voc_val
@@ -208,6 +208,13 @@ def _targets(config: BenchConfig, manifest: Manifest, names: list[str], keras_mo
             verify_artifact_file(path, info)
         except ModelError as exc:
             error = exc.message
+        else:  # the file is what export wrote; a manifest that contradicts its embedded metadata is refused
+            try:
+                embedded = metadata.read_artifact(path)
+            except ModelError as exc:  # a damaged file: its row says so, as for any unreadable model
+                error = exc.message
+            else:
+                metadata.check_manifest(path, embedded, manifest)
         targets.append(_Target(name, path, info.runtime, info.precision, error))
     if keras_model is not None:
         targets.append(_Target(KERAS, keras_model, KERAS, "fp32"))

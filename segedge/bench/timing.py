@@ -19,7 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, mean, percentile
-from segedge.preprocess import Placement, PreprocessSpec, preprocess, restore_mask
+from segedge.preprocess import Placement, PreprocessSpec, resize_uint8, restore_mask
+from segedge.runtime import feed
 
 
 class Invokable(Protocol):
@@ -74,7 +75,8 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
     """Mean milliseconds per image for each stage: load, preprocess, infer, postprocess.
 
     load = decode the file (+ EXIF orientation with ``read_upright``); preprocess
-    = resize + scale + make the input tensor; infer = the runtime call alone (as
+    = resize + make the input tensor (pixels as they are for a pixel-input
+    artifact; scaled here for the Keras row); infer = the runtime call alone (as
     in the latency rows); postprocess = dequantize + ``to_mask`` (the
     Segmenter's upsample + argmax to the image's own size; default: argmax at
     model size, then nearest).
@@ -89,8 +91,8 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
         t0 = clock()
         image = read(path)
         t1 = clock()
-        pixels, placement = preprocess(image, spec)
-        tensor = backend.prepare(pixels[None])
+        pixels, placement = resize_uint8(image, spec)
+        tensor = feed(backend, pixels[None], spec)
         t2 = clock()
         raw = backend.invoke(tensor)
         t3 = clock()

@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def predict(
     model: Annotated[Path, typer.Argument(
-        metavar="BUNDLE_OR_MODEL", help="Bundle folder (from 'segedge export') or a model file inside one.",
+        metavar="BUNDLE_OR_MODEL", help="Bundle folder (from 'segedge export') or a model file from one "
+                                       "(alone, it runs on the labels and pre-processing embedded in it).",
         show_default=False)],
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT", help="Images, folders, or a quoted glob like 'photos/**/*.jpg'.",

@@ -1,9 +1,11 @@
 """``load(bundle_or_model) -> Segmenter``: the whole edge inference path in one object.
 
-The bundle's manifest is the only source of pre-processing, labels and void
+The bundle's manifest is the source of pre-processing, labels and void
 handling; the model file is checked against it (bytes, input size, class
-count, input dtype) before the first image, because a model from one export
-paired with a manifest from another gives confident nonsense, not an error.
+count, input dtype, and the metadata export embedded in the file) before the
+first image, because a model from one export paired with a manifest from
+another gives confident nonsense, not an error. A model file alone (no
+manifest.json beside it) runs on its embedded metadata.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segedge import metadata
 from segedge.data.images import read_upright
 from segedge.edge.postprocess import class_fractions, image_masks, logits_to_masks, overlay
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
-from segedge.preprocess import Placement, preprocess
+from segedge.preprocess import Placement, resize_uint8
 from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.targets import TARGETS, Runtime, runtime_for_file
 from segedge.upsample import check_upsample
@@ -74,8 +77,12 @@ def choose_artifact(bundle: Path, manifest: Manifest, artifact: str | None = Non
 
 
 def resolve(path: str | os.PathLike[str], artifact: str | None = None,
-            runtime: str | None = None) -> tuple[Path, Manifest, str, ArtifactInfo]:
-    """A bundle folder or a model file inside one -> (model path, manifest, artifact name, entry)."""
+            runtime: str | None = None) -> tuple[Path, Manifest | None, str | None, ArtifactInfo | None]:
+    """A bundle folder or a model file -> (model path, manifest, artifact name, entry).
+
+    A model file with no manifest.json beside it gives (path, None, None, None): ``load``
+    then reads everything from the metadata embedded in the file.
+    """
     path = Path(path)
     if runtime is not None and runtime not in {r.value for r in Runtime}:
         raise ConfigError(f"--runtime must be tflite or onnx, got {runtime!r}")
@@ -90,10 +97,7 @@ def resolve(path: str | os.PathLike[str], artifact: str | None = None,
     except ConfigError as exc:  # a wrong model path is a model error (exit 4), as in bench and export
         raise ModelError(f"{path}: neither a bundle folder nor a .tflite/.onnx model file") from exc
     if not (path.parent / MANIFEST_NAME).is_file():
-        raise ModelError(
-            f"{path}: no {MANIFEST_NAME} beside it; predict needs the bundle's manifest (input size, "
-            "scaling, labels), so copy the model together with its manifest.json"
-        )
+        return path, None, None, None
     manifest = load_manifest(path.parent)
     matches = [(name, info) for name, info in manifest.artifacts.items() if info.file == path.name]
     if not matches:
@@ -185,9 +189,10 @@ class Segmenter:
     def _logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Placement]]:
         inputs, placements = [], []
         for image in images:
-            values, placement = preprocess(image, self.manifest.preprocess)
-            inputs.append(values)
+            pixels, placement = resize_uint8(image, self.manifest.preprocess)
+            inputs.append(pixels)
             placements.append(placement)
+        # uint8 pixels: the backend feeds them as they are to a pixel-input model (issue 16)
         return self.backend.run(np.stack(inputs)), placements
 
     def model_masks(self, images: Sequence[ImageInput]) -> np.ndarray:
@@ -236,23 +241,52 @@ class Segmenter:
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
          artifact: str | None = None, upsample: str | None = None) -> Segmenter:
-    """Open a bundle folder (default artifact) or a model file inside a bundle, checked against its manifest.
+    """Open a bundle folder (default artifact) or a model file (checked against the manifest beside it, or run
+    on its embedded metadata when there is none).
 
     ``upsample`` (logits | mask) overrides the manifest's post-processing choice.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
-    if runtime is not None and runtime_for_file(model.name).value != runtime:
-        raise ConfigError(f"{model} is a {info.runtime} model; it cannot run with --runtime {runtime}")
+    kind = runtime_for_file(model.name).value
+    if runtime is not None and kind != runtime:
+        raise ConfigError(f"{model} is a {kind} model; it cannot run with --runtime {runtime}")
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     if upsample is not None:
         check_upsample(upsample)
+    if manifest is None:
+        return _load_bare(model, artifact, threads, upsample)
     verify_artifact_file(model, info)
-    backend = open_backend(model, runtime_for_file(model.name), threads)
+    backend = open_backend(model, kind, threads, spec=manifest.preprocess)
     try:
         check_compatible(model, manifest, info, backend)
+        metadata.check_manifest(model, backend.metadata, manifest)
     except ModelError:
+        backend.close()
+        raise
+    return Segmenter(model, manifest, name, info, backend, upsample)
+
+
+def _load_bare(model: Path, artifact: str | None, threads: int, upsample: str | None = None) -> Segmenter:
+    """A model file with no manifest.json beside it: labels, palette and pre-processing from its metadata."""
+    missing = (f"{model}: no {MANIFEST_NAME} beside it and no segedge metadata inside; predict needs the "
+               "bundle's manifest (input size, scaling, labels), so copy the model together with its manifest.json")
+    if model.suffix == ".tflite" and metadata.read_tflite(model) is None:
+        raise ModelError(missing)  # before the interpreter: random bytes get the manifest hint, not a parse error
+    try:
+        backend = open_backend(model, runtime_for_file(model.name), threads)
+    except ModelError as exc:
+        raise ModelError(f"{missing} ({exc.message})") from exc
+    try:
+        if backend.metadata is None:
+            raise ModelError(missing)
+        manifest, name, info = metadata.bare_manifest(model, backend.metadata, backend.input, backend.output)
+        if artifact is not None and artifact != name:
+            raise ConfigError(f"{model} is the artifact {name!r}, but --format {artifact!r} was given; "
+                              "pass one of them")
+        check_compatible(model, manifest, info, backend)
+    except (ModelError, ConfigError):
         backend.close()
         raise
     return Segmenter(model, manifest, name, info, backend, upsample)

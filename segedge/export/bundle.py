@@ -11,6 +11,7 @@ Converter scratch (SavedModels, pre-processed ONNX) lives in a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import tempfile
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio, outputs
+from segedge import fileio, metadata, outputs
 from segedge.errors import ConfigError, ExportError, SegedgeError
 from segedge.export.calibration import CalibrationSource, load_calibration
 from segedge.export.graph import ExportModel, RewritePlan, prepare_export_model, rewrite_plan
@@ -30,6 +31,7 @@ from segedge.export.tflite import Converted, TFLiteSource, convert_tflite
 from segedge.export.verify import check_fp32, read_io, verify_artifact
 from segedge.labels import PALETTE, VOC_CLASSES, VOID
 from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
+from segedge.preprocess import InputContract, PreprocessSpec
 from segedge.progress import stderr
 from segedge.targets import TARGETS, Precision, Runtime, Target
 from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
@@ -80,10 +82,27 @@ def _convert(target: Target, export: ExportModel, tflite: TFLiteSource, scratch:
     return quantize_onnx(onnx_fp32, scratch, calibration, export.input_name, options.calib_method)
 
 
+def export_spec(run: RunFolder) -> PreprocessSpec:
+    """The bundle's pre-processing: the run's, with pixels 0..255 in and the scaling inside every artifact."""
+    return dataclasses.replace(run.spec, input=InputContract.pixels.value)
+
+
+def artifact_document(run: RunFolder, target: Target, upsample: str = DEFAULT_UPSAMPLE) -> dict[str, Any]:
+    """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing."""
+    import segedge
+
+    return metadata.build(target.name, target.runtime.value, target.precision.value, classes=list(VOC_CLASSES),
+                          palette=[list(rgb) for rgb in PALETTE[: len(VOC_CLASSES)]], void=VOID,
+                          void_handling=run.void_handling, model_outputs=run.num_outputs,
+                          preprocess=export_spec(run).to_dict(), postprocess={"upsample": upsample},
+                          segedge_version=segedge.__version__)
+
+
 def _artifact(folder: Path, target: Target, converted: Converted, export: ExportModel,
-              elapsed: float) -> ArtifactInfo:
+              elapsed: float, document: dict[str, Any]) -> ArtifactInfo:
     path = folder / target.filename
-    fileio.write_bytes(path, converted.data)
+    # Embedded before the bytes are written and hashed: the manifest's sha256 covers the metadata.
+    fileio.write_bytes(path, metadata.embed(converted.data, target.runtime.value, document))
     size = path.stat().st_size
     shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
     log(f"{target.name}: {shown} in {elapsed:.1f} s ({converted.converter})")
@@ -100,7 +119,8 @@ def _artifact(folder: Path, target: Target, converted: Converted, export: Export
 
 
 def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[RewritePlan, ExportModel],
-                     calibration: CalibrationSource | None, options: ExportOptions) -> dict[str, ArtifactInfo]:
+                     calibration: CalibrationSource | None, options: ExportOptions,
+                     run: RunFolder, upsample: str) -> dict[str, ArtifactInfo]:
     """``graphs`` maps each target's ``rewrite_plan`` to the graph converted for it."""
     artifacts: dict[str, ArtifactInfo] = {}
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
@@ -122,7 +142,8 @@ def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[Rewri
                 raise
             except Exception as exc:
                 raise ExportError(f"export {target.name} failed: {type(exc).__name__}: {exc}") from exc
-            artifacts[target.name] = _artifact(folder, target, converted, export, time.perf_counter() - start)
+            artifacts[target.name] = _artifact(folder, target, converted, export, time.perf_counter() - start,
+                                               artifact_document(run, target, upsample))
             if target.runtime is Runtime.onnx and target.precision is Precision.fp32:
                 onnx_fp32[plan] = folder / target.filename
     return artifacts
@@ -134,7 +155,7 @@ def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, Artifa
     for target in targets:
         info = artifacts[target.name]
         try:
-            info.verify = verify_artifact(folder / info.file, target, reference, run.spec, len(VOC_CLASSES))
+            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run), len(VOC_CLASSES))
         except SegedgeError:
             raise
         except Exception as exc:
@@ -156,7 +177,7 @@ def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSour
         void=VOID,
         void_handling=run.void_handling,
         model_outputs=run.num_outputs,
-        preprocess=run.spec,
+        preprocess=export_spec(run),
         source_model={"file": run.model_path.name, "run": str(run.path.resolve()),
                       "sha256": fileio.sha256_file(run.model_path), "bytes": run.model_path.stat().st_size,
                       "preset": run.config.get("preset"), "encoder_weights": run.config.get("encoder_weights")},
@@ -195,14 +216,15 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     _warn_scaling(run)
     model = load_keras_model(run.model_path)
     check_model_matches(model, run)
-    graphs = {plan: prepare_export_model(model, plan=plan) for plan in {rewrite_plan(t) for t in targets}}
+    spec = export_spec(run)
+    graphs = {plan: prepare_export_model(model, plan=plan, scaling=spec) for plan in {rewrite_plan(t) for t in targets}}
     reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=VOC_CLASSES,
                                 palette=PALETTE[: len(VOC_CLASSES)], upsample=upsample, void=VOID)
     calibration = None
     if any(t.needs_calibration for t in targets):
-        calibration = load_calibration(dataset, run.split.train, options.calib, run.spec, exclude=reference.ids)
+        calibration = load_calibration(dataset, run.split.train, options.calib, spec, exclude=reference.ids)
     with outputs.build(target) as folder:
-        artifacts = _write_artifacts(folder, targets, graphs, calibration, options)
+        artifacts = _write_artifacts(folder, targets, graphs, calibration, options, run, upsample)
         reference.save(folder / REFERENCE_NAME)
         _verify(folder, targets, artifacts, reference, run)
         manifest = _manifest(run, reference, calibration, options, artifacts, folder / REFERENCE_NAME)

@@ -45,15 +45,38 @@ class CalibrationSource:
         return len(self.ids)
 
     def batches(self, description: str | None = None) -> Iterator[np.ndarray]:
-        """float32 NHWC batches of one image, scaled exactly as at inference."""
+        """float32 NHWC batches of one image, as the exported graph takes them (``spec.input``).
+
+        A pixel-input graph (``spec.pixels_in``) gets the pixels as float32, and the first
+        batch holds one pixel 0 and one 255 (``anchor_range``), so the calibrated input
+        range is exactly [0, 255] (int8 input scale 1, the identity on 0..255) whatever
+        the calibration images hold. A scaled graph gets ``scale_pixels`` output.
+        """
         items: Sequence[np.ndarray] | Iterator[np.ndarray] = self.pixels
         if description:
             items = track(self.pixels, description, total=len(self.pixels))
-        for pixels in items:
-            yield scale_pixels(pixels[None], self.spec)
+        for index, pixels in enumerate(items):
+            if not self.spec.pixels_in:
+                yield scale_pixels(pixels[None], self.spec)
+                continue
+            batch = pixels[None].astype(np.float32)
+            yield anchor_range(batch) if index == 0 else batch
 
     def summary(self) -> dict:
         return {"count": len(self.ids), "split": self.split, "ids": list(self.ids)}
+
+
+def anchor_range(batch: np.ndarray) -> np.ndarray:
+    """``batch`` with its first pixel black (0) and its last white (255): min-max calibration then sees 0..255.
+
+    Two pixels of one image: the other layers' calibrated ranges move by what two
+    pixels of one of N images can move them (nothing measurable), while the input's
+    range no longer depends on what the calibration set happens to hold.
+    """
+    anchored = batch.copy()
+    anchored[0, 0, 0, :] = 0.0
+    anchored[0, -1, -1, :] = 255.0
+    return anchored
 
 
 def pick_ids(train_ids: Sequence[str], count: int, exclude: Sequence[str] = ()) -> list[str]:

@@ -14,7 +14,10 @@ model, so the rewrite is checked on each export.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segedge.preprocess import PreprocessSpec
 
 FIXED_BATCH = 1
 INT8_TFLITE_MAX_FILTERS = 64
@@ -138,11 +141,14 @@ def _subpixel(model, batch: int, plan: RewritePlan):
                        f"{_SHUFFLE_NOTES.get(plan.variant, plan.variant)}{limit}, BN folded")
 
 
-def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan | None = None) -> ExportModel:
+def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan | None = None,
+                         scaling: PreprocessSpec | None = None) -> ExportModel:
     """Keras model -> the fixed-batch inference graph every converter consumes.
 
     ``plan`` picks the sub-pixel variant and how narrow a transposed convolution must be to
-    be rewritten (``rewrite_plan``; default: phases, all). The clone keeps weights, so the
+    be rewritten (``rewrite_plan``; default: phases, all). ``scaling`` (the run's
+    pre-processing) makes the graph take pixels 0..255 with that scaling inside
+    (``segedge.export.pixels``; None keeps the trained, scaled input). The clone keeps weights, so the
     converted models compute what the source does (verification compares every artifact
     against the source).
     """
@@ -163,5 +169,10 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan |
     except (TypeError, ValueError, AttributeError):
         fixed = _wrap_on_fixed_input(model, batch)
         rewrites = ["wrapped (model could not be cloned)"]
+    if scaling is not None:
+        from segedge.export.pixels import pixel_input_model
+
+        fixed, pixel_note = pixel_input_model(fixed, scaling.scale, scaling.offset)
+        rewrites.append(pixel_note)
     _, height, width, channels = (int(v) for v in fixed.inputs[0].shape)
     return ExportModel(fixed, batch, height, width, channels, _input_name(fixed), rewrites)

@@ -17,7 +17,7 @@ from segedge.errors import ExportError
 from segedge.export.reference import Reference
 from segedge.manifest import TensorInfo
 from segedge.metrics import agreement, confusion_matrix, mean_iou
-from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.preprocess import PreprocessSpec
 from segedge.progress import track
 from segedge.runtime import open_backend
 from segedge.targets import Precision, Target
@@ -42,11 +42,16 @@ def read_io(path: Path) -> tuple[TensorInfo, TensorInfo]:
 
 def verify_artifact(path: Path, target: Target, reference: Reference, spec: PreprocessSpec,
                     num_classes: int) -> dict[str, Any]:
-    """Agreement with Keras' argmax, max |logit - Keras logit|, and mIoU against the ground truth."""
-    backend = open_backend(path)
+    """Agreement with Keras' argmax, max |logit - Keras logit|, and mIoU against the ground truth.
+
+    The artifact gets the reference's uint8 pixels through ``backend.prepare``, as on the
+    device (a pixel-input model takes them unscaled; ``spec`` is used for files without
+    embedded metadata).
+    """
+    backend = open_backend(path, spec=spec)
     try:
         masks, logits = [], []
-        inputs = scale_pixels(reference.inputs, spec)
+        inputs = reference.inputs
         for i in track(range(len(inputs)), f"verifying {target.name}", total=len(inputs)):
             out = backend.run(inputs[i : i + 1])
             masks.append(out[0].argmax(-1).astype(np.uint8))

@@ -65,7 +65,8 @@ def _write_one(ctx: QuantContext, result: FallbackResult) -> None:
     digest = fileio.sha256_file(path)
     if digest != result.trial(k).sha256:
         raise ParityError(f"{path}: the written model is not the one the search measured (sha256 differs)")
-    verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, ctx.run.spec, ctx.manifest.num_classes)
+    verify = verify_artifact(path, TARGETS[result.artifact], ctx.reference, ctx.manifest.preprocess,
+                             ctx.manifest.num_classes)
     drop = 100.0 * (result.keras_miou - verify["miou"])
     result.verified = {"miou": verify["miou"], "drop": drop, "agreement": verify["agreement"], "sha256": digest}
     if result.mode == AUTO and drop > result.max_miou_drop + 1e-9:

@@ -52,7 +52,9 @@ class QuantContext:
         ids = [f"reference:{i}" for i in self.reference.ids[:from_reference]]
         ids += [f"calibration:{i}" for i in self.calibration.ids[:from_calib]]
         pixels = np.concatenate([self.reference.inputs[:from_reference], self.calibration.pixels[:from_calib]])
-        spec = self.run.spec
+        spec = self.manifest.preprocess  # a pixel-input bundle's graph takes the pixels (issue 16)
+        if spec.pixels_in:
+            return ids, [p[None].astype(np.float32) for p in pixels]
         return ids, [scale_pixels(p[None], spec).astype(np.float32) for p in pixels]
 
 
@@ -81,7 +83,7 @@ def load_context(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[
     if not ids:
         raise ModelError(f"{bundle}: manifest records no calibration images; re-export with int8 targets")
     reference = Reference.load(bundle / REFERENCE_NAME)
-    calibration = load_calibration(run.dataset(data_root), ids, len(ids), run.spec)
+    calibration = load_calibration(run.dataset(data_root), ids, len(ids), manifest.preprocess)
     if len(calibration) != len(ids):
         raise ExportError(f"{bundle}: only {len(calibration)} of the {len(ids)} calibration images were found")
     return QuantContext(run, bundle, manifest, reference, calibration)

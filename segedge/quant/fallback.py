@@ -121,6 +121,7 @@ class Evaluator:
             path.write_bytes(self.baseline.read_bytes())
         else:
             self.builder.build(names, path)
+            embed_bundle_metadata(path, self.ctx.artifact_path(self.artifact))
         floats = self.builder.float_check(path, names)
         score = score_model(path, self.ctx)
         drop = 100.0 * (self.reference_miou - score.miou)
@@ -183,6 +184,20 @@ def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> F
         tensor_in, tensor_out = read_io(result.model_path)
         result.io_dtype = {"input": tensor_in.dtype, "output": tensor_out.dtype}
     return result
+
+
+def embed_bundle_metadata(path: Path, bundle_artifact: Path) -> None:
+    """Give a candidate the metadata of the artifact it would replace, before it is measured and hashed.
+
+    The sha256 the search records is then the file that gets written, and predict and bench find the same
+    labels and pixel-input contract in it as in the model it replaces.
+    """
+    from segedge import metadata
+
+    document = metadata.read_artifact(bundle_artifact)
+    if document is not None:
+        runtime = "onnx" if path.suffix == ".onnx" else "tflite"
+        path.write_bytes(metadata.embed(path.read_bytes(), runtime, document))
 
 
 def _baseline(ctx: QuantContext, artifact: str) -> Path | None:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from segedge.metrics import confusion_matrix, mean_iou
-from segedge.preprocess import scale_pixels
 from segedge.quant.context import QuantContext
 from segedge.runtime import open_backend
 
@@ -39,9 +38,9 @@ def keras_miou(ctx: QuantContext) -> float:
 
 def score_model(path: Path, ctx: QuantContext, repeats: int = LATENCY_REPEATS) -> Score:
     """mIoU on the reference set and p50 ms of ``repeats`` single-image invokes, through the edge runtime."""
-    backend = open_backend(path)
+    backend = open_backend(path, spec=ctx.manifest.preprocess)
     try:
-        inputs = scale_pixels(ctx.reference.inputs, ctx.run.spec)
+        inputs = ctx.reference.inputs  # uint8 pixels, prepared by the backend as on the device (issue 16)
         masks = [backend.run(inputs[i : i + 1])[0].argmax(-1) for i in range(len(inputs))]
         tensor = backend.prepare(inputs[:1])
         backend.invoke(tensor)  # warm-up

@@ -62,7 +62,8 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)
     # The graph the bundle's int8 TFLite was converted from (the same partial sub-pixel rewrite).
-    export = prepare_export_model(model, plan=rewrite_plan(TARGETS["int8"]))
+    spec = ctx.manifest.preprocess
+    export = prepare_export_model(model, plan=rewrite_plan(TARGETS["int8"]), scaling=spec if spec.pixels_in else None)
     converter, _, _ = TFLiteSource(export, scratch).converter()
     configure_converter(converter, Precision.int8, ctx.calibration, IntIO(ctx.int8_io))
     data = list(batches)

@@ -25,8 +25,8 @@ from segedge.bench import child
 from segedge.bench import run as bench_run
 from segedge.bench.run import BenchConfig, run_bench
 from segedge.data.voc import VocDataset
-from segedge.errors import SegedgeError
-from segedge.preprocess import ResizeMode, Scaling
+from segedge.errors import ModelError, SegedgeError
+from segedge.preprocess import ResizeMode
 
 FLOAT = ["fp32", "onnx"]  # float artifacts: Keras arithmetic up to rounding, default bounds hold by construction
 EVAL = 6
@@ -134,11 +134,12 @@ def test_skipping_exif_orientation_fails(proof_bundle, in_process, monkeypatch):
     assert any("upright" in line for line in result.gate_failures)
 
 
-def _patch_preprocess(monkeypatch, change):
+def _patch_resize(monkeypatch, change):
+    """Plant a fault in the edge's resize step (pixels and their placement, before the model)."""
     import segedge.edge.predictor as predictor
 
-    original = predictor.preprocess
-    monkeypatch.setattr(predictor, "preprocess", lambda image, spec: change(original, image, spec))
+    original = predictor.resize_uint8
+    monkeypatch.setattr(predictor, "resize_uint8", lambda image, spec: change(original, image, spec))
 
 
 def test_swapped_resize_mode_fails(proof_bundle, in_process, monkeypatch):
@@ -146,16 +147,21 @@ def test_swapped_resize_mode_fails(proof_bundle, in_process, monkeypatch):
         other = ResizeMode.letterbox.value if spec.resize == ResizeMode.stretch.value else ResizeMode.stretch.value
         return original(image, dataclasses.replace(spec, resize=other))
 
-    _patch_preprocess(monkeypatch, swapped)
+    _patch_resize(monkeypatch, swapped)
     assert_fails_naming_each(bench(proof_bundle))
 
 
 def test_wrong_scaling_fails(proof_bundle, in_process, monkeypatch):
-    def swapped(original, image, spec):
-        other = Scaling.unit.value if spec.scaling == Scaling.mobilenet.value else Scaling.mobilenet.value
-        return original(image, dataclasses.replace(spec, scaling=other))
+    """The classic 'divide by 255' on the device: the models take pixels 0..255 (their scaling is inside)."""
+    import segedge.runtime as runtime
 
-    _patch_preprocess(monkeypatch, swapped)
+    original = runtime.model_values
+
+    def divided(batch, spec, path):
+        values = original(batch, spec, path)
+        return np.asarray(values, dtype=np.float32) / 255.0 if spec is not None and spec.pixels_in else values
+
+    monkeypatch.setattr(runtime, "model_values", divided)
     assert_fails_naming_each(bench(proof_bundle))
 
 
@@ -164,7 +170,7 @@ def test_bgr_channel_order_fails(proof_bundle, in_process, monkeypatch):
         values, placement = original(image, spec)
         return values[..., ::-1].copy(), placement
 
-    _patch_preprocess(monkeypatch, bgr)
+    _patch_resize(monkeypatch, bgr)
     assert_fails_naming_each(bench(proof_bundle))
 
 
@@ -199,6 +205,24 @@ def test_class_order_edited_in_the_manifest_fails(proof_bundle, in_process, tmp_
     data["classes"][a], data["classes"][b] = data["classes"][b], data["classes"][a]
     data["palette"][a], data["palette"][b] = data["palette"][b], data["palette"][a]
     (bundle / "manifest.json").write_text(json.dumps(data))
+    # Every artifact carries its labels inside (issue 16): the edited manifest is refused before any row is
+    # measured, with one line naming the artifact and the first class that differs (exit 4).
+    with pytest.raises(ModelError) as refused:
+        bench(bundle)
+    message = refused.value.message
+    assert "model_fp32.tflite" in message and "classes[8] is 'cat' in the file but 'dog' in the manifest" in message
+
+
+def test_class_order_edited_in_manifest_and_metadata_is_caught_by_the_reference_set(proof_bundle, in_process,
+                                                                                    tmp_path, monkeypatch):
+    """The gate's own check: labels recorded in reference.npz at export, not only those embedded in the files."""
+    import segedge.metadata as metadata
+
+    bundle = Path(shutil.copytree(proof_bundle, tmp_path / "bundle"))
+    data = json.loads((bundle / "manifest.json").read_text())
+    data["classes"][8], data["classes"][12] = data["classes"][12], data["classes"][8]
+    (bundle / "manifest.json").write_text(json.dumps(data))
+    monkeypatch.setattr(metadata, "check_manifest", lambda *args, **kwargs: None)  # as if both were edited
     result = bench(bundle)
     assert_fails_naming_each(result)
     assert all("class names differ from the reference set's at index 8: 'dog'" in line

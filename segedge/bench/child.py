@@ -99,7 +99,7 @@ def _open(job: ChildJob):
     if job.runtime == KERAS:
         from segedge.train.keras_backend import KerasBackend
 
-        return KerasBackend(job.path, threads=job.threads)
+        return KerasBackend(job.path, threads=job.threads, spec=PreprocessSpec.from_dict(job.preprocess))
     from segedge.runtime import open_backend
 
     return open_backend(job.path, runtime=job.runtime, threads=job.threads)

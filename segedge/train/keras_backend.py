@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from segedge.errors import ModelError
+from segedge.preprocess import PreprocessSpec, scale_pixels
 from segedge.runtime import TensorSpec
 
 
@@ -31,7 +32,7 @@ class KerasBackend:
 
     runtime = "keras"
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, spec: PreprocessSpec | None = None) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
@@ -40,7 +41,9 @@ class KerasBackend:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
 
-        self.path, self.threads, self._tf = Path(path), threads, tf
+        # The Keras model takes scaled values; the exported artifacts take the pixels (issue 16). With ``spec``,
+        # uint8 pixels (what the edge's Segmenter hands every backend) are scaled here, as export's reference did.
+        self.path, self.threads, self._tf, self.spec = Path(path), threads, tf, spec
         if not self.path.is_file():
             raise ModelError(f"{self.path}: Keras model not found")
         try:
@@ -55,6 +58,9 @@ class KerasBackend:
         self.output = TensorSpec(model.outputs[0].name, out_shape, "float32")
 
     def prepare(self, batch: np.ndarray) -> Any:
+        batch = np.asarray(batch)
+        if batch.dtype == np.uint8 and self.spec is not None:
+            return self._tf.convert_to_tensor(scale_pixels(batch, self.spec))
         return self._tf.convert_to_tensor(np.asarray(batch, dtype=np.float32))
 
     def invoke(self, tensor: Any) -> np.ndarray:

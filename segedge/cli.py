@@ -80,7 +80,7 @@ def _register_optional_commands() -> None:
     """Each stage's command module is light; it imports its heavy library when run."""
     import importlib
 
-    for name in ("train", "export", "predict", "bench", "quant"):
+    for name in ("train", "export", "predict", "bench", "quant", "doctor"):
         try:
             module = importlib.import_module(f"segedge.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -7,7 +7,8 @@ and CI can tell a bad input from a failed parity gate.
 Exit codes (the README's table): 0 ok; 1 an unexpected error (a bug: the
 traceback is shown); 2 usage or option error; 3 data; 4 model, run folder or
 bundle; 5 export failed; 6 missing optional extra; 7 parity gate; 8 output
-location; 130 interrupted (Ctrl-C).
+location; 9 the edge cannot run on this machine (``segedge doctor``); 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -74,3 +75,9 @@ class OutputError(SegedgeError):
     """The output location cannot be written (exists, read-only, disk full)."""
 
     exit_code = 8
+
+
+class EdgeUnavailableError(SegedgeError):
+    """``segedge doctor``: this machine cannot run the edge (32-bit OS, a runtime wheel that crashes)."""
+
+    exit_code = 9

@@ -64,3 +64,67 @@ def machine_info() -> dict[str, object]:
         "python": sys.version.split()[0],
         "versions": package_versions(),
     }
+
+
+# --- heat: a Pi 4 slows itself down when hot, so its numbers need the temperature beside them ---
+
+SYSFS_ENV = "SEGEDGE_SYSFS_ROOT"  # tests (and odd boards) point this at another /sys tree
+# vcgencmd get_throttled bits (Raspberry Pi firmware documentation)
+THROTTLE_BITS = {0: "under-voltage now", 1: "ARM frequency capped now", 2: "throttled now",
+                 3: "soft temperature limit now", 16: "under-voltage has occurred",
+                 17: "frequency capping has occurred", 18: "throttling has occurred",
+                 19: "soft temperature limit has occurred"}
+
+
+def cpu_temperatures(sys_root: str | os.PathLike[str] | None = None) -> dict[str, float]:
+    """Thermal zone -> degrees Celsius from ``/sys/class/thermal/thermal_zone*/temp`` (millidegrees).
+
+    Keyed by the zone's ``type`` (``cpu-thermal`` on a Pi) or its folder name;
+    empty where the board exposes none (most containers and VMs).
+    """
+    from pathlib import Path
+
+    root = Path(sys_root or os.environ.get(SYSFS_ENV) or "/sys") / "class" / "thermal"
+    temps: dict[str, float] = {}
+    for zone in sorted(root.glob("thermal_zone*")):
+        try:
+            value = int((zone / "temp").read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            name = (zone / "type").read_text(encoding="ascii").strip() or zone.name
+        except OSError:
+            name = zone.name
+        temps[name if name not in temps else zone.name] = value / 1000.0
+    return temps
+
+
+def cpu_temperature(sys_root: str | os.PathLike[str] | None = None) -> float | None:
+    """The hottest zone in °C (on a Pi the one zone is the SoC), or None where none is readable."""
+    temps = cpu_temperatures(sys_root)
+    return max(temps.values()) if temps else None
+
+
+def throttled(vcgencmd: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
+    """``vcgencmd get_throttled`` decoded (Raspberry Pi firmware); None where the tool is absent or fails."""
+    import shutil
+    import subprocess
+
+    tool = vcgencmd or shutil.which("vcgencmd")
+    if not tool:
+        return None
+    try:
+        proc = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    _, _, value = proc.stdout.strip().partition("=")
+    try:
+        bits = int(value, 16)
+    except ValueError:
+        return None
+    return {"raw": f"0x{bits:x}", "flags": [text for bit, text in THROTTLE_BITS.items() if bits >> bit & 1]}
+
+
+def heat_state(sys_root: str | os.PathLike[str] | None = None) -> dict[str, object]:
+    """Temperature (°C or None) and throttling (decoded or None): read before and after each artifact."""
+    return {"temp_c": cpu_temperature(sys_root), "throttled": throttled()}

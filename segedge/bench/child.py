@@ -57,6 +57,8 @@ class ChildJob:
     e2e_images: list[str] = field(default_factory=list)
     predict: list[PredictJob] = field(default_factory=list)
     manifest: str = ""  # the bundle's manifest.json: what the Segmenter reads (labels, void, upsample)
+    min_secs: float = 0.0  # time budget (benchmark_model's): at least `runs` calls AND min_secs ...
+    max_secs: float | None = None  # ... but stop at max_secs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +139,7 @@ def measure(job: ChildJob) -> dict[str, Any]:
     backend, init_ns = time_call(lambda: _open(job))
     tensor = feed(backend, sample, spec)
     _, first_ns = time_call(lambda: backend.invoke(tensor))
-    samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs)
+    samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs, job.min_secs, job.max_secs)
     peak = peak_rss_mb()  # before end-to-end and prediction buffers can add to it
     result: dict[str, Any] = {
         "ok": True,

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_refer
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_reference, load_voc_val
 from segedge.bench.gate import GateBounds, class_mismatch, evaluate_gate
-from segedge.bench.machine import machine_info, usable_cores
+from segedge.bench.machine import heat_state, machine_info, usable_cores
 from segedge.errors import ConfigError, MissingExtraError, ModelError
 from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
 from segedge.optional import installed, require_runtimes
@@ -40,9 +41,12 @@ ROW_KEYS: tuple[str, ...] = (
     "e2e_load_ms", "e2e_preprocess_ms", "e2e_infer_ms", "e2e_postprocess_ms", "e2e_total_ms", "e2e_p50_ms",
     "e2e_images", "base_rss_mb", "peak_rss_mb",
     "miou", "miou_delta_pts", "agreement", "miou_vs_keras",
-    "speedup_vs_fp32", "speedup_vs_keras", "runtime_version", "error",
+    "speedup_vs_fp32", "speedup_vs_keras", "runtime_version",
+    "temp_before_c", "temp_after_c", "throttled_before", "throttled_after", "error",
 )
 ACCURACY_ROW_KEYS = ("miou", "miou_delta_pts", "agreement", "miou_vs_keras")
+DEFAULT_CHILD_TIMEOUT = 1800.0  # seconds one measuring process may take: generous for a Pi, finite for a hang
+sleep = time.sleep  # the cooldown's clock (tests replace it)
 
 
 def default_threads() -> list[int]:
@@ -78,6 +82,10 @@ class BenchConfig:
     keras: bool | None = None  # None = include the Keras row when TensorFlow and the model are there
     keras_model: Path | None = None
     bounds: GateBounds = field(default_factory=GateBounds)
+    min_secs: float = 0.0  # per artifact and thread count: at least `runs` timed calls AND this long ...
+    max_secs: float | None = None  # ... but stop here (TFLite benchmark_model's --min_secs / --max_secs)
+    cooldown: float = 0.0  # seconds of idle between artifacts, so a hot Pi starts each one cooler
+    child_timeout: float = DEFAULT_CHILD_TIMEOUT
 
     def check(self) -> None:
         if self.runs < 1:
@@ -86,6 +94,16 @@ class BenchConfig:
             raise ConfigError(f"--warmup cannot be negative, got {self.warmup}")
         if self.e2e_images < 0:
             raise ConfigError(f"--e2e-images cannot be negative, got {self.e2e_images}")
+        for option, value in (("--min-secs", self.min_secs), ("--cooldown", self.cooldown)):
+            if value < 0:
+                raise ConfigError(f"{option} cannot be negative, got {value:g}")
+        if self.max_secs is not None and self.max_secs <= 0:
+            raise ConfigError(f"--max-secs must be positive, got {self.max_secs:g}")
+        if self.max_secs is not None and self.max_secs < self.min_secs:
+            raise ConfigError(f"--max-secs ({self.max_secs:g}) is below --min-secs ({self.min_secs:g}); "
+                              "raise --max-secs or lower --min-secs")
+        if self.child_timeout <= 0:
+            raise ConfigError(f"--child-timeout must be positive, got {self.child_timeout:g}")
         if self.bounds.max_miou_drop < 0:
             raise ConfigError(f"--max-miou-drop cannot be negative, got {self.bounds.max_miou_drop}")
 
@@ -94,7 +112,8 @@ class BenchConfig:
                 "artifacts": self.artifacts, "threads": self.threads, "warmup": self.warmup, "runs": self.runs,
                 "e2e_images": self.e2e_images, "limit": self.limit, "keras": self.keras,
                 "keras_model": str(self.keras_model) if self.keras_model else None,
-                "gate": self.bounds.to_dict()}
+                "min_secs": self.min_secs, "max_secs": self.max_secs, "cooldown_s": self.cooldown,
+                "child_timeout_s": self.child_timeout, "gate": self.bounds.to_dict()}
 
 
 @dataclass
@@ -172,12 +191,25 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_child(job: ChildJob, workdir: Path, index: int) -> dict[str, Any]:
-    """One measurement in a fresh interpreter; a crash becomes ``{"ok": false, "error": ...}``."""
+def child_command(job_path: Path, result_path: Path) -> list[str]:
+    """The measuring process's command line (one place, so a test can swap in a process that hangs)."""
+    return [sys.executable, "-m", "segedge.bench.child", str(job_path), str(result_path)]
+
+
+def run_child(job: ChildJob, workdir: Path, index: int, timeout: float = DEFAULT_CHILD_TIMEOUT) -> dict[str, Any]:
+    """One measurement in a fresh interpreter; a crash or a hang becomes ``{"ok": false, "error": ...}``.
+
+    A runtime that hangs (a bad wheel, a deadlocked thread pool) is killed
+    after ``timeout`` seconds and fails its own row; the bench goes on.
+    """
     job_path, result_path = workdir / f"job-{index}.json", workdir / f"result-{index}.json"
     job_path.write_text(json.dumps(job.to_dict()), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "segedge.bench.child", str(job_path), str(result_path)],
-                          capture_output=True, text=True, env=_child_env())
+    try:
+        proc = subprocess.run(child_command(job_path, result_path), capture_output=True, text=True,
+                              env=_child_env(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"timed out after {timeout:g} s (killed; a hung runtime, or raise "
+                                      "--child-timeout)"}
     if result_path.is_file():
         return json.loads(result_path.read_text(encoding="utf-8"))
     tail = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or ["no output"]
@@ -250,6 +282,19 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
         row["speedup_vs_keras"] = keras / row["p50_ms"] if keras else None
 
 
+def heat_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """report.md's word on heat: temperatures before -> after each row, and any throttling seen."""
+    temps = [f"{r['artifact']}/{r['threads']}t {r['temp_before_c']:.1f}->{r['temp_after_c']:.1f}"
+             for r in rows if r.get("temp_before_c") is not None and r.get("temp_after_c") is not None]
+    notes = [f"CPU temperature (°C) before->after each row: {', '.join(temps)}"] if temps else []
+    throttling = sorted({flag for r in rows for key in ("throttled_before", "throttled_after")
+                         for flag in ((r.get(key) or {}).get("flags") or []) if flag.endswith("now")})
+    if throttling:
+        notes.append(f"the board reported {', '.join(throttling)} during the bench (vcgencmd get_throttled): "
+                     "latencies are slower than a cool board's; add --cooldown or a heatsink")
+    return notes
+
+
 def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | None = None) -> BenchResult:
     """Measure every selected artifact (and Keras when available); score; apply the gate.
 
@@ -283,7 +328,9 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
         ref_files = [str(p) for p in reference.materialize(workdir / "reference")]
         e2e = _e2e_images(evaluation or reference, config.e2e_images)
         total, step = len(targets) * len(config.threads), 0
-        for target in targets:
+        for number, target in enumerate(targets):
+            if number and config.cooldown and not target.error:
+                sleep(config.cooldown)
             for position, threads in enumerate(config.threads):
                 if on_step:
                     on_step(f"{target.name} ({target.runtime}, {threads} thread{'s' * (threads > 1)})", step, total)
@@ -299,9 +346,14 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                                                   str(workdir / f"{step}-eval.npz")))
                 job = ChildJob(target.name, str(target.path), target.runtime, threads, config.warmup, config.runs,
                                spec.to_dict(), str(workdir / "reference.npy"), e2e, predict,
-                               manifest=str(config.bundle / MANIFEST_NAME))
-                measured = run_child(job, workdir, step)
+                               manifest=str(config.bundle / MANIFEST_NAME),
+                               min_secs=config.min_secs, max_secs=config.max_secs)
+                before = heat_state()
+                measured = run_child(job, workdir, step, config.child_timeout)
+                after = heat_state()
                 rows.append(_row(target, threads, measured))
+                rows[-1].update(temp_before_c=before["temp_c"], temp_after_c=after["temp_c"],
+                                throttled_before=before["throttled"], throttled_after=after["throttled"])
                 if predict and measured.get("ok"):
                     pred_ref = load_masks(predict[0].out)
                     pred_eval = load_masks(predict[1].out) if evaluation is not None else None
@@ -324,6 +376,7 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
         if acc and not row["error"]:
             row.update({k: acc[k] for k in ACCURACY_ROW_KEYS})
     _add_speedups(rows)
+    notes.extend(heat_notes(rows))
 
     errors = {t.name: next((r["error"] for r in rows if r["artifact"] == t.name and r["error"]),
                            mask_errors.get(t.name, "")) for t in targets}

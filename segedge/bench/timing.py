@@ -40,23 +40,38 @@ def time_call(fn: Callable[[], Any]) -> tuple[Any, int]:
     return result, time.perf_counter_ns() - start
 
 
-def time_invoke(invoke: Callable[[Any], Any], tensor: Any, warmup: int, runs: int) -> list[int]:
-    """``warmup`` untimed calls, then ``runs`` calls each timed on its own, in nanoseconds.
+def time_invoke(invoke: Callable[[Any], Any], tensor: Any, warmup: int, runs: int,
+                min_secs: float = 0.0, max_secs: float | None = None) -> list[int]:
+    """``warmup`` untimed calls, then timed calls each on its own, in nanoseconds.
 
+    As TFLite's ``benchmark_model``: keep running until at least ``runs`` calls
+    AND ``min_secs`` of timed calls, but stop once ``max_secs`` have passed
+    (at least one call is always timed). With the defaults exactly ``runs``.
     The garbage collector is paused while timing (as ``timeit`` does) so a
     collection triggered by our own bookkeeping does not land in a sample.
     """
     for _ in range(warmup):
         invoke(tensor)
-    samples = [0] * runs
+    samples: list[int] = []
     clock = time.perf_counter_ns
+    min_ns = int(min_secs * 1e9)
+    if runs <= 0 and min_ns <= 0:  # warm-up only (the overhead script's use)
+        return samples
+    max_ns = None if max_secs is None else int(max_secs * 1e9)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for i in range(runs):
+        began = clock()
+        while True:
             start = clock()
             invoke(tensor)
-            samples[i] = clock() - start
+            end = clock()
+            samples.append(end - start)
+            elapsed = end - began
+            if max_ns is not None and elapsed >= max_ns:
+                break
+            if len(samples) >= runs and elapsed >= min_ns:
+                break
     finally:
         if collecting:
             gc.enable()

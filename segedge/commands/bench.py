@@ -82,7 +82,23 @@ def bench(
         help="Thread count to run each artifact with; repeat it or give a comma list to sweep several "
              "(--threads 1,4). Default: 1 and the number of usable cores.")] = None,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs before timing.")] = 10,
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs per artifact and thread count.")] = 100,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per artifact and thread count (the least, "
+                                                  "with --min-secs).")] = 100,
+    min_secs: Annotated[float, typer.Option(
+        "--min-secs", metavar="SECONDS", min=0.0,
+        help="Time budget, as TFLite's benchmark_model: keep timing each artifact until --runs calls AND this "
+             "many seconds.")] = 0.0,
+    max_secs: Annotated[float | None, typer.Option(
+        "--max-secs", metavar="SECONDS", min=0.0, show_default=False,
+        help="Stop timing an artifact after this many seconds, even before --runs calls (at least one).")] = None,
+    cooldown: Annotated[float, typer.Option(
+        "--cooldown", metavar="SECONDS", min=0.0,
+        help="Idle seconds between artifacts, so a hot board (a Pi 4 throttles at 80 °C) starts each cooler. "
+             "CPU temperature and throttling before and after each row go into the report where readable.")] = 0.0,
+    child_timeout: Annotated[float, typer.Option(
+        "--child-timeout", metavar="SECONDS", min=1.0,
+        help="Kill a measuring process after this long; its row fails with 'timed out' and the bench goes "
+             "on.")] = 1800.0,
     e2e_images: Annotated[int, typer.Option(
         min=0, help="Images timed end to end (load + preprocess + infer + postprocess).")] = 10,
     keras: Annotated[bool | None, typer.Option(
@@ -130,6 +146,7 @@ def bench(
         threads=parse_threads(",".join(threads)) if threads else default_threads(),
         warmup=warmup, runs=runs, e2e_images=e2e_images, keras=keras, keras_model=keras_model,
         bounds=GateBounds(max_miou_drop, default_agreement, per_format),
+        min_secs=min_secs, max_secs=max_secs, cooldown=cooldown, child_timeout=child_timeout,
     )
     with _progress() as step:
         result = run_bench(config, on_step=step)

@@ -100,7 +100,8 @@ def predict(
                                             help="Search sub-folders; outputs mirror them.")] = False,
     batch: Annotated[int, typer.Option(help="Images per inference call (batch-1 models are looped).")] = 1,
     camera: Annotated[str | None, typer.Option(
-        help="Camera index (0), device (/dev/video0) or a video file, read with OpenCV.")] = None,
+        help="Camera index (0), device (/dev/video0) or a video file, read with OpenCV; 'picam' for the "
+             "Raspberry Pi camera through picamera2.")] = None,
     every: Annotated[int | None, typer.Option(help="With --camera: save every Nth frame to --out [1].")] = None,
     show: Annotated[bool, typer.Option("--show", help="With --camera: show overlays in a window (needs a display).")
                     ] = False,
@@ -124,9 +125,9 @@ def predict(
 
     target = outputs.claim(out, "predictions", reuse=True) if out is not None else None
     if camera is not None:
-        from segedge.edge.camera import CameraOptions, open_capture, run_camera
+        from segedge.edge.camera import CameraOptions, open_source, run_camera
 
-        capture = open_capture(camera)  # a missing extra or a bad source fails before the model loads
+        capture = open_source(camera)  # a missing extra or a bad source fails before the model loads
         options = CameraOptions(out=out, every=every or 1, show=show, max_frames=max_frames, overlay=overlay,
                                 alpha=alpha, json_lines=as_json)
         try:

@@ -53,6 +53,68 @@ def open_capture(source: str) -> Any:
     return capture
 
 
+PICAM = "picam"  # --camera picam: the Pi's CSI camera through libcamera (picamera2)
+PICAM_SIZE = (640, 480)
+
+
+class PicameraCapture:
+    """picamera2 behind the two calls ``run_camera`` makes of an OpenCV ``VideoCapture``: read(), release().
+
+    On Bookworm the CSI camera is driven by libcamera, which OpenCV's
+    ``VideoCapture(0)`` usually cannot open. picamera2's documented capture
+    API: ``Picamera2()``, ``create_video_configuration(main={"format":
+    "RGB888", "size": ...})``, ``configure``, ``start``, ``capture_array()``,
+    ``stop``/``close``. libcamera's "RGB888" is stored B, G, R per pixel (the
+    picamera2 manual), the order OpenCV frames have, so ``frame_to_rgb``
+    treats both alike. Untested on camera hardware in this project.
+    """
+
+    def __init__(self, camera: Any, size: tuple[int, int] = PICAM_SIZE) -> None:
+        self.camera = camera
+        config = camera.create_video_configuration(main={"format": "RGB888", "size": size})
+        camera.configure(config)
+        camera.start()
+        self._open = True
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self._open
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if not self._open:
+            return False, None
+        frame = np.asarray(self.camera.capture_array())
+        return True, frame[..., :3] if frame.ndim == 3 and frame.shape[2] == 4 else frame
+
+    def release(self) -> None:
+        if self._open:
+            self._open = False
+            self.camera.stop()
+            if hasattr(self.camera, "close"):
+                self.camera.close()
+
+
+def open_picamera(size: tuple[int, int] = PICAM_SIZE) -> PicameraCapture:
+    """The Pi camera through picamera2, or one line saying how to get picamera2."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:
+        error = MissingExtraError("picamera2", "camera")  # exit 6, as any missing library; apt, not pip
+        error.message = ("--camera picam needs picamera2, which comes from apt, not pip: sudo apt install "
+                         "python3-picamera2, and make the venv with 'python3 -m venv --system-site-packages'")
+        raise error from exc
+    try:
+        camera = Picamera2()
+    except (RuntimeError, IndexError, OSError) as exc:
+        raise DataError(f"--camera picam: picamera2 found no usable camera ({exc}); check the ribbon cable and "
+                        "'rpicam-hello --list-cameras'") from exc
+    return PicameraCapture(camera, size)
+
+
+def open_source(source: str) -> Any:
+    """``picam`` -> picamera2; anything else (index, device, file, URL) -> OpenCV as before."""
+    return open_picamera() if source.strip().lower() == PICAM else open_capture(source)
+
+
 def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
     """OpenCV's BGR (or grey, or BGRA from some USB cameras) -> the RGB the model was trained on."""
     if frame.ndim == 2 or frame.shape[2] == 1:

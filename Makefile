@@ -11,7 +11,7 @@ DEMO_IMAGES ?= 240
 DEMO_SIZE   ?= 96
 DEMO_EPOCHS ?= 8
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint wheel clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,5 +38,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# dist/segedge-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README, "On a Raspberry Pi").
+wheel: $(STAMP)
+	rm -f dist/segedge-*.whl
+	$(BIN)/python -m pip wheel --no-deps --wheel-dir dist .
+	@ls dist/segedge-*.whl
+
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache build

@@ -1,4 +1,4 @@
-"""Write the two tiny models ``segedge doctor`` runs: segedge/edge/doctor_models/{tiny.tflite,tiny.onnx}.
+"""Write the two tiny models ``segedge doctor`` runs: segedge/bench/doctor_models/{tiny.tflite,tiny.onnx}.
 
 Run once on a machine with the export extra (TensorFlow, onnx); the files are
 committed as package data so ``doctor`` on a Pi (no TensorFlow, no onnx)
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "segedge" / "edge" / "doctor_models"
+OUT = Path(__file__).resolve().parents[1] / "segedge" / "bench" / "doctor_models"
 
 
 def write_tflite(path: Path) -> None:

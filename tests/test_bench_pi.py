@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from segedge.bench import run as bench_run
+from segedge.bench import spawn
 from segedge.bench.child import ChildJob
 from segedge.bench.machine import cpu_temperature, cpu_temperatures, heat_state, throttled
 from segedge.bench.run import BenchConfig, run_bench
@@ -63,11 +64,11 @@ def test_bad_budget_options(kwargs, option, tmp_path):
 # --- the child timeout ---
 
 def test_a_hung_child_is_killed_and_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench_run, "child_command",
+    monkeypatch.setattr(spawn, "child_command",
                         lambda job, result: [sys.executable, "-c", "import time; time.sleep(600)"])
     job = ChildJob("int8", "x.tflite", "tflite", 1, 0, 1, {}, "ref.npy")
     start = time.perf_counter()
-    result = bench_run.run_child(job, tmp_path, 0, timeout=1)
+    result = spawn.run_child(job, tmp_path, 0, timeout=1)
     assert time.perf_counter() - start < 60
     assert result == {"ok": False, "error": result["error"]} and result["error"].startswith("timed out after 1 s")
 
@@ -143,7 +144,7 @@ def test_bench_budget_on_a_tiny_bundle(tiny_bundle, monkeypatch):
 
 
 def test_a_hung_child_fails_its_row_not_the_bench(tiny_bundle, monkeypatch):
-    monkeypatch.setattr(bench_run, "child_command",
+    monkeypatch.setattr(spawn, "child_command",
                         lambda job, result: [sys.executable, "-c", "import time; time.sleep(600)"])
     result = run_bench(BenchConfig(tiny_bundle, artifacts=["int8"], threads=[1], warmup=0, runs=1, e2e_images=0,
                                    keras=False, child_timeout=1))

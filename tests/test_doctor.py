@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from segedge.bench import doctor
 from segedge.cli import app
-from segedge.edge import doctor
 from segedge.errors import EdgeUnavailableError, MissingExtraError
 
 pytest.importorskip("onnxruntime")

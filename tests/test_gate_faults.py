@@ -62,7 +62,7 @@ def proof_bundle(tiny_run: Path, proof_data: Path, tmp_path_factory) -> Path:
 @pytest.fixture
 def in_process(monkeypatch):
     """Run bench's measuring children in this process, so monkeypatched edge functions are the ones used."""
-    def run_here(job, workdir, index):
+    def run_here(job, workdir, index, timeout=None):
         try:
             return child.measure(job)
         except SegedgeError as exc:

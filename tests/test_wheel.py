@@ -55,7 +55,7 @@ def test_wheel_carries_the_cli_and_doctor_models(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = archive.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    assert {"segedge/edge/doctor_models/tiny.tflite", "segedge/edge/doctor_models/tiny.onnx",
-            "segedge/commands/doctor.py", "segedge/edge/doctor.py"} <= names
+    assert {"segedge/bench/doctor_models/tiny.tflite", "segedge/bench/doctor_models/tiny.onnx",
+            "segedge/commands/doctor.py", "segedge/bench/doctor.py"} <= names
     assert "segedge = segedge.cli:main" in entry_points
     assert wheel.name.endswith("-py3-none-any.whl")  # pure Python: the same file installs on aarch64

@@ -128,3 +128,16 @@ def throttled(vcgencmd: str | None = None, timeout: float = 5.0) -> dict[str, ob
 def heat_state(sys_root: str | os.PathLike[str] | None = None) -> dict[str, object]:
     """Temperature (°C or None) and throttling (decoded or None): read before and after each artifact."""
     return {"temp_c": cpu_temperature(sys_root), "throttled": throttled()}
+
+
+def heat_notes(rows: list[dict[str, object]]) -> list[str]:
+    """report.md's word on heat: temperatures before -> after each row, and any throttling seen."""
+    temps = [f"{r['artifact']}/{r['threads']}t {r['temp_before_c']:.1f}->{r['temp_after_c']:.1f}"
+             for r in rows if r.get("temp_before_c") is not None and r.get("temp_after_c") is not None]
+    notes = [f"CPU temperature (°C) before->after each row: {', '.join(temps)}"] if temps else []
+    throttling = sorted({flag for r in rows for key in ("throttled_before", "throttled_after")
+                         for flag in ((r.get(key) or {}).get("flags") or []) if flag.endswith("now")})
+    if throttling:
+        notes.append(f"the board reported {', '.join(throttling)} during the bench (vcgencmd get_throttled): "
+                     "latencies are slower than a cool board's; add --cooldown or a heatsink")
+    return notes

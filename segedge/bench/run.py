@@ -10,10 +10,6 @@ the children saved, against ground truth and the bundle's Keras masks.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-import segedge
 from segedge import fileio, metadata
 from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_reference, load_voc_val
 from segedge.bench.gate import GateBounds, class_mismatch, evaluate_gate
-from segedge.bench.machine import heat_state, machine_info, usable_cores
+from segedge.bench.machine import heat_notes, heat_state, machine_info, usable_cores
+from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT, run_child
 from segedge.errors import ConfigError, MissingExtraError, ModelError
 from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
 from segedge.optional import installed, require_runtimes
@@ -45,7 +41,6 @@ ROW_KEYS: tuple[str, ...] = (
     "temp_before_c", "temp_after_c", "throttled_before", "throttled_after", "error",
 )
 ACCURACY_ROW_KEYS = ("miou", "miou_delta_pts", "agreement", "miou_vs_keras")
-DEFAULT_CHILD_TIMEOUT = 1800.0  # seconds one measuring process may take: generous for a Pi, finite for a hang
 sleep = time.sleep  # the cooldown's clock (tests replace it)
 
 
@@ -182,40 +177,6 @@ def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None,
     return path, (f"Keras row skipped: {why}" if path is None else "")
 
 
-def _child_env() -> dict[str, str]:
-    """The child must import this very segedge (a checkout works without installing)."""
-    env = dict(os.environ)
-    root = str(Path(segedge.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
-
-
-def child_command(job_path: Path, result_path: Path) -> list[str]:
-    """The measuring process's command line (one place, so a test can swap in a process that hangs)."""
-    return [sys.executable, "-m", "segedge.bench.child", str(job_path), str(result_path)]
-
-
-def run_child(job: ChildJob, workdir: Path, index: int, timeout: float = DEFAULT_CHILD_TIMEOUT) -> dict[str, Any]:
-    """One measurement in a fresh interpreter; a crash or a hang becomes ``{"ok": false, "error": ...}``.
-
-    A runtime that hangs (a bad wheel, a deadlocked thread pool) is killed
-    after ``timeout`` seconds and fails its own row; the bench goes on.
-    """
-    job_path, result_path = workdir / f"job-{index}.json", workdir / f"result-{index}.json"
-    job_path.write_text(json.dumps(job.to_dict()), encoding="utf-8")
-    try:
-        proc = subprocess.run(child_command(job_path, result_path), capture_output=True, text=True,
-                              env=_child_env(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "error": f"timed out after {timeout:g} s (killed; a hung runtime, or raise "
-                                      "--child-timeout)"}
-    if result_path.is_file():
-        return json.loads(result_path.read_text(encoding="utf-8"))
-    tail = [line for line in proc.stderr.splitlines() if line.strip()][-1:] or ["no output"]
-    return {"ok": False, "error": f"measuring process died (exit {proc.returncode}): {tail[0]}"}
-
-
 def _e2e_images(evaluation: EvalSet, count: int) -> list[str]:
     """Files to time end to end: the --data images, else the reference set's originals (as files)."""
     return [str(p) for p in evaluation.image_paths[:count]]
@@ -280,19 +241,6 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
         fp32, keras = p50(row["runtime"], row["threads"]), p50(KERAS, row["threads"])
         row["speedup_vs_fp32"] = fp32 / row["p50_ms"] if fp32 else None
         row["speedup_vs_keras"] = keras / row["p50_ms"] if keras else None
-
-
-def heat_notes(rows: list[dict[str, Any]]) -> list[str]:
-    """report.md's word on heat: temperatures before -> after each row, and any throttling seen."""
-    temps = [f"{r['artifact']}/{r['threads']}t {r['temp_before_c']:.1f}->{r['temp_after_c']:.1f}"
-             for r in rows if r.get("temp_before_c") is not None and r.get("temp_after_c") is not None]
-    notes = [f"CPU temperature (°C) before->after each row: {', '.join(temps)}"] if temps else []
-    throttling = sorted({flag for r in rows for key in ("throttled_before", "throttled_after")
-                         for flag in ((r.get(key) or {}).get("flags") or []) if flag.endswith("now")})
-    if throttling:
-        notes.append(f"the board reported {', '.join(throttling)} during the bench (vcgencmd get_throttled): "
-                     "latencies are slower than a cool board's; add --cooldown or a heatsink")
-    return notes
 
 
 def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | None = None) -> BenchResult:

@@ -22,7 +22,7 @@ def doctor(
     Exit status: 0 when the edge can run here; 6 when no runtime is installed (pip install
     "segedge[edge]"); 9 when it cannot run (a 32-bit OS, a runtime that crashes or hangs), with the fix.
     """
-    from segedge.edge.doctor import diagnose, verdict
+    from segedge.bench.doctor import diagnose, verdict
     from segedge.errors import EdgeUnavailableError, MissingExtraError
 
     diagnosis = diagnose(timeout=timeout)

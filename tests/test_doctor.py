@@ -113,3 +113,16 @@ def test_32_bit_arm_gets_the_64_bit_os_line(machine):
 
 def test_aarch64_is_fine():
     assert doctor.platform_check("aarch64").status == "ok"
+
+
+def test_temperature_and_memory_from_fake_files(tmp_path):
+    zone = tmp_path / "sys" / "class" / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "temp").write_text("61326\n")
+    (zone / "type").write_text("cpu-thermal\n")
+    temperature = doctor.heat_checks(str(tmp_path / "sys"))[0]
+    assert temperature.name == "temperature" and temperature.detail == "cpu-thermal 61.3 °C"
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        3884252 kB\nMemFree:          100 kB\nMemAvailable:    2000000 kB\n")
+    assert doctor.memory_mb(str(meminfo)) == (3884252 * 1024 / 1e6, 2000000 * 1024 / 1e6)
+    assert doctor.memory_mb(str(tmp_path / "none")) is None

@@ -150,3 +150,37 @@ def test_a_hung_child_fails_its_row_not_the_bench(tiny_bundle, monkeypatch):
                                    keras=False, child_timeout=1))
     assert result.rows[0]["error"].startswith("timed out after 1 s")
     assert not result.passed and any("int8" in line for line in result.gate_failures)
+
+
+def test_cli_flags_reach_the_report(tiny_bundle, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from segedge.cli import app
+
+    monkeypatch.setenv("SEGEDGE_SYSFS_ROOT", str(_fake_sys(tmp_path / "sys", {"cpu-thermal": 70_000})))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["bench", str(tiny_bundle), "--out", str(out), "--format", "int8",
+                                      "--threads", "1", "--runs", "2", "--warmup", "0", "--e2e-images", "0",
+                                      "--min-secs", "0.2", "--max-secs", "5", "--cooldown", "0",
+                                      "--child-timeout", "300", "--no-keras", "--no-plot", "--gallery", "0",
+                                      "--min-agreement", "0", "--max-miou-drop", "100"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert {k: report["settings"][k] for k in ("min_secs", "max_secs", "cooldown_s", "child_timeout_s")} == {
+        "min_secs": 0.2, "max_secs": 5.0, "cooldown_s": 0.0, "child_timeout_s": 300.0}
+    row = report["rows"][0]
+    assert row["temp_before_c"] == row["temp_after_c"] == 70.0 and row["runs"] >= 2
+    assert "CPU temperature (°C) before->after each row: int8/1t 70.0->70.0" in (out / "report.md").read_text()
+
+
+def test_cli_max_secs_below_min_secs_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from segedge.cli import app
+
+    result = CliRunner().invoke(app, ["bench", str(tmp_path), "--out", str(tmp_path / "r"), "--min-secs", "3",
+                                      "--max-secs", "1"])
+    assert result.exit_code == 2, result.output
+    assert [line for line in result.output.splitlines() if line.strip()][-1].startswith("error: --max-secs")

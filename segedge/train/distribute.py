@@ -147,8 +147,10 @@ def is_worker_lost(exc: BaseException) -> bool:
 
 
 def lost_message(cluster: Cluster, exc: BaseException, run: Path) -> str:
-    first = str(getattr(exc, "message", exc)).strip().splitlines()
-    detail = first[0][:200] if first else type(exc).__name__
+    lines = [line.strip() for line in str(getattr(exc, "message", exc)).splitlines() if line.strip()]
+    telling = [line for line in lines if any(word in line.lower() for word in ("unhealthy", "heartbeat", "timed out",
+                                                                                "timeout", "deadline", "unavailable"))]
+    detail = ((telling or lines or [type(exc).__name__])[0])[:200]
     return (f"{cluster.role}: another worker of {cluster.size} stopped answering ({type(exc).__name__}: {detail}); "
             f"restart every worker with --resume {run} to continue from the last finished epoch")
 

@@ -104,7 +104,7 @@ def _load_checkpoint(model, path: Path) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks: Sequence = (),
-          verbose: int | None = None) -> TrainResult:
+          verbose: int | None = None, strategy=None) -> TrainResult:
     """Run (or continue, with ``resume``) training into ``config.out``; see docs/design.md for the folder.
 
     In a cluster (TF_CONFIG, see ``segedge.train.distribute``) the chief writes ``config.out`` and every
@@ -136,7 +136,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
 
     from segedge.train.callbacks import RunCheckpoint
 
-    strategy = distribute.select_strategy(cluster, config.worker_timeout_s)  # before any other TF op
+    if strategy is None:  # a caller may pass its own (a test's MirroredStrategy over two logical CPUs)
+        strategy = distribute.select_strategy(cluster, config.worker_timeout_s)  # before any other TF op
     config = config.replace(num_workers=cluster.size if cluster else 1, num_replicas=strategy.num_replicas_in_sync)
     print(f"{cluster.role if cluster else 'single worker'}: {config.num_workers} worker(s), "
           f"{config.num_replicas} replica(s) in sync, global batch {config.batch_size} "

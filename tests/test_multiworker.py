@@ -26,7 +26,6 @@ import segedge
 pytest.importorskip("tensorflow", reason="trains a model: needs TensorFlow (pip install 'segedge[train]')")
 h5py = pytest.importorskip("h5py")
 
-pytestmark = pytest.mark.slow
 
 REPO = Path(segedge.__file__).resolve().parents[1]
 PROCESS_TIMEOUT_S = 300  # one worker process, start to finish, on a busy 2-core machine
@@ -99,6 +98,7 @@ def log_text(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_model(synth_root: Path, tmp_path: Path) -> None:
     run, scratch = tmp_path / "run", tmp_path / "run.worker1"
     ports = free_ports(2)
@@ -127,6 +127,7 @@ def test_two_workers_train_one_model(synth_root: Path, tmp_path: Path) -> None:
     assert_same_weights(run / "checkpoints" / state(run)["weights"], scratch / "checkpoints" / state(run)["weights"])
 
 
+@pytest.mark.slow
 def test_killed_worker_stops_the_chief_and_resume_finishes(synth_root: Path, tmp_path: Path) -> None:
     run, scratch = tmp_path / "run", tmp_path / "run.worker1"
     ports = free_ports(2)
@@ -163,6 +164,50 @@ def test_killed_worker_stops_the_chief_and_resume_finishes(synth_root: Path, tmp
     assert_same_weights(run / "checkpoints" / state(run)["weights"], scratch / "checkpoints" / state(run)["weights"])
 
 
+def test_workers_option_writes_tf_config_and_roles() -> None:
+    from segedge.train.distribute import cluster_from_env, parse_workers, tf_config, worker_folder
+
+    cluster = parse_workers("10.0.0.5:2222, 10.0.0.6:2222", 1)
+    assert json.loads(tf_config(cluster)) == {
+        "cluster": {"worker": ["10.0.0.5:2222", "10.0.0.6:2222"]}, "task": {"type": "worker", "index": 1}}
+    assert cluster_from_env({"TF_CONFIG": tf_config(cluster)}) == cluster
+    assert (cluster.role, cluster.is_chief) == ("worker 1", False)
+    assert worker_folder("/runs/a", cluster) == Path("/runs/a.worker1")
+    assert worker_folder("/runs/a", parse_workers("h:1,h:2", 0)) == Path("/runs/a")
+    # A TFJob-style cluster with a separate chief task: the chief is index 0, worker 0 comes next.
+    chief_style = {"cluster": {"chief": ["c:1"], "worker": ["w:1", "w:2"]}, "task": {"type": "worker", "index": 0}}
+    assert cluster_from_env({"TF_CONFIG": json.dumps(chief_style)}).index == 1
+    assert cluster_from_env({}) is None
+    assert cluster_from_env({"TF_CONFIG": json.dumps({"cluster": {"worker": ["h:1"]},
+                                                      "task": {"type": "worker", "index": 0}})}) is None
+
+
+@pytest.mark.parametrize(("spec", "index", "words"), [
+    ("h:1", 0, "two or more"),
+    ("h:1,h", 0, "is not host:port"),
+    ("h:1,h:1", 0, "twice"),
+    ("h:1,h:2", None, "--worker-index"),
+    ("h:1,h:2", 2, "out of range"),
+])
+def test_bad_workers_option_is_one_config_error(spec: str, index: int | None, words: str) -> None:
+    from segedge.errors import ConfigError
+    from segedge.train.distribute import parse_workers
+
+    with pytest.raises(ConfigError, match=words) as caught:
+        parse_workers(spec, index)
+    assert caught.value.exit_code == 2 and "\n" not in caught.value.message
+
+
+def test_bad_tf_config_is_one_config_error() -> None:
+    from segedge.errors import ConfigError
+    from segedge.train.distribute import cluster_from_env
+
+    for raw in ("{not json", json.dumps({"cluster": {"worker": ["h:1"]}}),
+                json.dumps({"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "ps", "index": 0}})):
+        with pytest.raises(ConfigError, match="TF_CONFIG"):
+            cluster_from_env({"TF_CONFIG": raw})
+
+
 MIRRORED_SCRIPT = """
 import json, sys
 import tensorflow as tf
@@ -179,6 +224,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "epochs": result.ep
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(synth_root: Path, tmp_path: Path) -> None:
     """The one-machine multi-device path (MirroredStrategy, as over several GPUs), without a GPU."""
     run = tmp_path / "run"
@@ -193,3 +239,22 @@ def test_mirrored_strategy_over_two_logical_cpus(synth_root: Path, tmp_path: Pat
     config = json.loads((run / "config.json").read_text())
     assert (config["num_workers"], config["num_replicas"]) == (1, 2)
     assert (run / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("args", [
+    ["--worker-index", "1"],
+    ["--workers", "127.0.0.1:1", "--worker-index", "0"],
+    ["--workers", "127.0.0.1:1,127.0.0.1:2", "--worker-index", "5"],
+])
+def test_cli_worker_mistakes_are_one_line(synth_root: Path, tmp_path: Path, args: list[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from segedge.cli import app
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = CliRunner().invoke(app, ["train", str(synth_root), "--out", str(tmp_path / "run"), *args])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "worker" in lines[0] and not (tmp_path / "run").exists()
+    assert "TF_CONFIG" not in os.environ  # a refused option sets nothing

@@ -258,3 +258,14 @@ def test_cli_worker_mistakes_are_one_line(synth_root: Path, tmp_path: Path, args
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert "worker" in lines[0] and not (tmp_path / "run").exists()
     assert "TF_CONFIG" not in os.environ  # a refused option sets nothing
+
+
+def test_lost_worker_message_is_one_readable_line() -> None:
+    from segedge.train.distribute import Cluster, lost_message
+
+    raw = ("{{function_node __wrapped__CollectiveReduceV2_device_/job:worker/replica:0/task:0/device:CPU:0}} "
+           "Collective ops is aborted by: recvmsg:Connection reset by peer\n\t [[{{node CollectiveReduceV2}}]]")
+    line = lost_message(Cluster(("a:1", "b:1"), 0), RuntimeError(raw), Path("/runs/voc"))
+    assert "\n" not in line and "{{" not in line
+    assert line.startswith("chief: another worker of 2 stopped answering")
+    assert "Connection reset by peer" in line and "--resume /runs/voc" in line

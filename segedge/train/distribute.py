@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def lost_message(cluster: Cluster, exc: BaseException, run: Path) -> str:
     lines = [line.strip() for line in str(getattr(exc, "message", exc)).splitlines() if line.strip()]
     telling = [line for line in lines if any(word in line.lower() for word in ("unhealthy", "heartbeat", "timed out",
                                                                                 "timeout", "deadline", "unavailable"))]
-    detail = ((telling or lines or [type(exc).__name__])[0])[:200]
+    detail = re.sub(r"\{\{[^}]*\}\}\s*", "", (telling or lines or [type(exc).__name__])[0])[:200]  # TF node names
     return (f"{cluster.role}: another worker of {cluster.size} stopped answering ({type(exc).__name__}: {detail}); "
             f"restart every worker with --resume {run} to continue from the last finished epoch")
 

@@ -126,6 +126,19 @@ def test_two_workers_train_one_model(synth_root: Path, tmp_path: Path) -> None:
     assert state(run)["epoch"] == state(scratch)["epoch"] == 2
     assert_same_weights(run / "checkpoints" / state(run)["weights"], scratch / "checkpoints" / state(run)["weights"])
 
+    # Workers whose last checkpoints name different epochs refuse to resume (their steps would not line up).
+    behind = state(scratch) | {"epoch": 1}
+    (scratch / "checkpoints" / "state.json").write_text(json.dumps(behind))
+    before = (run / "history.csv").read_text(), (run / ".segedge.json").read_text()
+    ports = free_ports(2)
+    logs = [tmp_path / "chief-resume.log", tmp_path / "worker1-resume.log"]
+    codes = finish([launch(["--resume", str(run), "--epochs", "3"], i, ports, logs[i]) for i in (0, 1)])
+    assert codes == [4, 4], "\n".join(log_text(p)[-3000:] for p in logs)
+    for log, role in zip(logs, ("chief", "worker 1"), strict=True):
+        errors = [line for line in log_text(log).splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {role}:") and "checkpoints differ" in errors[0]
+    assert ((run / "history.csv").read_text(), (run / ".segedge.json").read_text()) == before
+
 
 @pytest.mark.slow
 def test_killed_worker_stops_the_chief_and_resume_finishes(synth_root: Path, tmp_path: Path) -> None:

@@ -230,3 +230,21 @@ def sync_batch_norm(model) -> int:
     for layer in layers:
         layer.synchronized = True
     return len(layers)
+
+
+def check_same_epoch(strategy, cluster: Cluster, epoch: int, folder: Path) -> None:
+    """Every worker must continue from the same finished epoch, or their collectives would not line up.
+
+    After a crash one worker may have written its epoch-N checkpoint and another not. Each worker adds its
+    epoch and its square across the cluster: n * sum(e^2) == sum(e)^2 holds only when all are equal.
+    """
+    import tensorflow as tf
+
+    value = tf.constant([epoch, epoch * epoch], tf.float64)
+    total = strategy.reduce("SUM", value, axis=None).numpy()
+    if abs(cluster.size * total[1] - total[0] ** 2) > 0.5:
+        raise WorkerLostError(
+            f"{cluster.role}: {folder} continues from epoch {epoch}, but the workers' last checkpoints differ "
+            f"(mean epoch {total[0] / cluster.size:g}); copy the chief's checkpoints/ folder into every "
+            "worker's RUN.workerI/checkpoints/ and resume again"
+        )

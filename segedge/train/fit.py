@@ -112,7 +112,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     """
     started = time.perf_counter()
     cluster = distribute.cluster_from_env()
-    paths = RunPaths.at(distribute.worker_folder(config.out, cluster))
+    run = Path(config.out)  # the chief's run folder, what every worker's --resume names
+    paths = RunPaths.at(distribute.worker_folder(run, cluster))
     claim = None
     if resume:
         state = load_state(paths.root) or RunState()
@@ -154,6 +155,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         if state.weights:
             _load_checkpoint(model, paths.checkpoints / state.weights)
     try:
+        if cluster is not None and resume:
+            distribute.check_same_epoch(strategy, cluster, initial, paths.root)
         if claim is None:
             mark_resumed(paths)
         else:
@@ -176,6 +179,6 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         if claim is not None and state.epoch == initial:  # the start failed: leave nothing behind
             claim.undo(paths.entry_names())
         if cluster is not None and distribute.is_worker_lost(exc):
-            raise distribute.WorkerLostError(distribute.lost_message(cluster, exc, Path(config.out))) from exc
+            raise distribute.WorkerLostError(distribute.lost_message(cluster, exc, run)) from exc
         raise
     return _result(paths, config, data.split.counts(), initial, state, started, model=model)

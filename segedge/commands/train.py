@@ -7,6 +7,7 @@ so ``segedge train --help`` works on an edge install.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ PANEL_RECIPE = "Recipe (unset options take the preset's value)"
 PANEL_RUN = "Run"
 
 # Options a resumed run may change: they do not alter what the checkpoint means.
-RESUME_MAY_CHANGE = ("epochs", "cache")
+RESUME_MAY_CHANGE = ("epochs", "cache", "worker_timeout_s")
 
 
 def _value(option: Any) -> Any:
@@ -40,8 +41,10 @@ def train_command(
     ] = Preset.default,
     epochs: Annotated[int | None, typer.Option(min=1, help="Most epochs (preset: 30).", rich_help_panel=PANEL_RECIPE)]
     = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per step (preset: 32).",
-                                                   rich_help_panel=PANEL_RECIPE)] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="Global images per step, split across every replica of every worker (preset: 32). "
+                    "The learning rate is kept as given, not scaled with the replicas; config.json records "
+                    "num_workers, num_replicas and learning_rate_rule.", rich_help_panel=PANEL_RECIPE)] = None,
     image_size: Annotated[int | None, typer.Option(min=32, help="Square model input, a multiple of 32 (224).",
                                                    rich_help_panel=PANEL_RECIPE)] = None,
     learning_rate: Annotated[float | None, typer.Option(min=0.0, help="Adam learning rate (preset: 1e-3).",
@@ -90,6 +93,15 @@ def train_command(
     run_eagerly: Annotated[bool | None, typer.Option(
         "--run-eagerly", help="No graph tracing (debugging, tiny runs).", rich_help_panel=PANEL_RUN,
         show_default=False)] = None,
+    workers: Annotated[str | None, typer.Option(
+        help="Train on several machines: every worker's host:port, comma-separated, the same list on each "
+             "(writes TF_CONFIG; or set TF_CONFIG yourself). Worker 0, the chief, writes --out; the others "
+             "write only their scratch folder OUT.workerI.", rich_help_panel=PANEL_RUN)] = None,
+    worker_index: Annotated[int | None, typer.Option(
+        min=0, help="This machine's place in --workers (0 is the chief).", rich_help_panel=PANEL_RUN)] = None,
+    worker_timeout: Annotated[int | None, typer.Option(
+        min=1, help="Seconds a worker waits for the others before it stops with an error (300).",
+        rich_help_panel=PANEL_RUN)] = None,
     resume: Annotated[Path | None, typer.Option(
         help="Continue the run in this folder from its last finished epoch (its config.json is used; "
              "--epochs may raise the limit).", rich_help_panel=PANEL_RUN)] = None,
@@ -102,9 +114,16 @@ def train_command(
     from segedge.optional import require_extra
 
     require_extra("train")  # one line naming segedge[train], before any slow import
+    from segedge.train import distribute
     from segedge.train.config import make_config
     from segedge.train.fit import train
     from segedge.train.rundir import load_config
+
+    if workers is not None:
+        os.environ["TF_CONFIG"] = distribute.tf_config(distribute.parse_workers(workers, worker_index))
+    elif worker_index is not None:
+        raise ConfigError("--worker-index needs --workers host:port,host:port")
+    cluster = distribute.cluster_from_env()
 
     options = {
         "epochs": epochs, "batch_size": batch_size, "image_size": image_size, "learning_rate": learning_rate,
@@ -112,11 +131,14 @@ def train_command(
         "freeze_encoder": freeze_encoder, "bn_momentum": bn_momentum, "split": split, "scaling": scaling,
         "void_handling": void, "augment": augment, "seed": seed, "steps_per_epoch": steps_per_epoch,
         "validation_steps": validation_steps, "cache": cache, "jit_compile": jit_compile,
-        "run_eagerly": run_eagerly,
+        "run_eagerly": run_eagerly, "worker_timeout_s": worker_timeout,
     }
     options = {k: _value(v) for k, v in options.items()}
     if resume is not None:
-        config = _resume_config(load_config(resume), resume, data, out, preset, overwrite, options)
+        # A worker other than the chief continues from its own scratch folder (the chief's may be on another host).
+        saved = load_config(distribute.worker_folder(resume, cluster))
+        config = _resume_config(saved.replace(out=str(resume.expanduser().absolute())), resume, data, out, preset,
+                                overwrite, options)
     else:
         if data is None or out is None:
             raise ConfigError("pass the dataset folder and --out RUN (or --resume RUN to continue a run)")

@@ -164,6 +164,11 @@ class TrainConfig:
     jit_compile: bool = False
     # Eager steps skip the ~20-50 s graph tracing; slower per step, so only for tiny runs (tests, debugging).
     run_eagerly: bool = False
+    # Several workers (segedge.train.distribute): a collective that waits longer than this fails the run.
+    worker_timeout_s: int = 300
+    # Filled in by train(): how many workers and replicas in sync ran it (--batch-size is the global batch).
+    num_workers: int = 1
+    num_replicas: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -193,6 +198,7 @@ class TrainConfig:
         _positive(self.patience, "--patience", allow_zero=True)
         _positive(self.cache_budget_mb, "cache budget (MB)", allow_zero=True)
         _positive(self.seed, "--seed", allow_zero=True)
+        _positive(self.worker_timeout_s, "--worker-timeout")
         for name in ("steps_per_epoch", "validation_steps"):
             value = getattr(self, name)
             if value is not None:
@@ -245,6 +251,7 @@ class TrainConfig:
             freeze_encoder_effective=self.freeze,
             monitor_mode=self.monitor_mode,
             preprocess=self.preprocess_spec().to_dict(),
+            learning_rate_rule="kept",  # --learning-rate as given, not scaled with num_replicas
         )
         return data
 
@@ -253,7 +260,7 @@ class TrainConfig:
         """Inverse of ``to_dict``; derived keys are ignored, unknown keys refused by name."""
         names = {f.name for f in dataclasses.fields(cls)}
         derived = {"config_version", "split_kind", "num_outputs", "num_classes", "freeze_encoder_effective",
-                   "monitor_mode", "preprocess"}
+                   "monitor_mode", "preprocess", "learning_rate_rule"}
         unknown = sorted(set(data) - names - derived)
         if unknown:
             raise ConfigError(f"config has unknown keys {unknown}; was it written by a newer segedge?")

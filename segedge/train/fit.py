@@ -19,6 +19,7 @@ from typing import Any
 
 from segedge import fileio
 from segedge.errors import ModelError
+from segedge.train import distribute
 from segedge.train.config import TrainConfig
 from segedge.train.model import resolve_encoder_weights
 from segedge.train.rundir import RunPaths, RunState, check_new_run, load_split, load_state, mark_resumed
@@ -58,16 +59,6 @@ class TrainResult:
             f"val_loss {row.get('val_loss', float('nan')):.4f} "
             f"-> {self.run_dir / 'model.keras'}"
         )
-
-
-def select_strategy():
-    """MirroredStrategy over every visible GPU when there are several, TF's default otherwise."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def _result(paths: RunPaths, config: TrainConfig, counts: dict[str, int], initial: int, state: RunState,
@@ -113,10 +104,16 @@ def _load_checkpoint(model, path: Path) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, callbacks: Sequence = (),
-          verbose: int | None = None) -> TrainResult:
-    """Run (or continue, with ``resume``) training into ``config.out``; see docs/design.md for the folder."""
+          verbose: int | None = None, strategy=None) -> TrainResult:
+    """Run (or continue, with ``resume``) training into ``config.out``; see docs/design.md for the folder.
+
+    In a cluster (TF_CONFIG, see ``segedge.train.distribute``) the chief writes ``config.out`` and every
+    other worker the scratch folder ``distribute.worker_folder`` names.
+    """
     started = time.perf_counter()
-    paths = RunPaths.at(config.out)
+    cluster = distribute.cluster_from_env()
+    run = Path(config.out)  # the chief's run folder, what every worker's --resume names
+    paths = RunPaths.at(distribute.worker_folder(run, cluster))
     claim = None
     if resume:
         state = load_state(paths.root) or RunState()
@@ -140,12 +137,26 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
 
     from segedge.train.callbacks import RunCheckpoint
 
+    if strategy is None:  # a caller may pass its own (a test's MirroredStrategy over two logical CPUs)
+        strategy = distribute.select_strategy(cluster, config.worker_timeout_s)  # before any other TF op
+    config = config.replace(num_workers=cluster.size if cluster else 1, num_replicas=strategy.num_replicas_in_sync)
+    print(f"{cluster.role if cluster else 'single worker'}: {config.num_workers} worker(s), "
+          f"{config.num_replicas} replica(s) in sync, global batch {config.batch_size} "
+          f"({config.batch_size / config.num_replicas:g} per replica), lr {config.learning_rate:g} "
+          f"({distribute.LEARNING_RATE_RULE}) -> {paths.root}", flush=True)
     keras.utils.set_random_seed(config.seed)
-    with select_strategy().scope():
+    with strategy.scope():
         model, inference = build_compiled(config, encoder_weights)
+        if config.num_replicas > 1:
+            distribute.fix_symbolic_build(model)
+            distribute.sync_batch_norm(model)
+        if cluster is not None:
+            distribute.fix_multi_worker_metrics()
         if state.weights:
             _load_checkpoint(model, paths.checkpoints / state.weights)
     try:
+        if cluster is not None and resume:
+            distribute.check_same_epoch(strategy, cluster, initial, paths.root)
         if claim is None:
             mark_resumed(paths)
         else:
@@ -155,17 +166,19 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         checkpoint = RunCheckpoint(paths, state, inference, config.monitor, config.monitor_mode, config.patience,
                                    config.restore_best_weights)
         model.fit(
-            train_dataset(data.train, config, initial_epoch=initial),
+            distribute.shard_by_data(train_dataset(data.train, config, initial_epoch=initial)),
             epochs=config.epochs,
             initial_epoch=initial,
             steps_per_epoch=train_steps(data.train, config),
-            validation_data=val_dataset(data.val, config),
+            validation_data=distribute.shard_by_data(val_dataset(data.val, config)),
             callbacks=[checkpoint, *callbacks],
             shuffle=False,  # the dataset already shuffles, per epoch, from the seed
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
         )
-    except BaseException:
+    except BaseException as exc:
         if claim is not None and state.epoch == initial:  # the start failed: leave nothing behind
             claim.undo(paths.entry_names())
+        if cluster is not None and distribute.is_worker_lost(exc):
+            raise distribute.WorkerLostError(distribute.lost_message(cluster, exc, run)) from exc
         raise
     return _result(paths, config, data.split.counts(), initial, state, started, model=model)

@@ -132,6 +132,19 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
     return "\n".join(out) + "\n"
 
 
+def _keras_miou_for_plot(result: BenchResult) -> float | None:
+    """Keras mIoU on the set the plotted rows were scored on, or None when bench has none for that set."""
+    keras = result.accuracy.get("keras")
+    main = next((result.accuracy[n] for n in result.gated if n in result.accuracy), None)
+    if main is None:
+        return keras.get("miou") if keras else None
+    if keras and keras.get("eval_set") == main.get("eval_set"):
+        return keras.get("miou")
+    if main.get("eval_set") == result.reference.name:  # rows scored on the reference set, as the gate is
+        return main.get("keras_miou_reference")
+    return None
+
+
 REPORT_ENTRIES = (JSON_NAME, MD_NAME, HTML_NAME, PLOT_NAME, GALLERY_DIR)  # what the report marker owns
 
 
@@ -153,7 +166,8 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
         elif not matplotlib_available():
             notes.append('plot skipped: matplotlib is not installed (pip install "segedge[bench]")')
         else:
-            plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU")
+            plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU",
+                                            _keras_miou_for_plot(result), result.config.bounds.max_miou_drop)
             if plot_png is None:
                 notes.append("plot skipped: no artifact has both a latency and an mIoU")
         if plot_png is not None:
@@ -164,7 +178,7 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
         strips: list[Strip] = []
         if gallery_count > 0 and artifact_masks:
             strips = build_gallery(result.reference, artifact_masks, result.manifest.num_classes,
-                                   gallery_count, result.manifest.palette)
+                                   gallery_count, result.manifest.palette, list(result.manifest.classes))
             with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
                 for strip in strips:
                     (tmp / strip.name).write_bytes(strip.png)

@@ -91,6 +91,14 @@ def test_spread_labels_keeps_them_apart_and_in_the_band(positions):
     assert sorted(range(len(placed)), key=lambda i: placed[i]) == order_in
 
 
+def test_single_thread_sweep_has_no_filled_legend_entry():
+    rows = [r for r in crowded_rows() if r["threads"] == 1]
+    with png_canvas((9.5, 4.8), 110) as (figure, axes):
+        draw_latency_vs_miou(figure, axes, rows, "t", keras_miou=0.65, max_drop_pts=1.0)
+        legend = [t.get_text() for t in axes.get_legend().get_texts()]
+        assert "hollow: 1 thread" in legend and not any(t.startswith("filled") for t in legend)
+
+
 def test_spread_labels_leaves_separated_labels_alone_and_is_deterministic():
     assert spread_labels([0.2, 0.5, 0.8], gap=0.06) == [0.2, 0.5, 0.8]
     assert spread_labels([0.5] * 5) == spread_labels([0.5] * 5)

@@ -129,7 +129,7 @@ def render_strip(image: np.ndarray, truth: np.ndarray, keras: np.ndarray, artifa
     for name, mask in artifacts.items():
         rgb = outline(display_mask(mask, num_classes, table), np.asarray(mask) != keras)
         panels.append((f"{name} {100 * float((np.asarray(mask) == keras).mean()):.1f}%", rgb))
-    columns = [max(width, text_width(label) + 2) for label, _ in panels]
+    columns = [max(width, text_width(label) + 6) for label, _ in panels]
     strip_width = sum(columns) + GAP * (len(panels) - 1)
     present = classes_present([truth, keras, *artifacts.values()], num_classes)
     names = [class_name(index, class_names) for index in present]

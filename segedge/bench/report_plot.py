@@ -124,8 +124,9 @@ def draw_latency_vs_miou(figure: Any, axes: Any, rows: list[dict[str, Any]], tit
         fastest[name] = (best["p50_ms"], 100.0 * best["miou"], colour, f"{name} [{threads} thr]")
     handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none",
                           label="hollow: 1 thread"))
-    handles.append(Line2D([], [], color="0.3", marker="o", linestyle="none",
-                          label=f"filled: {top_threads} threads"))
+    if top_threads > 1:  # with a single thread count there is nothing filled to explain
+        handles.append(Line2D([], [], color="0.3", marker="o", linestyle="none",
+                              label=f"filled: {top_threads} threads"))
 
     values = [100.0 * r["miou"] for points in series.values() for r in points]
     low, high = y_limits(values, keras_pct, max_drop_pts)

@@ -72,7 +72,7 @@ def test_sigill_in_a_runtime_is_one_line_and_exit_9(tmp_path):
 
 def test_probe_reports_the_known_bad_onnxruntime_release(tmp_path, monkeypatch):
     env = _fake_runtime(tmp_path, "onnxruntime", "import os, signal\nos.kill(os.getpid(), signal.SIGILL)\n")
-    monkeypatch.setattr(doctor, "_version", lambda names: "1.21.0")
+    monkeypatch.setattr(doctor, "installed_version", lambda *names: "1.21.0")
     check = doctor.probe_runtime("onnx", env={**os.environ, **env})
     assert check.status == "fail" and signal.SIGILL.name in check.detail
     assert "1.21.0" in check.fix and 'pip install "onnxruntime!=1.21.0"' in check.fix

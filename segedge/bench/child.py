@@ -10,7 +10,6 @@ for the Keras row, inside ``segedge.train.keras_backend``.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import sys
 import traceback
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from segedge import fileio
+from segedge.bench.machine import installed_version
 from segedge.bench.stats import NS_PER_MS, summarize_ns
 from segedge.bench.timing import current_rss_mb, peak_rss_mb, time_call, time_end_to_end, time_invoke
 from segedge.data.images import read_upright
@@ -89,12 +89,7 @@ def _import_runtime(runtime: str) -> str | None:
 
         tflite_interpreter_class()
         names = ("ai-edge-litert", "tflite-runtime")
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
+    return installed_version(*names)
 
 
 def _open(job: ChildJob):

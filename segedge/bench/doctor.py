@@ -12,7 +12,6 @@ throttling. Nothing here imports a runtime in this process.
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import json
 import os
 import platform
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import segedge
-from segedge.bench.machine import cpu_temperatures, throttled, usable_cores
+from segedge.bench.machine import cpu_temperatures, installed_version, throttled, usable_cores
 from segedge.optional import installed
 
 MODELS = Path(__file__).resolve().parent / "doctor_models"
@@ -97,15 +96,6 @@ class Diagnosis:
         return [c for c in self.checks if c.name in RUNTIMES]
 
 
-def _version(distributions: tuple[str, ...]) -> str | None:
-    for name in distributions:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def platform_check(machine: str | None = None) -> Check:
     """Python and the CPU architecture; a 32-bit Arm OS cannot run the edge at all."""
     machine = machine or platform.machine()
@@ -135,7 +125,7 @@ def crash_fix(runtime: str, version: str | None, signame: str) -> str:
 def probe_runtime(runtime: str, timeout: float = PROBE_TIMEOUT, env: dict[str, str] | None = None) -> Check:
     """Import ``runtime`` and run its tiny model in a fresh process; a crash or hang is one line."""
     _modules, distributions, model = RUNTIMES[runtime]
-    version = _version(distributions)
+    version = installed_version(*distributions)
     label = f"{distributions[0]} {version}" if version else distributions[0]
     try:
         proc = subprocess.run([sys.executable, "-c", PROBE, runtime, str(MODELS / model)], capture_output=True,

@@ -44,14 +44,19 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
+def installed_version(*distributions: str) -> str | None:
+    """The version of the first of ``distributions`` that is installed (package metadata; nothing imported)."""
+    for name in distributions:
         try:
-            versions[name] = importlib.metadata.version(name)
+            return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return versions
+    return None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {name: installed_version(name) for name in PACKAGES}
+    return {name: version for name, version in versions.items() if version is not None}
 
 
 def machine_info() -> dict[str, object]:

@@ -128,12 +128,6 @@ def scale_pixels(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return pixels.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
 
 
-def preprocess(image: Image.Image, spec: PreprocessSpec) -> tuple[np.ndarray, Placement]:
-    """RGB image -> float32 HxWx3 model input (NHWC element) and its placement."""
-    pixels, placement = resize_uint8(image, spec)
-    return scale_pixels(pixels, spec), placement
-
-
 def restore_mask(mask: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
     """Model-size class mask -> original (width, height), nearest neighbour."""
     crop = mask[placement.top : placement.top + placement.height, placement.left : placement.left + placement.width]

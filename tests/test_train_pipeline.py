@@ -9,7 +9,7 @@ from fixtures_train import tiny_config
 from segedge.data import VocDataset
 from segedge.data.splits import seed_counts
 from segedge.errors import DataError
-from segedge.preprocess import preprocess, resize_mask
+from segedge.preprocess import resize_mask, resize_uint8, scale_pixels
 
 pytest.importorskip("tensorflow")
 
@@ -83,14 +83,15 @@ def test_epochs_are_a_function_of_seed_and_epoch_so_resume_sees_the_same_batches
 
 
 def test_training_pixels_are_the_inference_preprocessing(synth_root, tmp_path):
-    """One source of truth: the edge's preprocess() gives the very numbers training used."""
+    """One source of truth: the edge's resize, scaled as the Keras model takes it, is the training input."""
     config = tiny_config(synth_root, tmp_path / "run", image_size=SIZE, cache="none")
     data = load_training_data(config)
     assert not data.val.cached
     x, y = next(iter(val_dataset(data.val, config)))
     dataset = VocDataset.open(synth_root)
     image, mask = dataset.load_pair(data.split.val[0])
-    expected, _ = preprocess(image, config.preprocess_spec())
+    pixels, _ = resize_uint8(image, config.preprocess_spec())
+    expected = scale_pixels(pixels, config.preprocess_spec())
     assert np.array_equal(x.numpy()[0], expected)
     assert np.array_equal(y.numpy()[0], resize_mask(mask, config.preprocess_spec()))
 

@@ -107,9 +107,13 @@ class Evaluator:
     scratch: Path
     baseline: Path | None = None   # K = 0: the bundle's own int8 file, measured as it is (None: re-quantize)
     reference_miou: float = 0.0
+    metadata: dict[str, Any] | None = None  # the bundle artifact's embedded document, read once
 
     def __post_init__(self) -> None:
+        from segedge import metadata
+
         self.reference_miou = keras_miou(self.ctx)
+        self.metadata = metadata.read_artifact(self.ctx.artifact_path(self.artifact))
 
     def path(self, k: int) -> Path:
         return self.scratch / f"fallback_{self.artifact}_k{k}{self.builder.suffix}"
@@ -121,7 +125,7 @@ class Evaluator:
             path.write_bytes(self.baseline.read_bytes())
         else:
             self.builder.build(names, path)
-            embed_bundle_metadata(path, self.ctx.artifact_path(self.artifact))
+            embed_bundle_metadata(path, self.metadata)
         floats = self.builder.float_check(path, names)
         score = score_model(path, self.ctx)
         drop = 100.0 * (self.reference_miou - score.miou)
@@ -186,7 +190,7 @@ def run_fallback(evaluate: Evaluator, k: str | int, ranking: str = RANKING) -> F
     return result
 
 
-def embed_bundle_metadata(path: Path, bundle_artifact: Path) -> None:
+def embed_bundle_metadata(path: Path, document: dict[str, Any] | None) -> None:
     """Give a candidate the metadata of the artifact it would replace, before it is measured and hashed.
 
     The sha256 the search records is then the file that gets written, and predict and bench find the same
@@ -194,7 +198,6 @@ def embed_bundle_metadata(path: Path, bundle_artifact: Path) -> None:
     """
     from segedge import metadata
 
-    document = metadata.read_artifact(bundle_artifact)
     if document is not None:
         runtime = "onnx" if path.suffix == ".onnx" else "tflite"
         path.write_bytes(metadata.embed(path.read_bytes(), runtime, document))

@@ -62,21 +62,25 @@ def _first_conv_input(interpreter) -> int:
     return int(first["inputs"][0])
 
 
+def _edge_tensor(bundle: Path, name: str):
+    """(manifest entry, all 256 levels as a model-size image, the tensor the edge hands the model, its spec)."""
+    manifest = load_manifest(bundle)
+    info = manifest.artifacts[name]
+    pixels = all_levels(manifest.preprocess.height, manifest.preprocess.width)
+    backend = open_backend(bundle / info.file)
+    try:
+        return info, pixels, np.asarray(backend.prepare(pixels)), backend.input
+    finally:
+        backend.close()
+
+
 def test_tflite_int8_first_convolution_sees_every_level(tiny_bundle: Path):
     """The quantized input tensor holds p, and so does the tensor the first convolution reads."""
     from segedge.runtime import tflite_interpreter_class
 
-    manifest = load_manifest(tiny_bundle)
-    info = manifest.artifacts["int8"]
-    spec = manifest.preprocess
-    pixels = all_levels(spec.height, spec.width)
-    backend = open_backend(tiny_bundle / info.file)
-    try:
-        tensor = backend.prepare(pixels)
-        assert tensor.dtype == np.dtype(backend.input.dtype)
-        seen = dequantize(tensor, backend.input)
-    finally:
-        backend.close()
+    info, pixels, tensor, input_spec = _edge_tensor(tiny_bundle, "int8")
+    assert tensor.dtype == np.dtype(input_spec.dtype)
+    seen = dequantize(tensor, input_spec)
     assert np.array_equal(seen, pixels.astype(np.float32))  # level p arrives as p
     assert len(np.unique(tensor)) == 256
 
@@ -94,7 +98,7 @@ def test_tflite_int8_first_convolution_sees_every_level(tiny_bundle: Path):
     scale, zero_point = detail["quantization"]
     conv_in = (interpreter.get_tensor(index).astype(np.float64) - zero_point) * scale
     # The conv reads the padded pixels: the image sits at the top left, the pad after it.
-    inner = conv_in[:, : spec.height, : spec.width, :]
+    inner = conv_in[:, : pixels.shape[1], : pixels.shape[2], :]
     assert np.array_equal(inner, pixels.astype(np.float64))
     assert len(np.unique(inner)) == 256
 
@@ -117,15 +121,7 @@ def test_onnx_int8_input_quantization_is_the_identity(tiny_bundle: Path):
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    manifest = load_manifest(tiny_bundle)
-    info = manifest.artifacts["onnx-int8"]
-    spec = manifest.preprocess
-    pixels = all_levels(spec.height, spec.width)
-    backend = open_backend(tiny_bundle / info.file)
-    try:
-        tensor = np.asarray(backend.prepare(pixels))
-    finally:
-        backend.close()
+    info, pixels, tensor, _ = _edge_tensor(tiny_bundle, "onnx-int8")
     assert tensor.dtype == np.float32 and np.array_equal(tensor, pixels.astype(np.float32))
     exposed, scale, zero_point = _expose_input_quantization((tiny_bundle / info.file).read_bytes(), info.input.name)
     assert (scale, zero_point) == (1.0, 0)

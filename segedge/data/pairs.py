@@ -9,8 +9,8 @@
 
 Without split files the images are split by ratio (``val_fraction``): every
 stem is ranked by a hash of its name and the first ``round(n * fraction)`` are
-validation, so the split depends on the names only (not on file order or the
-file system) and adding an image moves no other image between train and val.
+validation, so the split depends on the names only, not on file order or the
+file system (``segedge train`` records it in ``RUN/split.json`` all the same).
 With only one of the two split files, the other is every remaining stem.
 A folder without ``masks/`` is images only (``has_masks`` False): fine for
 calibrating an exported model, an error for training.

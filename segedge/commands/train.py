@@ -159,7 +159,8 @@ def train_command(
     except KeyboardInterrupt:
         raise typer.Exit(_interrupted(Path(config.out))) from None
     counts = result.split_counts
-    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test")
+    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test; "
+               f"{result.config.num_classes} classes")
     if resume is not None and result.epochs_completed == result.initial_epoch:
         why = "it stopped early" if result.stopped_early else f"it already ran {result.epochs_completed} epochs"
         typer.echo(f"nothing to resume: {why}; raise --epochs to continue")

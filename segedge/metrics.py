@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from segedge.labels import NUM_CLASSES, VOID
+from segedge.labels import VOID
 
 
-def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int = NUM_CLASSES,
-                     void: int = VOID) -> np.ndarray:
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int, void: int = VOID) -> np.ndarray:
     """(num_classes, num_classes + 1) int64 counts: rows = truth, columns = prediction.
+
+    ``num_classes`` is the dataset's (the manifest's), never assumed to be VOC's 21.
 
     Void (and any out-of-range truth) is ignored. The extra last column counts
     predictions outside ``0..num_classes-1`` (the seed preset's "void" output):

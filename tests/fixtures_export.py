@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from segedge import fileio
+from segedge.classes import ClassSpec
 from segedge.data.splits import make_split
 from segedge.data.voc import VocDataset
 from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels
@@ -34,7 +35,7 @@ def require_tensorflow() -> None:
 
 
 def write_run(root: Path, run_dir: Path, model, image_size: int = TINY_SIZE, seed: int = 0) -> Path:
-    """RUN/{model.keras, config.json, split.json} as ``segedge train`` writes them."""
+    """RUN/{model.keras, config.json, split.json, classes.json} as ``segedge train`` writes them."""
     spec = PreprocessSpec(image_size, image_size, "mobilenet")
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.keras")
@@ -44,6 +45,8 @@ def write_run(root: Path, run_dir: Path, model, image_size: int = TINY_SIZE, see
         "preset": "default", "image_size": image_size,
     })
     make_split(VocDataset.open(root), "official", seed).save(run_dir / "split.json")
+    # as segedge train records them: the head's size in classes (VOC's 21, or background, class1, ...)
+    fileio.write_json(run_dir / "classes.json", ClassSpec.default(int(model.outputs[0].shape[-1])).to_dict())
     return run_dir
 
 

@@ -57,12 +57,14 @@ def bundles(micro_run: Path, synth_root: Path, tmp_path_factory) -> dict[str, Pa
     pytest.importorskip("tensorflow")
     from fixtures_export import micro_model, write_run
 
+    from segedge.data.synth import SynthConfig, generate
     from segedge.export.bundle import export_bundle
     from segedge.targets import parse_targets
 
     base = tmp_path_factory.mktemp("bad_input_bundles")
     run96 = write_run(synth_root, base / "run96", micro_model(96), image_size=96)
-    run5 = write_run(synth_root, base / "run5", micro_model(classes=5))
+    five = generate(base / "voc5", SynthConfig(images=6, size=64, num_classes=5))  # a 5-class run needs 5-class data
+    run5 = write_run(five, base / "run5", micro_model(classes=5))
     built = {"main": (micro_run, "fp32,onnx"), "px96": (run96, "fp32"), "classes5": (run5, "fp32,onnx")}
     for name, (run, formats) in built.items():
         export_bundle(run, base / name, parse_targets(formats), eval_count=2)

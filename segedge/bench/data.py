@@ -1,4 +1,4 @@
-"""The images bench scores on: the bundle's reference set, or a VOC folder's val split.
+"""The images bench scores on: the bundle's reference set, or a dataset's val split (VOC or pairs layout).
 
 Both become the same shape of data: image FILES that the product's predict
 path reads (``Segmenter.predict``: decode, EXIF orientation, resize, scale,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,16 +82,33 @@ def load_reference(bundle: str | os.PathLike[str], spec: PreprocessSpec) -> Eval
                    upsample=ref.upsample)
 
 
-def load_voc_val(root: str | os.PathLike[str], limit: int | None = None, split: str = "val") -> EvalSet:
-    """A VOC folder's split: its image files and upright ground truth at original resolution."""
-    from segedge.data import VocDataset
-    from segedge.data.images import read_upright_pair
+def load_dataset_val(root: str | os.PathLike[str], limit: int | None, classes: Sequence[str],
+                     manifest_path: str | os.PathLike[str], split: str = "val") -> EvalSet:
+    """A dataset's split (VOC or pairs layout): its image files and upright ground truth at original resolution.
+
+    The dataset's classes (its classes.json, else VOC's 21) must be the bundle's, in name and order: a
+    mask value means a class only by its index, so other classes would score nonsense.
+    """
+    from segedge.data import open_dataset
     from segedge.progress import track
 
-    dataset = VocDataset.open(root)
+    dataset = open_dataset(root)
+    source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (no classes.json: VOC's 21)"
+    if not dataset.has_masks:
+        raise DataError(f"{dataset.root}: has no masks; bench --data scores against masks, so it needs a labelled "
+                        "dataset (drop --data to score the bundle's reference images)")
+    mine = list(dataset.classes.names)
+    theirs = list(classes)
+    if mine != theirs:
+        if len(mine) != len(theirs):
+            why = f"{len(mine)} classes vs the bundle's {len(theirs)}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+            why = f"class {i} is {mine[i]!r} vs the bundle's {theirs[i]!r}"
+        raise DataError(f"{source}: the dataset's classes differ from {manifest_path} ({why}); bench a dataset "
+                        "labelled with the classes the model was trained on")
     ids = dataset.ids(split)[: limit or None]
     if not ids:
         raise DataError(f"{dataset.split_file(split)}: no images to evaluate")
-    truth = [read_upright_pair(dataset.image_path(i), dataset.mask_path(i))[1]
-             for i in track(ids, f"reading {split} masks")]
+    truth = [dataset.load_pair(i)[1] for i in track(ids, f"reading {split} masks")]
     return EvalSet(f"{split} ({dataset.root})", ids, truth, image_paths=[dataset.image_path(i) for i in ids])

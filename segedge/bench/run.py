@@ -22,7 +22,7 @@ import numpy as np
 from segedge import fileio, metadata
 from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
-from segedge.bench.data import EvalSet, load_reference, load_voc_val
+from segedge.bench.data import EvalSet, load_dataset_val, load_reference
 from segedge.bench.gate import GateBounds, class_mismatch, evaluate_gate
 from segedge.bench.machine import heat_notes, heat_state, machine_info, usable_cores
 from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT, run_child
@@ -259,7 +259,8 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     require_runtimes(manifest.artifacts[name].runtime for name in names)  # one line, before any child runs
     spec, num_classes = manifest.preprocess, manifest.num_classes
     reference = load_reference(config.bundle, spec)
-    evaluation = load_voc_val(config.data, config.limit) if config.data else None
+    evaluation = (load_dataset_val(config.data, config.limit, manifest.classes, config.bundle / MANIFEST_NAME)
+                  if config.data else None)
     keras_model, keras_note = resolve_keras(config, manifest)
     notes = [keras_note] if keras_note else []
     if manifest.void_handling == "class":

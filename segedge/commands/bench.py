@@ -70,8 +70,8 @@ def bench(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Report folder (new or empty): report.md/.json/.html, plot, gallery/.")],
     data: Annotated[Path | None, typer.Option(
-        help="VOC root: score mIoU on its val split (preprocessed as the manifest says) instead of the "
-             "bundle's reference images.")] = None,
+        help="Dataset folder (VOC layout or images/ + masks/ pairs) whose classes are the bundle's: score mIoU "
+             "on its val split at original resolution instead of the bundle's reference images.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use at most this many --data val images.")] = None,
     artifacts: Annotated[list[str] | None, typer.Option(
         "--format", metavar="NAME", show_default=False,

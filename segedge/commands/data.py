@@ -10,41 +10,62 @@ import typer
 
 from segedge.commands import user_errors
 
-app = typer.Typer(help="Generate, download or validate a VOC-format dataset.", no_args_is_help=True)
+app = typer.Typer(help="Generate, download or validate a dataset (VOC layout or images/ + masks/ pairs).",
+                  no_args_is_help=True)
+
+
+class Layout(str, Enum):
+    voc = "voc"
+    pairs = "pairs"
 
 
 @app.command()
 @user_errors
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create (VOC layout): new, or an existing empty folder.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create: new, or an existing empty folder.")],
     images: Annotated[int, typer.Option(min=3, help="Number of image/mask pairs.")] = 200,
     size: Annotated[int, typer.Option(
         min=32, help="Long side of each image in pixels (VOC: 500); aspect ratios vary as in VOC.")] = 96,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (0 or more): same seed, same bytes.")] = 0,
+    classes: Annotated[int, typer.Option(
+        "--classes", min=2, max=21,
+        help="Number of classes, background included: 21 = VOC's; fewer are named background, class1, ... "
+             "and declared in OUT/classes.json.")] = 21,
+    layout: Annotated[Layout, typer.Option(
+        help="voc: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/; pairs: images/ + masks/ "
+             "(+ classes.json, no split files: train splits by --val-fraction).")] = Layout.voc,
     overwrite: Annotated[bool, typer.Option(
         help="Replace OUT if it holds a dataset segedge generated (never a folder with other files).")] = False,
 ) -> None:
-    """Write a learnable synthetic dataset in the exact Pascal VOC 2012 layout."""
+    """Write a learnable synthetic dataset (default: 21 VOC classes in the exact Pascal VOC 2012 layout)."""
     from segedge.data.synth import SynthConfig, generate
 
-    root = generate(out, SynthConfig(images=images, size=size, seed=seed), overwrite=overwrite)
-    typer.echo(f"wrote {images} images to {root}")
+    config = SynthConfig(images=images, size=size, seed=seed, num_classes=classes, layout=layout.value)
+    root = generate(out, config, overwrite=overwrite)
+    typer.echo(f"wrote {images} images ({classes} classes, {layout.value} layout) to {root}")
 
 
 @app.command()
 @user_errors
-def check(root: Annotated[Path, typer.Argument(help="VOC2012 folder (or its VOCdevkit parent).")]) -> None:
-    """Validate every pair listed in the split files; print counts and the class histogram."""
+def check(root: Annotated[Path, typer.Argument(
+        help="Dataset folder: VOC layout (VOC2012 or its VOCdevkit parent) or pairs layout (images/ + masks/).")]
+) -> None:
+    """Validate every pair (VOC: listed in the split files; pairs: every image); print counts and the class
+    histogram with the dataset's class names (classes.json, else VOC's 21).
+
+    Exits 3 when any pair is unreadable or mismatched, or a mask holds a label value outside the declared
+    classes (each such value is listed with its pixel count and the first files that hold it).
+    """
     from segedge.data.check import check_dataset
-    from segedge.labels import VOC_CLASSES
 
     report = check_dataset(root)
-    typer.echo(f"dataset: {report.root}")
+    typer.echo(f"dataset: {report.root} ({report.layout} layout, {report.classes.num_classes} classes: "
+               f"{report.classes_file})")
     for split, count in report.counts.items():
         typer.echo(f"  {split:<9} {count:>7} ids")
     total = sum(report.class_pixels) or 1
     typer.echo("class pixels:")
-    for name, pixels in zip((*VOC_CLASSES, "void"), report.class_pixels, strict=True):
+    for name, pixels in zip((*report.classes.names, "void"), report.class_pixels, strict=True):
         if pixels:
             typer.echo(f"  {name:<12} {pixels:>12}  {100 * pixels / total:5.1f} %")
     if not report.ok:

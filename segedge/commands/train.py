@@ -1,4 +1,4 @@
-"""``segedge train``: fit the U-Net on a VOC-layout folder into a run folder.
+"""``segedge train``: fit the U-Net on a dataset folder (VOC or pairs layout) into a run folder.
 
 Options left unset take the preset's value (``--preset default`` or ``seed``;
 see ``segedge.train.config``). TensorFlow is imported inside the command only,
@@ -32,7 +32,9 @@ def _value(option: Any) -> Any:
 def train_command(
     data: Annotated[
         Path | None,
-        typer.Argument(help="VOC2012 folder (or its VOCdevkit parent); optional with --resume."),
+        typer.Argument(help="Dataset folder: VOC layout (VOC2012 or its VOCdevkit parent) or pairs layout "
+                            "(images/ + masks/); its classes.json sets the classes (else VOC's 21). "
+                            "Optional with --resume."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (new, or an empty folder).")]
     = None,
@@ -68,6 +70,10 @@ def train_command(
     split: Annotated[SplitChoice | None, typer.Option(
         help="official (train.txt/val.txt), seed (2164/449/300 proportions), auto (official when present) or "
              "train_aug (VOC+SBD, 10,582 ids, from 'segedge data fetch sbd'; validated on VOC val).",
+        rich_help_panel=PANEL_RECIPE)] = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Pairs layout without splits/train.txt and val.txt: the share of images that "
+                               "validates, chosen by a hash of each file stem (0.2). split.json records it.",
         rich_help_panel=PANEL_RECIPE)] = None,
     scaling: Annotated[Scaling | None, typer.Option(
         help="Input scaling: mobilenet [-1,1] (default) or unit [0,1] (seed).", rich_help_panel=PANEL_RECIPE)]
@@ -110,7 +116,7 @@ def train_command(
              "other files there stay.", rich_help_panel=PANEL_RUN)] = False,
 ) -> None:
     """Train the U-Net (MobileNetV2 encoder, pix2pix decoder) and write RUN/model.keras, config.json,
-    split.json, history.csv and checkpoints/."""
+    split.json, classes.json, history.csv and checkpoints/."""
     from segedge.optional import require_extra
 
     require_extra("train")  # one line naming segedge[train], before any slow import
@@ -130,7 +136,7 @@ def train_command(
         "patience": patience, "monitor": monitor, "encoder_weights": encoder_weights,
         "freeze_encoder": freeze_encoder, "bn_momentum": bn_momentum, "split": split, "scaling": scaling,
         "void_handling": void, "augment": augment, "seed": seed, "steps_per_epoch": steps_per_epoch,
-        "validation_steps": validation_steps, "cache": cache, "jit_compile": jit_compile,
+        "validation_steps": validation_steps, "val_fraction": val_fraction, "cache": cache, "jit_compile": jit_compile,
         "run_eagerly": run_eagerly, "worker_timeout_s": worker_timeout,
     }
     options = {k: _value(v) for k, v in options.items()}
@@ -153,7 +159,8 @@ def train_command(
     except KeyboardInterrupt:
         raise typer.Exit(_interrupted(Path(config.out))) from None
     counts = result.split_counts
-    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test")
+    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test; "
+               f"{result.config.num_classes} classes")
     if resume is not None and result.epochs_completed == result.initial_epoch:
         why = "it stopped early" if result.stopped_early else f"it already ran {result.epochs_completed} epochs"
         typer.echo(f"nothing to resume: {why}; raise --epochs to continue")

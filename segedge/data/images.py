@@ -8,13 +8,15 @@ converted to 8-bit RGB rather than rejected. What cannot be decoded raises a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from segedge.classes import ClassSpec
 from segedge.errors import DataError
-from segedge.labels import NUM_CLASSES, PALETTE, VOID, flat_palette
+from segedge.labels import PALETTE, VOID
 
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the PIL transpose that shows the image upright (as ImageOps.exif_transpose uses)
@@ -146,7 +148,7 @@ def transpose_like(mask: np.ndarray, tag: int) -> np.ndarray:
 
 
 def read_upright_pair(image_path: str | os.PathLike[str], mask_path: str | os.PathLike[str],
-                      num_classes: int = NUM_CLASSES) -> tuple[Image.Image, np.ndarray]:
+                      classes: ClassSpec | None = None, *, strict: bool = True) -> tuple[Image.Image, np.ndarray]:
     """A dataset pair, both upright: the image via ``read_upright``, its mask turned the same way.
 
     A mask is drawn on the image's stored pixels (VOC's JPEGs carry no EXIF
@@ -154,11 +156,12 @@ def read_upright_pair(image_path: str | os.PathLike[str], mask_path: str | os.Pa
     applied to the mask too and the pair stays aligned. A non-square mask
     that already has the upright size (drawn in a viewer that applied the
     tag) is taken as upright. Any other size mismatch is a ``DataError``.
+    ``strict=False`` returns the stored label values unchecked (``read_label_values``), for ``data check``.
     """
     raw = _decode(image_path)
     tag = orientation(raw)
     image = to_rgb(orient(raw))
-    mask = read_mask(mask_path, num_classes)
+    mask = read_mask(mask_path, classes) if strict else read_label_values(mask_path, classes)
     stored = (raw.height, raw.width)
     upright = (image.height, image.width)
     if mask.shape == stored:
@@ -169,54 +172,83 @@ def read_upright_pair(image_path: str | os.PathLike[str], mask_path: str | os.Pa
     return image, mask
 
 
-_COLOUR_TO_INDEX = {colour: index for index, colour in enumerate(PALETTE[:NUM_CLASSES])}
-_COLOUR_TO_INDEX[PALETTE[VOID]] = VOID
-
-
-def _rgb_mask_to_indices(path: Path, rgb: np.ndarray) -> np.ndarray:
+def _rgb_mask_to_indices(path: Path, rgb: np.ndarray, classes: ClassSpec) -> np.ndarray:
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    lookup = {(r << 16) | (g << 8) | b: idx for (r, g, b), idx in _COLOUR_TO_INDEX.items()}
+    lookup = {(r << 16) | (g << 8) | b: idx for (r, g, b), idx in classes.colour_to_index().items()}
     colours, inverse = np.unique(packed, return_inverse=True)
     unknown = [int(c) for c in colours if int(c) not in lookup]
     if unknown:
         first = unknown[0]
+        whose = "the VOC palette" if classes.is_voc else "the dataset's palette (classes.json)"
         raise DataError(
             f"{path}: RGB mask has colour {(first >> 16, (first >> 8) & 255, first & 255)} "
-            "that is not in the VOC palette; save masks as palette ('P' mode) PNGs of class indices"
+            f"that is not in {whose}; save masks as palette ('P') or grayscale ('L') PNGs of class indices"
         )
     indices = np.array([lookup[int(c)] for c in colours], dtype=np.uint8)
     return indices[inverse].reshape(packed.shape)
 
 
-def read_mask(path: str | os.PathLike[str], num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """A class-index mask (HxW uint8, 255 = void) from a palette, grayscale or VOC-coloured PNG."""
+def read_label_values(path: str | os.PathLike[str], classes: ClassSpec | None = None) -> np.ndarray:
+    """A mask's label values as stored (HxW uint8), unchecked: ``data check`` counts the illegal ones.
+
+    Palette ('P') and grayscale ('L') PNGs hold the indices themselves; an RGB
+    mask is mapped colour -> index through the dataset's palette.
+    """
     path = Path(path)
+    classes = classes or ClassSpec.voc()
     image = _open(path)
     if image.mode in ("P", "L"):
-        mask = np.asarray(image, dtype=np.uint8)
-    elif image.mode in ("RGB", "RGBA"):
-        mask = _rgb_mask_to_indices(path, np.asarray(image.convert("RGB"), dtype=np.uint8))
-    else:
-        raise DataError(f"{path}: mask has image mode {image.mode}; expected a palette ('P') PNG")
-    bad = (mask >= num_classes) & (mask != VOID)
+        return np.asarray(image, dtype=np.uint8)
+    if image.mode in ("RGB", "RGBA"):
+        return _rgb_mask_to_indices(path, np.asarray(image.convert("RGB"), dtype=np.uint8), classes)
+    raise DataError(f"{path}: mask has image mode {image.mode}; expected a palette ('P') or grayscale ('L') PNG")
+
+
+def outside_classes(values: np.ndarray, classes: ClassSpec) -> np.ndarray:
+    """Where a stored mask holds a value that is neither a declared class nor the declared void."""
+    return (values >= classes.num_classes) & (values != classes.void)
+
+
+def to_canonical_void(values: np.ndarray, classes: ClassSpec) -> np.ndarray:
+    """The declared void value as 255, the one void value segedge uses in memory and in predicted masks."""
+    if classes.void == VOID:
+        return values
+    return np.where(values == classes.void, np.uint8(VOID), values).astype(np.uint8)
+
+
+def read_mask(path: str | os.PathLike[str], classes: ClassSpec | None = None) -> np.ndarray:
+    """A class-index mask (HxW uint8, 255 = void) from a palette, grayscale or palette-coloured RGB PNG.
+
+    ``classes`` (default VOC's 21) says which values are legal; any other value is a ``DataError``.
+    """
+    classes = classes or ClassSpec.voc()
+    mask = read_label_values(path, classes)
+    bad = outside_classes(mask, classes)
     if bad.any():
         values = sorted({int(v) for v in np.unique(mask[bad])})[:5]
         raise DataError(
-            f"{path}: mask has label values {values} outside 0..{num_classes - 1} and {VOID} (void)"
+            f"{path}: mask has label values {values} outside the {classes.num_classes} classes "
+            f"0..{classes.num_classes - 1} and {classes.void} (void); fix the mask or the dataset's classes.json"
         )
-    return mask
+    return to_canonical_void(mask, classes)
 
 
-def mask_to_image(mask: np.ndarray) -> Image.Image:
-    """A class-index mask as a VOC palette PNG image (the format VOC itself uses)."""
+def mask_to_image(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> Image.Image:
+    """A class-index mask as a palette PNG image (the format VOC itself uses).
+
+    ``palette`` (one RGB per class; default VOC's) colours the first indices, VOC's colours the rest (255 = void).
+    """
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    image.putpalette(flat_palette())
+    colours = [tuple(rgb[:3]) for rgb in palette or ()] + list(PALETTE[len(palette or ()):])
+    image.putpalette([int(channel) for rgb in colours for channel in rgb])
     return image
 
 
-def colorize(mask: np.ndarray) -> np.ndarray:
-    """HxW class indices to HxWx3 uint8 VOC colours."""
-    table = np.asarray(PALETTE, dtype=np.uint8)
+def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """HxW class indices to HxWx3 uint8 colours: ``palette`` (one RGB per class) over VOC's."""
+    table = np.asarray(PALETTE, dtype=np.uint8).copy()
+    for index, rgb in enumerate(palette or ()):
+        table[index] = rgb[:3]
     return table[np.asarray(mask, dtype=np.uint8)]
 
 

@@ -17,7 +17,7 @@ from enum import Enum
 import numpy as np
 
 from segedge import fileio
-from segedge.data.voc import VocDataset
+from segedge.data.dataset import Dataset
 from segedge.errors import ConfigError, DataError
 
 SEED_COUNTS = {"train": 2164, "val": 449, "test": 300}
@@ -63,7 +63,7 @@ def seed_counts(total: int) -> dict[str, int]:
     return {"train": total - val - test, "val": val, "test": test}
 
 
-def pooled_ids(dataset: VocDataset) -> list[str]:
+def pooled_ids(dataset: Dataset) -> list[str]:
     """train + val ids (or trainval when that is all there is), de-duplicated, sorted."""
     if dataset.has_split("train") and dataset.has_split("val"):
         ids = dataset.ids("train") + dataset.ids("val")
@@ -79,7 +79,7 @@ def _check_disjoint(train: list[str], val: list[str], message: str) -> None:
         raise DataError(message.format(n=len(overlap), first=overlap[0]))
 
 
-def make_split(dataset: VocDataset, kind: SplitKind | str = SplitKind.official, seed: int = 0) -> Split:
+def make_split(dataset: Dataset, kind: SplitKind | str = SplitKind.official, seed: int = 0) -> Split:
     kind = SplitKind(kind) if not isinstance(kind, SplitKind) else kind
     if kind is SplitKind.official:
         train, val = dataset.ids("train"), dataset.ids("val")

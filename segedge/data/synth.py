@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from segedge import outputs
+from segedge import fileio, outputs
+from segedge.classes import CLASSES_FILE, ClassSpec
 from segedge.data.images import mask_to_image
+from segedge.data.pairs import IMAGES_DIR, MASKS_DIR
 from segedge.data.synth_shapes import CLASS_STYLES, CLASSES, Placement, render_parts, texture
 from segedge.data.voc import IMAGE_DIR, MASK_DIR, SPLIT_DIR
 from segedge.errors import ConfigError
-from segedge.labels import VOID
+from segedge.labels import VOC_CLASSES, VOID
 from segedge.progress import track
 
 # (short / long side, weight): VOC 2012's commonest aspect ratios, then a tail of odd ones (None: uniform).
@@ -47,6 +49,18 @@ class SynthConfig:
     val_fraction: float = 0.4
     max_shapes: int = 4  # objects per image: 1 to this many (fewer are likelier)
     classes: tuple[int, ...] = CLASSES  # object classes drawn (VOC ids 1-20); tests' few-step models use a few
+    num_classes: int = len(VOC_CLASSES)  # --classes: background + N-1 object classes (styles of VOC ids 1..N-1)
+    layout: str = "voc"  # --layout: voc (JPEGImages/...) or pairs (images/ + masks/)
+
+    @property
+    def drawn(self) -> tuple[int, ...]:
+        """The object classes drawn: ``classes`` for VOC's 21, else 1..N-1 (each keeps VOC id i's look)."""
+        if self.num_classes == len(VOC_CLASSES):
+            return tuple(self.classes)
+        return tuple(range(1, self.num_classes))
+
+    def class_spec(self) -> ClassSpec:
+        return ClassSpec.default(self.num_classes)
 
     def check(self) -> None:
         if self.images < 3:
@@ -59,6 +73,11 @@ class SynthConfig:
             raise ConfigError(f"max_shapes must be at least 1, got {self.max_shapes}")
         if not self.classes or len(set(self.classes)) != len(self.classes) or not set(self.classes) <= set(CLASSES):
             raise ConfigError(f"classes must be distinct VOC object ids 1-20, got {self.classes!r}")
+        if isinstance(self.num_classes, bool) or not 2 <= self.num_classes <= len(VOC_CLASSES):
+            raise ConfigError(f"--classes must be 2 to {len(VOC_CLASSES)} (background and up to "
+                              f"{len(CLASSES)} drawn object kinds), got {self.num_classes}")
+        if self.layout not in ("voc", "pairs"):
+            raise ConfigError(f"--layout must be voc or pairs, got {self.layout!r}")
 
 
 def image_size(rng: np.random.Generator, size: int) -> tuple[int, int]:
@@ -195,27 +214,35 @@ def make_sample(rng: np.random.Generator, size: int, max_shapes: int,
 
 
 def generate(out: str | os.PathLike[str], config: SynthConfig, overwrite: bool = False) -> Path:
-    """Write a VOC-layout dataset to ``out`` (created whole, atomically, marked) and return it.
+    """Write a dataset to ``out`` (created whole, atomically, marked) and return it.
 
-    ``out`` must be new, an empty folder, or (with ``overwrite``) a dataset segedge generated:
+    VOC layout (the default, byte for byte what it always wrote) or pairs layout (``images/``, ``masks/``, no
+    split files: the reader splits by ratio). ``classes.json`` is written when the classes are not VOC's 21
+    or the layout is pairs. ``out`` must be new, an empty folder, or (with ``overwrite``) a dataset segedge generated:
     ``segedge.outputs.claim`` refuses anything else, so no user file is ever replaced.
     """
     config.check()
     target = outputs.claim(out, "dataset", overwrite)
     rng = np.random.default_rng(config.seed)
-    deck = ClassDeck(rng, tuple(config.classes))
+    deck = ClassDeck(rng, config.drawn)
+    spec = config.class_spec()
+    pairs = config.layout == "pairs"
+    image_dir, mask_dir = (IMAGES_DIR, MASKS_DIR) if pairs else (IMAGE_DIR, MASK_DIR)
     ids = [f"synth_{i:06d}" for i in range(config.images)]
     with outputs.build(target) as root:
-        for sub in (IMAGE_DIR, MASK_DIR, str(SPLIT_DIR)):
+        for sub in (image_dir, mask_dir, *(() if pairs else (str(SPLIT_DIR),))):
             (root / sub).mkdir(parents=True)
         for sample_id in track(ids, "Generating images", total=len(ids)):
             image, mask = make_sample(rng, config.size, config.max_shapes, deck)
             jpeg = io.BytesIO()
             image.save(jpeg, format="JPEG", quality=92)
-            (root / IMAGE_DIR / f"{sample_id}.jpg").write_bytes(jpeg.getvalue())
-            mask.save(root / MASK_DIR / f"{sample_id}.png", format="PNG")
-        n_val = max(1, int(round(config.images * config.val_fraction)))
-        splits = {"train": ids[:-n_val], "val": ids[-n_val:], "trainval": ids}
-        for name, members in splits.items():
-            (root / SPLIT_DIR / f"{name}.txt").write_text("\n".join(members) + "\n", encoding="utf-8")
+            (root / image_dir / f"{sample_id}.jpg").write_bytes(jpeg.getvalue())
+            mask.save(root / mask_dir / f"{sample_id}.png", format="PNG")
+        if pairs or not spec.is_voc:
+            fileio.write_json(root / CLASSES_FILE, spec.to_dict())
+        if not pairs:
+            n_val = max(1, int(round(config.images * config.val_fraction)))
+            splits = {"train": ids[:-n_val], "val": ids[-n_val:], "trainval": ids}
+            for name, members in splits.items():
+                (root / SPLIT_DIR / f"{name}.txt").write_text("\n".join(members) + "\n", encoding="utf-8")
     return Path(out)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from segedge.classes import CLASSES_FILE, ClassSpec
 from segedge.data.images import read_mask, read_upright, read_upright_pair
 from segedge.errors import DataError
 
@@ -51,13 +52,28 @@ def validate_id(sample_id: str, source: Path) -> str:
 
 @dataclass(frozen=True)
 class VocDataset:
-    """A VOC-layout folder; every read names the file on failure."""
+    """A VOC-layout folder; every read names the file on failure.
+
+    Its classes are ``ROOT/classes.json`` (beside ``JPEGImages``) when present, else VOC's 21.
+    """
 
     root: Path
+    classes: ClassSpec = field(default_factory=ClassSpec.voc)
+    layout: str = "voc"
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> VocDataset:
-        return cls(resolve_root(root))
+        resolved = resolve_root(root)
+        return cls(resolved, ClassSpec.for_dataset(resolved))
+
+    @property
+    def classes_file(self) -> Path:
+        return self.root / CLASSES_FILE
+
+    @property
+    def has_masks(self) -> bool:
+        """A VOC folder without ``SegmentationClass/`` (e.g. the test set) has images only."""
+        return (self.root / MASK_DIR).is_dir() or (self.root / AUG_MASK_DIR).is_dir()
 
     def split_file(self, split: str) -> Path:
         return self.root / SPLIT_DIR / f"{split}.txt"
@@ -101,8 +117,8 @@ class VocDataset:
         return read_upright(self.image_path(sample_id))
 
     def load_mask(self, sample_id: str) -> np.ndarray:
-        return read_mask(self.mask_path(sample_id))
+        return read_mask(self.mask_path(sample_id), self.classes)
 
     def load_pair(self, sample_id: str) -> tuple[Image.Image, np.ndarray]:
         """Image and mask, both upright and checked to be the same size (``read_upright_pair``)."""
-        return read_upright_pair(self.image_path(sample_id), self.mask_path(sample_id))
+        return read_upright_pair(self.image_path(sample_id), self.mask_path(sample_id), self.classes)

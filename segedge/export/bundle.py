@@ -29,7 +29,7 @@ from segedge.export.reference import Reference, build_reference
 from segedge.export.run import RunFolder, check_model_matches, load_keras_model, open_run
 from segedge.export.tflite import Converted, TFLiteSource, convert_tflite
 from segedge.export.verify import check_fp32, read_io, verify_artifact
-from segedge.labels import PALETTE, VOC_CLASSES, VOID
+from segedge.labels import VOID
 from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
 from segedge.preprocess import InputContract, PreprocessSpec
 from segedge.progress import stderr
@@ -91,8 +91,9 @@ def artifact_document(run: RunFolder, target: Target, upsample: str = DEFAULT_UP
     """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing."""
     import segedge
 
-    return metadata.build(target.name, target.runtime.value, target.precision.value, classes=list(VOC_CLASSES),
-                          palette=[list(rgb) for rgb in PALETTE[: len(VOC_CLASSES)]], void=VOID,
+    classes = run.classes
+    return metadata.build(target.name, target.runtime.value, target.precision.value, classes=list(classes.names),
+                          palette=[list(rgb) for rgb in classes.palette], void=VOID,
                           void_handling=run.void_handling, model_outputs=run.num_outputs,
                           preprocess=export_spec(run).to_dict(), postprocess={"upsample": upsample},
                           segedge_version=segedge.__version__)
@@ -155,7 +156,7 @@ def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, Artifa
     for target in targets:
         info = artifacts[target.name]
         try:
-            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run), len(VOC_CLASSES))
+            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run), len(run.classes))
         except SegedgeError:
             raise
         except Exception as exc:
@@ -172,8 +173,8 @@ def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSour
         calib.update({"tflite_method": "minmax", "onnx_method": options.calib_method.value,
                       "int8_io": options.int8_io.value, "requested": options.calib})
     return Manifest(
-        classes=list(VOC_CLASSES),
-        palette=[list(rgb) for rgb in PALETTE[: len(VOC_CLASSES)]],
+        classes=list(run.classes.names),
+        palette=[list(rgb) for rgb in run.classes.palette],
         void=VOID,
         void_handling=run.void_handling,
         model_outputs=run.num_outputs,
@@ -218,8 +219,8 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     check_model_matches(model, run)
     spec = export_spec(run)
     graphs = {plan: prepare_export_model(model, plan=plan, scaling=spec) for plan in {rewrite_plan(t) for t in targets}}
-    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=VOC_CLASSES,
-                                palette=PALETTE[: len(VOC_CLASSES)], upsample=upsample, void=VOID)
+    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=run.classes.names,
+                                palette=run.classes.palette, upsample=upsample, void=VOID)
     calibration = None
     if any(t.needs_calibration for t in targets):
         calibration = load_calibration(dataset, run.split.train, options.calib, spec, exclude=reference.ids)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segedge.data.voc import VocDataset
+from segedge.data.dataset import Dataset
 from segedge.errors import ConfigError, ExportError
 from segedge.preprocess import PreprocessSpec, resize_uint8, scale_pixels
 from segedge.progress import stderr, track
@@ -91,7 +91,7 @@ def pick_ids(train_ids: Sequence[str], count: int, exclude: Sequence[str] = ()) 
     return [pool[p] for p in positions]
 
 
-def load_calibration(dataset: VocDataset, train_ids: Sequence[str], count: int, spec: PreprocessSpec,
+def load_calibration(dataset: Dataset, train_ids: Sequence[str], count: int, spec: PreprocessSpec,
                      exclude: Sequence[str] = ()) -> CalibrationSource:
     """Read and pre-process the calibration images once; both quantizers reuse them."""
     ids = pick_ids(train_ids, count, exclude)

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from segedge.data.dataset import Dataset
 from segedge.data.images import read_upright, read_upright_pair
 from segedge.data.splits import Split
-from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, ExportError
 from segedge.labels import VOID
 from segedge.preprocess import Placement, PreprocessSpec, resize_mask, resize_uint8, scale_pixels
@@ -73,15 +73,15 @@ class _Held:
     truth: np.ndarray
 
 
-def _read_held(dataset: VocDataset, sample_id: str) -> _Held:
+def _read_held(dataset: Dataset, sample_id: str) -> _Held:
     path = dataset.image_path(sample_id)
     data = path.read_bytes()
     image = read_upright(Image.open(io.BytesIO(data)))  # the bytes stored are the bytes decoded
-    _, truth = read_upright_pair(path, dataset.mask_path(sample_id))
+    _, truth = read_upright_pair(path, dataset.mask_path(sample_id), dataset.classes)
     return _Held(sample_id, data, path.suffix.lower(), image, truth)
 
 
-def build_reference(model, dataset: VocDataset, split: Split, spec: PreprocessSpec, count: int, *,
+def build_reference(model, dataset: Dataset, split: Split, spec: PreprocessSpec, count: int, *,
                     classes: Sequence[str], palette: Sequence[Sequence[int]], upsample: str,
                     void: int = VOID) -> Reference:
     """The first ``count`` held-out ids: originals, full-size truth, and Keras' answers through the device pipeline."""

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from segedge import fileio
+from segedge.classes import ClassSpec
+from segedge.data.dataset import Dataset, open_dataset
+from segedge.data.pairs import DEFAULT_VAL_FRACTION
 from segedge.data.splits import Split
-from segedge.data.voc import VocDataset
 from segedge.errors import ConfigError, DataError, ModelError
 from segedge.preprocess import PreprocessSpec
 from segedge.train.rundir import RunPaths
@@ -45,16 +47,31 @@ class RunFolder:
     def void_handling(self) -> str:
         return str(self.config.get("void_handling", "ignore"))
 
-    def dataset(self, data_root: str | os.PathLike[str] | None = None) -> VocDataset:
-        """The dataset the run trained on, or ``data_root`` when the data has moved (``--data``)."""
+    @property
+    def classes(self) -> ClassSpec:
+        """``RUN/classes.json`` (what train recorded); a run from before it existed trained on VOC's 21."""
+        path = self.files.classes
+        return ClassSpec.load(path, error=ModelError) if path.exists() else ClassSpec.voc()
+
+    def dataset(self, data_root: str | os.PathLike[str] | None = None) -> Dataset:
+        """The dataset the run trained on, or ``data_root`` when the data has moved (``--data``).
+
+        Its classes must be the run's (names and count): the bundle's labels come from the run.
+        """
         root = data_root if data_root is not None else self.config.get("data_root")
         if not root:
             raise ConfigError(f"{self.files.config}: no data_root recorded; pass --data PATH")
         try:
-            return VocDataset.open(root)
+            dataset = open_dataset(root, float(self.config.get("val_fraction", DEFAULT_VAL_FRACTION)))
         except DataError as exc:
             hint = "" if data_root is not None else " (the path recorded in config.json; pass --data PATH if it moved)"
             raise DataError(exc.message + hint) from exc
+        why = self.classes.differs(dataset.classes)
+        if why:
+            source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (VOC's 21)"
+            raise DataError(f"{source}: the dataset's classes differ from the run's {self.files.classes} ({why}); "
+                            "pass --data with the dataset the run trained on")
+        return dataset
 
 
 def _read_json(path: Path) -> dict:
@@ -85,6 +102,12 @@ def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
     run = RunFolder(path, config, split, spec)
     if run.void_handling not in VOID_HANDLING:
         raise ModelError(f"{files.config}: void_handling {run.void_handling!r} is not one of {VOID_HANDLING}")
+    expected = len(run.classes) + (1 if run.void_handling == "class" else 0)
+    if run.num_outputs != expected:
+        source = files.classes if files.classes.exists() else "VOC (no classes.json)"
+        raise ModelError(f"{files.config}: num_outputs={run.num_outputs} but {source} "
+                         f"has {len(run.classes)} classes (void_handling {run.void_handling!r}: {expected} outputs); "
+                         "the run's files do not belong together")
     if not files.model.is_file():
         raise ModelError(f"{files.model}: model file not found; train first or point at the right run")
     return run

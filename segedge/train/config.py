@@ -46,6 +46,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from segedge.data.pairs import DEFAULT_VAL_FRACTION, check_val_fraction
 from segedge.errors import ConfigError
 from segedge.labels import NUM_CLASSES
 from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec
@@ -169,6 +170,10 @@ class TrainConfig:
     # Filled in by train(): how many workers and replicas in sync ran it (--batch-size is the global batch).
     num_workers: int = 1
     num_replicas: int = 1
+    # Filled in by train() from the dataset's classes (classes.json, else VOC's 21): the model head's size.
+    num_classes: int = NUM_CLASSES
+    # A pairs dataset without split files: the share of images (by stem hash) that validates.
+    val_fraction: float = DEFAULT_VAL_FRACTION
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -212,6 +217,10 @@ class TrainConfig:
             or not 0.0 <= self.bn_momentum < 1.0
         ):
             raise ConfigError(f"--bn-momentum must be a number in [0, 1), got {self.bn_momentum!r}")
+        count = self.num_classes
+        if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= 255:
+            raise ConfigError(f"num_classes must be an integer 2-255 (the dataset's classes), got {self.num_classes!r}")
+        set_(self, "val_fraction", check_val_fraction(self.val_fraction))
         if self.freeze_encoder is not None and not isinstance(self.freeze_encoder, bool):
             raise ConfigError(f"freeze_encoder must be true, false or null (auto), got {self.freeze_encoder!r}")
 
@@ -219,8 +228,8 @@ class TrainConfig:
 
     @property
     def num_outputs(self) -> int:
-        """21 VOC classes, plus one for void when void is trained as a class."""
-        return NUM_CLASSES + (1 if self.void_handling == VoidHandling.klass.value else 0)
+        """The dataset's classes (VOC: 21), plus one for void when void is trained as a class."""
+        return self.num_classes + (1 if self.void_handling == VoidHandling.klass.value else 0)
 
     @property
     def pretrained(self) -> bool:
@@ -247,7 +256,6 @@ class TrainConfig:
             config_version=CONFIG_VERSION,
             split_kind=self.split,
             num_outputs=self.num_outputs,
-            num_classes=NUM_CLASSES,
             freeze_encoder_effective=self.freeze,
             monitor_mode=self.monitor_mode,
             preprocess=self.preprocess_spec().to_dict(),
@@ -259,7 +267,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; derived keys are ignored, unknown keys refused by name."""
         names = {f.name for f in dataclasses.fields(cls)}
-        derived = {"config_version", "split_kind", "num_outputs", "num_classes", "freeze_encoder_effective",
+        derived = {"config_version", "split_kind", "num_outputs", "freeze_encoder_effective",
                    "monitor_mode", "preprocess", "learning_rate_rule"}
         unknown = sorted(set(data) - names - derived)
         if unknown:

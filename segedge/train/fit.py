@@ -22,7 +22,15 @@ from segedge.errors import ModelError
 from segedge.train import distribute
 from segedge.train.config import TrainConfig
 from segedge.train.model import resolve_encoder_weights
-from segedge.train.rundir import RunPaths, RunState, check_new_run, load_split, load_state, mark_resumed
+from segedge.train.rundir import (
+    RunPaths,
+    RunState,
+    check_new_run,
+    check_resumed_classes,
+    load_split,
+    load_state,
+    mark_resumed,
+)
 
 
 @dataclass
@@ -82,7 +90,7 @@ def build_compiled(config: TrainConfig, encoder_weights: str | None):
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=make_loss(config.void_handling, config.num_outputs),
-        metrics=make_metrics(),
+        metrics=make_metrics(config.num_classes),
         jit_compile=config.jit_compile,
         run_eagerly=config.run_eagerly,
     )
@@ -130,7 +138,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     from segedge.train.pipeline import load_training_data, train_dataset, train_steps, val_dataset
 
     data = load_training_data(config, split)
-    config = config.replace(split=data.split.kind, out=str(paths.root))
+    if resume:
+        check_resumed_classes(paths.root, data.classes, data.classes_file)
+    config = config.replace(split=data.split.kind, out=str(paths.root), num_classes=data.classes.num_classes)
     initial = state.epoch
 
     import keras
@@ -162,6 +172,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         else:
             claim.prepare(paths.entry_names())
             data.split.save(paths.split)
+            fileio.write_json(paths.classes, data.classes.to_dict())
         fileio.write_json(paths.config, config.to_dict())
         checkpoint = RunCheckpoint(paths, state, inference, config.monitor, config.monitor_mode, config.patience,
                                    config.restore_best_weights)

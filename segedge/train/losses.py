@@ -142,12 +142,12 @@ class VoidAwarePixelAccuracy(ConfusionMatrixMetric):
 
 
 def make_loss(void_handling: str, num_outputs: int) -> keras.losses.Loss:
-    """The default recipe ignores void; the seed preset trains void as class 21 with plain CE."""
+    """The default recipe ignores void; the seed preset trains void as class N (after the N classes), plain CE."""
     if void_handling == "class":
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, name="sparse_ce")
     return MaskedSparseCrossEntropy(num_classes=num_outputs)
 
 
-def make_metrics() -> list[keras.metrics.Metric]:
-    """Both recipes report over the 21 VOC classes (the seed preset's class 21 is void, not scored)."""
-    return [VoidAwarePixelAccuracy(NUM_CLASSES), VoidAwareMeanIoU(NUM_CLASSES)]
+def make_metrics(num_classes: int = NUM_CLASSES) -> list[keras.metrics.Metric]:
+    """Both recipes report over the dataset's classes (the seed preset's extra output is void, not scored)."""
+    return [VoidAwarePixelAccuracy(num_classes), VoidAwareMeanIoU(num_classes)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segedge.data import Split, SplitKind, VocDataset, make_split
+from segedge.classes import ClassSpec
+from segedge.data import Dataset, Split, SplitKind, make_split, open_dataset
 from segedge.errors import DataError
 from segedge.labels import NUM_CLASSES, VOID
 from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8
@@ -39,7 +40,7 @@ from segedge.train.config import Augment, CacheMode, SplitChoice, TrainConfig, V
 FLIP_COPIES = 3  # original, horizontally flipped, vertically flipped
 
 
-def resolve_split_kind(dataset: VocDataset, choice: str) -> str:
+def resolve_split_kind(dataset: Dataset, choice: str) -> str:
     """``auto`` -> official when train.txt and val.txt exist, otherwise the seed split."""
     if choice != SplitChoice.auto.value:
         return choice
@@ -48,7 +49,7 @@ def resolve_split_kind(dataset: VocDataset, choice: str) -> str:
     return SplitKind.seed.value
 
 
-def build_split(dataset: VocDataset, config: TrainConfig) -> Split:
+def build_split(dataset: Dataset, config: TrainConfig) -> Split:
     split = make_split(dataset, resolve_split_kind(dataset, config.split), seed=config.seed)
     for name in ("train", "val"):
         if not getattr(split, name):
@@ -56,7 +57,7 @@ def build_split(dataset: VocDataset, config: TrainConfig) -> Split:
     return split
 
 
-def load_resized(dataset: VocDataset, sample_id: str, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+def load_resized(dataset: Dataset, sample_id: str, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     """One pair at model size: uint8 HxWx3 image (PIL bilinear) and uint8 HxW mask (nearest, 255 kept).
 
     ``load_pair`` reads both upright (``read_upright_pair``: the image's EXIF turn applied to its mask too).
@@ -74,7 +75,7 @@ def _with_hint(exc: DataError) -> DataError:
 class SampleSource:
     """The pairs of one split at model size: held in memory, or re-read from disk on demand."""
 
-    dataset: VocDataset
+    dataset: Dataset
     ids: list[str]
     spec: PreprocessSpec
     images: np.ndarray | None = None
@@ -118,7 +119,7 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def load_source(dataset: VocDataset, ids: Sequence[str], spec: PreprocessSpec, cache: str, budget_mb: int,
+def load_source(dataset: Dataset, ids: Sequence[str], spec: PreprocessSpec, cache: str, budget_mb: int,
                 what: str) -> SampleSource:
     """Read (and check) every pair of ``ids`` now; keep the resized arrays when the cache allows.
 
@@ -154,13 +155,13 @@ def steps_for(examples: int, batch_size: int, limit: int | None = None) -> int:
     return min(steps, limit) if limit else steps
 
 
-def encode_labels(masks, void_handling: str):
-    """uint8 masks -> int32 labels: void stays 255 (ignored) or becomes class 21 (the seed preset)."""
+def encode_labels(masks, void_handling: str, num_classes: int = NUM_CLASSES):
+    """uint8 masks -> int32 labels: void stays 255 (ignored) or becomes class ``num_classes`` (the seed preset)."""
     import tensorflow as tf
 
     labels = tf.cast(masks, tf.int32)
     if void_handling == VoidHandling.klass.value:
-        labels = tf.where(labels == VOID, tf.constant(NUM_CLASSES, tf.int32), labels)
+        labels = tf.where(labels == VOID, tf.constant(num_classes, tf.int32), labels)
     return labels
 
 
@@ -185,7 +186,7 @@ def _batch_mapper(source: SampleSource, config: TrainConfig):
         images, masks = _flip(images, hflip, 2), _flip(masks, hflip, 2)
         images, masks = _flip(images, vflip, 1), _flip(masks, vflip, 1)
         pixels = tf.cast(images, tf.float32) * scale + offset
-        return pixels, encode_labels(masks, config.void_handling)
+        return pixels, encode_labels(masks, config.void_handling, config.num_classes)
 
     return apply
 
@@ -242,13 +243,18 @@ class TrainingData:
     split: Split
     train: SampleSource
     val: SampleSource
+    classes: ClassSpec  # the dataset's (classes.json, else VOC's 21): the model head's size
+    classes_file: str = ""  # where they came from, for messages
 
 
 def load_training_data(config: TrainConfig, split: Split | None = None) -> TrainingData:
-    """Open the dataset, make (or take) the split, and read every train/val pair up front."""
-    dataset = VocDataset.open(config.data_root)
+    """Open the dataset (either layout), make (or take) the split, and read every train/val pair up front."""
+    dataset = open_dataset(config.data_root, config.val_fraction)
+    if not dataset.has_masks:
+        raise DataError(f"{dataset.root}: has images but no masks; training needs a class-index mask per image")
     split = split or build_split(dataset, config)
     spec = config.preprocess_spec()
     train = load_source(dataset, split.train, spec, config.cache, config.cache_budget_mb, "train")
     val = load_source(dataset, split.val, spec, config.cache, config.cache_budget_mb, "val")
-    return TrainingData(split, train, val)
+    source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (no classes.json: VOC's 21)"
+    return TrainingData(split, train, val, dataset.classes, str(source))

@@ -6,6 +6,7 @@ Layout (the contract in docs/design.md)::
     RUN/model.keras              best epoch, inference-only (no optimizer, no compile config)
     RUN/config.json              TrainConfig.to_dict()
     RUN/split.json               segedge.data.Split
+    RUN/classes.json             the dataset's ClassSpec (names, palette, void): export labels the bundle with it
     RUN/history.csv              one row per finished epoch (epoch is 1-based)
     RUN/checkpoints/state.json   last finished epoch, early-stopping state, history rows
     RUN/checkpoints/epoch-NNNN.weights.h5   model + optimizer weights after epoch NNNN
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from segedge import fileio, outputs
+from segedge.classes import CLASSES_FILE, ClassSpec
 from segedge.data import Split
-from segedge.errors import ConfigError, ModelError
+from segedge.errors import ConfigError, DataError, ModelError
 from segedge.train.config import TrainConfig
 
 STATE_VERSION = 1
@@ -53,6 +55,10 @@ class RunPaths:
         return self.root / "split.json"
 
     @property
+    def classes(self) -> Path:
+        return self.root / CLASSES_FILE
+
+    @property
     def history(self) -> Path:
         return self.root / "history.csv"
 
@@ -68,7 +74,7 @@ class RunPaths:
         return self.checkpoints / f"epoch-{epoch:04d}.weights.h5"
 
     def run_entries(self) -> list[Path]:
-        return [self.model, self.config, self.split, self.history, self.checkpoints]
+        return [self.model, self.config, self.split, self.classes, self.history, self.checkpoints]
 
     def entry_names(self) -> list[str]:
         """What the run marker owns: ``--overwrite`` removes these and nothing else."""
@@ -120,6 +126,21 @@ def load_split(run: str | Path) -> Split:
         return Split.from_dict(_read_json(path, "split"))
     except (KeyError, TypeError) as exc:
         raise ModelError(f"{path}: not a valid split file ({exc})") from exc
+
+
+def load_classes(run: str | Path) -> ClassSpec:
+    """The classes a run trained on: ``RUN/classes.json``; a run from before it existed trained on VOC's 21."""
+    path = RunPaths.at(run).classes
+    return ClassSpec.load(path, error=ModelError) if path.exists() else ClassSpec.voc()
+
+
+def check_resumed_classes(run: str | Path, classes: ClassSpec, source: str) -> None:
+    """A resumed run must see the classes it started with: its head has one output per class."""
+    saved = load_classes(run)
+    why = saved.differs(classes)
+    if why:
+        raise DataError(f"{source}: the dataset's classes differ from those run {RunPaths.at(run).root} started "
+                        f"with ({RunPaths.at(run).classes}): {why}; resume on the same dataset or start a new run")
 
 
 def load_state(run: str | Path) -> RunState | None:

@@ -18,7 +18,7 @@ import typer
 from segedge import outputs
 from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
-from segedge.errors import ConfigError
+from segedge.errors import ConfigError, ModelError
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 from segedge.preprocess import ResizeMode, Scaling
 from segedge.targets import TARGETS, parse_targets, split_names
@@ -50,6 +50,9 @@ def _byo_request(model: Path, values: dict, resize: ResizeMode | None):
             raise ConfigError(f"{', '.join(given)}: for a .keras model only; {model} is a run folder, whose classes "
                               "and pre-processing come from its config.json")
         return None
+    if not given and resize is None and (model.parent / "config.json").is_file():
+        raise ModelError(f"{model}: is the model of a run folder; export the run: 'segedge export {model.parent}' "
+                         "(it holds config.json), or describe this file with --classes, --scaling and --data")
     request = ByoRequest(**{k: v for k, v in values.items() if k != "preprocess"},
                          resize=None if resize is None else resize.value, preprocess_file=values["preprocess"])
     describe_request(request)  # classes, scaling, mean/std checked before any slow import

@@ -125,15 +125,20 @@ def test_meanstd_folding_is_exact_in_float(stem):
 
 @pytest.fixture(scope="module")
 def small_keras(tmp_path_factory) -> Path:
-    """A 2-layer model with 3 output channels at 32x48 (not built by segedge)."""
+    """A 2-layer model with 3 output channels at 32x48 (not built by segedge).
+
+    Random biases: with Keras' zero biases a letterbox band (input exactly 0 after scaling) gives
+    three equal scores, whose argmax any float rounding may flip.
+    """
     pytest.importorskip("tensorflow")
     import keras
 
     keras.utils.set_random_seed(0)
+    bias = keras.initializers.RandomNormal(0.0, 0.5)
     inputs = keras.Input((32, 48, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", bias_initializer=bias)(inputs)
     path = tmp_path_factory.mktemp("small") / "small.keras"
-    keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(x)).save(path)
+    keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax", bias_initializer=bias)(x)).save(path)
     return path
 
 
@@ -192,6 +197,83 @@ def test_export_resize_letterbox_pads_the_reference_inputs(micro_run, tmp_path):
     assert checked, "no non-square reference image to check"
 
 
+@pytest.fixture(scope="module")
+def dynamic_keras(tmp_path_factory) -> Path:
+    """Any input size (None, None), 2 classes; its output is half the input size unless upsampled."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    folder = tmp_path_factory.mktemp("dynamic")
+    keras.Model(inputs, keras.layers.Conv2D(2, 1)(keras.layers.UpSampling2D(2)(x))).save(folder / "full.keras")
+    keras.Model(inputs, keras.layers.Conv2D(2, 1)(x)).save(folder / "half.keras")
+    return folder
+
+
+def test_byo_dynamic_input_needs_a_size_and_output_must_match_it(dynamic_keras, image_folder, tmp_path):
+    base = ["--data", image_folder, "--format", "fp32", "--classes", "bg,fg", "--scaling", "unit",
+            "--eval-images", "2"]
+    result = cli("export", dynamic_keras / "full.keras", "--out", tmp_path / "a", *base)
+    assert result.exit_code == 2 and "dynamic" in result.output and "--image-size" in result.output, result.output
+    result = cli("export", dynamic_keras / "half.keras", "--out", tmp_path / "b", *base, "--image-size", "32x48")
+    assert result.exit_code == 4 and "16x24" in result.output and "Resizing(32, 48)" in result.output, result.output
+    result = cli("export", dynamic_keras / "full.keras", "--out", tmp_path / "c", *base, "--image-size", "32x48")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["artifacts"]["fp32"]["input"]["shape"] == [1, 32, 48, 3]
+    assert manifest["artifacts"]["fp32"]["verify"]["agreement"] >= 0.999
+    assert any("scaling folded" in n for n in manifest["artifacts"]["fp32"]["details"]["graph_rewrites"])
+
+
+def test_byo_preprocess_file_and_palette_reach_the_manifest(small_keras, image_folder, tmp_path):
+    """A --preprocess JSON file (classes, palette, meanstd, letterbox); a flag overrides the file."""
+    described = tmp_path / "pre.json"
+    described.write_text(json.dumps({"height": 32, "width": 48, "scaling": "meanstd", "mean": [100, 110, 120],
+                                     "std": [50, 60, 70], "resize": "stretch", "classes": ["a", "b", "c"],
+                                     "palette": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}))
+    bundle = tmp_path / "bundle"
+    result = cli("export", small_keras, "--data", image_folder, "--out", bundle, "--format", "fp32",
+                 "--preprocess", described, "--resize", "letterbox", "--eval-images", "2")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["classes"] == ["a", "b", "c"] and manifest["palette"] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    pre = manifest["preprocess"]
+    assert (pre["mean"], pre["std"], pre["resize"]) == ([100, 110, 120], [50, 60, 70], "letterbox")
+    assert manifest["source_model"]["output"] == "softmax"  # the model ends in a softmax activation
+    reference_inputs = np.load(bundle / "reference.npz")["inputs"]
+    assert (reference_inputs[0, :, 0] == (100, 110, 120)).all()  # letterbox fill: the mean, per channel
+
+
+def test_byo_on_a_voc_folder_calibrates_on_train_and_scores_val_masks(synth_root, tmp_path):
+    """A dataset with masks and splits: reference = val (with truth, so an mIoU), calibration = train."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from segedge.data.voc import VocDataset
+    from segedge.labels import VOC_CLASSES
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    model = tmp_path / "voc21.keras"
+    keras.Model(inputs, keras.layers.Conv2D(21, 1)(x)).save(model)
+    names = tmp_path / "classes.json"
+    names.write_text(json.dumps(list(VOC_CLASSES)))
+    bundle = tmp_path / "bundle"
+    result = cli("export", model, "--data", synth_root, "--out", bundle, "--format", "fp32,int8",
+                 "--classes", names, "--scaling", "mobilenet", "--eval-images", "3", "--calib-images", "4")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    val = VocDataset.open(synth_root).ids("val")
+    train = set(VocDataset.open(synth_root).ids("train"))
+    assert manifest["reference"]["ids"] == val[:3] and manifest["reference"]["has_truth"] is True
+    assert manifest["calibration"]["count"] == 4 and set(manifest["calibration"]["ids"]) <= train
+    assert isinstance(manifest["artifacts"]["fp32"]["verify"]["miou"], float)
+    assert manifest["classes"] == list(VOC_CLASSES)
+
+
 # -- bring your own model: the issue's end-to-end case -------------------------------------------------
 
 
@@ -239,6 +321,7 @@ def test_byo_mobilenet_v3_exports_benches_and_predicts(image_folder, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["accuracy"]["fp32"]["miou"] is None and report["accuracy"]["fp32"]["agreement"] >= 0.99
     assert any("agreement with Keras only" in note for note in report["notes"])
+    assert "No ground truth" in (out / "report.md").read_text()
 
     masks = tmp_path / "masks"
     result = cli("predict", bundle, image_folder / "img1.jpg", "--out", masks, "--format", "fp32")

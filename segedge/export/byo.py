@@ -291,7 +291,13 @@ def fixed_size_model(model, size: tuple[int, int]):
     if tuple(_static(d) for d in model.inputs[0].shape[1:3]) == size:
         return model
     fixed = keras.Input((*size, 3), name=model.inputs[0].name.split(":")[0])
-    return keras.Model(fixed, model(fixed, training=False), name=f"{model.name}_{size[0]}x{size[1]}")
+    try:  # a flat copy keeps the first convolution visible to the pixel-input fold
+        copy = keras.models.clone_model(model, input_tensors=[fixed] if isinstance(model.input, list) else fixed)
+        copy.set_weights(model.get_weights())
+        return copy
+    except (TypeError, ValueError, AttributeError):
+        fixed = keras.Input((*size, 3), name=fixed.name.split(":")[0])
+        return keras.Model(fixed, model(fixed, training=False), name=f"{model.name}_{size[0]}x{size[1]}")
 
 
 @dataclass

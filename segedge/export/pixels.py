@@ -47,7 +47,7 @@ def _uniform(value: Channels) -> float | tuple[float, ...]:
 
 
 def _show(value: Channels, digits: int = 6) -> str:
-    value = _uniform(value)
+    value = _uniform(tuple(v + 0.0 for v in _values(value)))  # + 0.0: -0.0 (unit's pad value) prints as 0
     if isinstance(value, tuple):
         return "(" + ", ".join(f"{v:.{digits}g}" for v in value) + ")"
     return f"{value:.{digits}g}"

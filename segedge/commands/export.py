@@ -42,7 +42,7 @@ PANEL_BYO = "Your own Keras model (a .keras file instead of a run folder)"
 
 def _byo_request(model: Path, values: dict, resize: ResizeMode | None):
     """The BYO description, or None for a run folder (then BYO-only options are refused by name)."""
-    from segedge.export.byo import ByoRequest, describe_request
+    from segedge.export.byo_request import ByoRequest, describe_request
 
     given = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is not None]
     if not (model.suffix.lower() == ".keras" and model.is_file()):

@@ -18,212 +18,19 @@ is detected and recorded). No TensorFlow import at module level.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from segedge.data.images import is_image_file, read_upright
 from segedge.data.splits import Split
-from segedge.data.voc import IMAGE_DIR, VocDataset, validate_id
-from segedge.errors import ConfigError, DataError, ModelError
-from segedge.labels import PALETTE
-from segedge.preprocess import PreprocessSpec, ResizeMode
-from segedge.train.config import parse_image_size
+from segedge.errors import ConfigError, ModelError
+from segedge.export.byo_data import _open_data, byo_split, dataset_has_masks
+from segedge.export.byo_request import ByoRequest, describe_request
+from segedge.preprocess import PreprocessSpec
 
-PREPROCESS_KEYS = ("height", "width", "image_size", "scaling", "mean", "std", "resize", "classes", "palette")
-
-
-# -- the dataset ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageFolder:
-    """A plain folder of images (no masks): the reference set then checks agreement with Keras only."""
-
-    root: Path
-    has_masks: bool = False
-
-    def all_ids(self) -> list[str]:
-        return sorted(p.stem for p in self.root.iterdir() if p.is_file() and is_image_file(p))
-
-    def has_split(self, split: str) -> bool:
-        return False
-
-    def ids(self, split: str) -> list[str]:
-        raise DataError(f"{self.root}: a plain image folder has no {split} split")
-
-    def image_path(self, sample_id: str) -> Path:
-        validate_id(sample_id, self.root)
-        matches = sorted(p for p in self.root.glob(f"{sample_id}.*") if is_image_file(p))
-        if not matches:
-            raise DataError(f"{self.root / sample_id}.*: image not found")
-        return matches[0]
-
-    def mask_path(self, sample_id: str) -> Path:
-        raise DataError(f"{self.root}: a plain image folder has no masks")
-
-    def load_image(self, sample_id: str) -> Image.Image:
-        return read_upright(self.image_path(sample_id))
-
-
-def _voc_has_masks(dataset: VocDataset, ids: list[str]) -> bool:
-    return bool(ids) and all(dataset.mask_path(i).is_file() for i in ids)
-
-
-def _open_data(root: str | os.PathLike[str]):
-    """THE one place BYO export opens ``--data``: a VOC folder, else a plain folder of images (no masks).
-
-    Returns an object with ``ids(split)``, ``has_split``, ``image_path``, ``mask_path``, ``load_image``
-    and ``has_masks``. (To be switched to ``segedge.data.open_dataset`` when that lands.)
-    """
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise DataError(f"--data {path}: dataset folder not found")
-    try:
-        return VocDataset.open(path)
-    except DataError:
-        pass
-    folder = ImageFolder(path / "images" if (path / "images").is_dir() else path)
-    if not folder.all_ids():
-        raise DataError(f"--data {path}: no images here (nor a VOC {IMAGE_DIR}/ folder); point --data at a "
-                        "dataset folder or a folder of .jpg/.png images")
-    return folder
-
-
-def dataset_has_masks(dataset, ids: list[str]) -> bool:
-    """Whether the reference images have ground-truth masks (else mIoU is not available)."""
-    if isinstance(dataset, VocDataset):
-        return _voc_has_masks(dataset, ids)
-    return bool(getattr(dataset, "has_masks", False))
-
-
-def byo_split(dataset, eval_count: int) -> Split:
-    """Held-out (reference) and calibration ids: the dataset's val/test and train lists, else all images.
-
-    With no split lists the first ``eval_count`` images (sorted by name, at most all but one) are the
-    reference set and the rest calibrate, so the two never overlap.
-    """
-    if dataset.has_split("train") and (dataset.has_split("val") or dataset.has_split("test")):
-        test = dataset.ids("test") if dataset.has_split("test") else []
-        val = dataset.ids("val") if dataset.has_split("val") else []
-        return Split("official", 0, dataset.ids("train"), val, test)
-    ids = dataset.all_ids() if hasattr(dataset, "all_ids") else _voc_ids(dataset)
-    if len(ids) < 2:
-        raise DataError(f"--data {dataset.root}: {len(ids)} image(s); export needs at least 2 (one held out to "
-                        "verify on, one to calibrate int8)")
-    held = min(eval_count, len(ids) - 1)
-    return Split("folder", 0, ids[held:], ids[:held], [])
-
-
-def _voc_ids(dataset: VocDataset) -> list[str]:
-    return sorted(p.stem for p in (dataset.root / IMAGE_DIR).glob("*.jpg"))
-
-
-# -- what the user states ------------------------------------------------------------------------------
-
-
-def _split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{what} {path}: not valid JSON ({exc.msg}, line {exc.lineno}); fix the file") from exc
-
-
-def parse_classes(value: str | list | None, source: str = "--classes") -> tuple[list[str] | None, list | None]:
-    """``a,b,c``, a JSON file (a list of names, or {"classes": [...], "palette": [...]}), or a list."""
-    if value is None:
-        return None, None
-    palette = None
-    if isinstance(value, str) and value.lower().endswith(".json"):
-        data = _read_json(Path(value).expanduser(), source)
-        if isinstance(data, dict):
-            palette = data.get("palette")
-            data = data.get("classes")
-        value = data
-        source = f"{source} file"
-    names = _split_list(value) if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ConfigError(f"{source}: give class names as a,b,c or a JSON list of names, got {value!r}")
-    names = [n.strip() for n in names]
-    if len(names) < 2:
-        raise ConfigError(f"{source}: a segmentation model needs at least 2 classes, got {names}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: class names must be unique, got {names}")
-    return names, palette
-
-
-def parse_palette(value: Any, count: int, source: str = "--palette") -> list[list[int]]:
-    """A JSON file or list of [R, G, B] per class; default: VOC's bit-interleaved palette."""
-    if value is None:
-        return [list(rgb) for rgb in PALETTE[:count]]
-    if isinstance(value, (str, os.PathLike)):
-        value = _read_json(Path(value).expanduser(), source)
-    ok = isinstance(value, list) and all(
-        isinstance(rgb, list) and len(rgb) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in rgb)
-        for rgb in value)
-    if not ok:
-        raise ConfigError(f"{source}: give one [R, G, B] (0..255) per class, e.g. [[0, 0, 0], [128, 0, 0]]")
-    if len(value) < count:
-        raise ConfigError(f"{source}: {len(value)} colours for {count} classes; give one per class")
-    return [list(rgb) for rgb in value[:count]]
-
-
-def _numbers(text: str | None, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in _split_list(text)]
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: give numbers R,G,B (pixel units 0..255)") from None
-
-
-@dataclass
-class ByoRequest:
-    """What the user said about the model: flags, over a ``--preprocess`` JSON file's values."""
-
-    classes: str | list | None = None
-    palette: str | list | None = None
-    image_size: str | None = None
-    scaling: str | None = None
-    mean: str | None = None
-    std: str | None = None
-    resize: str | None = None
-    preprocess_file: Path | None = None
-
-    def merged(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        if self.preprocess_file is not None:
-            data = _read_json(Path(self.preprocess_file).expanduser(), "--preprocess")
-            if not isinstance(data, dict):
-                raise ConfigError(f"--preprocess {self.preprocess_file}: expected a JSON object with keys "
-                                  f"from {', '.join(PREPROCESS_KEYS)}")
-            unknown = sorted(set(data) - set(PREPROCESS_KEYS))
-            if unknown:
-                raise ConfigError(f"--preprocess {self.preprocess_file}: unknown keys {unknown}; "
-                                  f"use {', '.join(PREPROCESS_KEYS)}")
-            values.update(data)
-            if "height" in data or "width" in data:
-                if "height" not in data or "width" not in data:
-                    raise ConfigError(f"--preprocess {self.preprocess_file}: give both height and width")
-                values["image_size"] = [data["height"], data["width"]]
-        flags = {"classes": self.classes, "palette": self.palette, "image_size": self.image_size,
-                 "scaling": self.scaling, "resize": self.resize,
-                 "mean": _numbers(self.mean, "--mean"), "std": _numbers(self.std, "--std")}
-        values.update({k: v for k, v in flags.items() if v is not None})
-        return values
-
-
-# -- the model ---------------------------------------------------------------------------------------------
+__all__ = ["ByoModel", "ByoRequest", "check_byo_model", "check_byo_output", "dataset_has_masks",
+           "fixed_size_model", "is_softmax_output", "open_byo"]
 
 
 def _static(dim) -> int | None:
@@ -326,41 +133,6 @@ class ByoModel:
         return {"file": self.model_path.name, "path": str(self.model_path.resolve()), "sha256": sha256,
                 "bytes": self.model_path.stat().st_size, "origin": "bring your own (not trained by segedge)",
                 "output": self.output_kind}
-
-
-def describe_request(request: ByoRequest) -> dict[str, Any]:
-    """The merged values, checked for what needs no model: classes, scaling, resize."""
-    values = request.merged()
-    if values.get("classes") is None:
-        raise ConfigError("a .keras model needs its class names: --classes a,b,c or --classes classes.json")
-    if values.get("scaling") is None:
-        raise ConfigError("a .keras model needs its input scaling: --scaling unit|mobilenet|meanstd "
-                          "(meanstd with --mean R,G,B --std R,G,B in pixel units 0..255)")
-    resize = values.get("resize") or ResizeMode.stretch.value
-    if resize not in {m.value for m in ResizeMode}:
-        raise ConfigError(f"--resize {resize!r} is not stretch or letterbox")
-    values["resize"] = resize
-    names, file_palette = parse_classes(values["classes"])
-    values["classes"] = names
-    values["palette"] = parse_palette(values.get("palette", file_palette), len(names))
-    values["size"] = None if values.get("image_size") is None else parse_image_size_any(values["image_size"])
-    return values
-
-
-def parse_image_size_any(value: Any) -> tuple[int, int]:
-    """N or HxW, any positive sizes (the 32-multiple rule is segedge's U-Net's, not every model's)."""
-    try:
-        return parse_image_size(value)
-    except ConfigError:
-        pass
-    parts = list(value) if isinstance(value, (list, tuple)) else str(value).lower().split("x")
-    try:
-        numbers = [int(p) for p in parts] * (2 if len(parts) == 1 else 1)
-    except (TypeError, ValueError):
-        numbers = []
-    if len(numbers) != 2 or min(numbers) < 1:
-        raise ConfigError(f"--image-size {value!r} is not N or HxW (height x width, e.g. 160x224)")
-    return numbers[0], numbers[1]
 
 
 def open_byo(model_path: Path, model, data_root: Path, request: ByoRequest, eval_count: int) -> ByoModel:

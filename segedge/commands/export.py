@@ -78,7 +78,8 @@ def export(
         help="Run folder written by 'segedge train' (model.keras, config.json, split.json), or a .keras "
              "segmentation model segedge did not train (then --data, --classes and --scaling are needed).")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle).")] = None,
+        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle; MODEL_bundle next to a "
+                            ".keras model).")] = None,
     formats: Annotated[list[str] | None, typer.Option(
         "--format", metavar="NAME", show_default=False,
         help=f"Target to write: {', '.join(TARGETS)} or all. Repeat it or give a comma list "

@@ -236,22 +236,25 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     check_upsample(upsample)
     order = list(TARGETS)
     targets = sorted(set(targets), key=lambda t: order.index(t.name))  # onnx before onnx-int8: reused
-    if byo is None:
+    if byo is None:  # a run's held-out images have masks: a missing one is an error naming it
         run, model, target = _open_run_model(run_dir, out, overwrite, data_root)
+        has_masks = True
         if resize is not None and resize != run.spec.resize:
             log(f"note: the run trained with --resize {run.spec.resize}; the bundle uses {resize}")
-            run = dataclasses.replace(run, spec=PreprocessSpec.from_dict({**run.spec.to_dict(), "resize": resize}))
+            run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, resize=resize))
     else:
         if resize is not None:
             byo = dataclasses.replace(byo, resize=resize)
         run, model, target = _open_byo_model(Path(run_dir), out, overwrite, byo, data_root, options.eval_count)
     dataset = run.dataset(data_root)
+    if byo is not None:
+        has_masks = dataset_has_masks(dataset, run.split.test or run.split.val)
     spec = export_spec(run)
     graphs = {plan: prepare_export_model(model, plan=plan, scaling=spec) for plan in {rewrite_plan(t) for t in targets}}
     classes, palette = labels_of(run)
     reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=classes,
                                 palette=palette, upsample=upsample, void=VOID,
-                                has_masks=dataset_has_masks(dataset, run.split.test or run.split.val))
+                                has_masks=has_masks)
     calibration = None
     if any(t.needs_calibration for t in targets):
         calibration = load_calibration(dataset, run.split.train, options.calib, spec, exclude=reference.ids)
@@ -287,7 +290,4 @@ def _open_byo_model(path: Path, out: str | os.PathLike[str], overwrite: bool, re
     run = open_byo(path, model, Path(data_root), request, eval_count)
     model = fixed_size_model(model, (run.spec.height, run.spec.width))
     check_byo_output(model, path, (run.spec.height, run.spec.width), run.classes)
-    from segedge.export.byo import is_softmax_output
-
-    run.output_kind = "softmax" if is_softmax_output(model) else "logits"
     return run, model, target

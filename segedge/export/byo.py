@@ -144,4 +144,5 @@ def open_byo(model_path: Path, model, data_root: Path, request: ByoRequest, eval
     dataset = _open_data(data_root)
     split = byo_split(dataset, eval_count)
     return ByoModel(model_path, spec, values["classes"], values["palette"], split, Path(data_root),
-                    num_outputs=len(values["classes"]))
+                    num_outputs=len(values["classes"]),
+                    output_kind="softmax" if is_softmax_output(model) else "logits")

@@ -50,7 +50,8 @@ class ImageFolder:
 
 
 def _voc_has_masks(dataset: VocDataset, ids: list[str]) -> bool:
-    return bool(ids) and all(dataset.mask_path(i).is_file() for i in ids)
+    """Masks for any reference id: then every one must have its mask (a missing one is an error naming it)."""
+    return any(dataset.mask_path(i).is_file() for i in ids)
 
 
 def _open_data(root: str | os.PathLike[str]):

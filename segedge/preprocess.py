@@ -7,6 +7,7 @@ same numbers. numpy + PIL only.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from enum import Enum
 
@@ -40,14 +41,14 @@ def _triple(values, what: str) -> tuple[float, float, float] | None:
         return None
     items = [values] if isinstance(values, (int, float)) else list(values)
     try:
-        numbers = tuple(float(v) for v in items)
+        triple = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         raise ConfigError(f"{what} must be numbers (R,G,B), got {values!r}") from None
-    if len(numbers) == 1:
-        numbers = numbers * 3
-    if len(numbers) != 3 or not all(np.isfinite(numbers)):
+    if len(triple) == 1:
+        triple = triple * 3
+    if len(triple) != 3 or not all(np.isfinite(triple)):
         raise ConfigError(f"{what} must be one or three finite numbers (R,G,B), got {values!r}")
-    return numbers  # type: ignore[return-value]
+    return triple  # type: ignore[return-value]
 
 
 class InputContract(str, Enum):
@@ -84,8 +85,9 @@ class PreprocessSpec:
             raise ConfigError(f"unknown input scaling {self.scaling!r}; choose one of {sorted(SCALINGS)}")
         for name in ("height", "width"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConfigError(f"input {name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
         object.__setattr__(self, "mean", _triple(self.mean, "--mean"))
         object.__setattr__(self, "std", _triple(self.std, "--std"))
         if self.scaling == Scaling.meanstd.value:

@@ -32,7 +32,7 @@ VERSION = 1
 TFLITE_IDENTIFIER = b"TFL3"
 CHECKED = ("classes", "palette", "void", "void_handling", "model_outputs", "preprocess", "postprocess")
 """The fields predict and bench compare with manifest.json (everything that changes what a mask means)."""
-PREPROCESS_CHECKED = ("height", "width", "scaling", "resize", "layout", "input")
+PREPROCESS_CHECKED = ("height", "width", "scaling", "resize", "layout", "input", "mean", "std")
 
 
 def build(artifact: str, runtime: str, precision: str, *, classes: list[str], palette: list[list[int]], void: int,

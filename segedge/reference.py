@@ -55,6 +55,7 @@ class Reference:
     palette: list[list[int]] = field(default_factory=list)
     upsample: str = ""
     version: int = FORMAT_VERSION
+    has_truth: bool = True  # False: the dataset had no masks (truth all void); mIoU is not available
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,7 +74,8 @@ class Reference:
                 originals=blob, original_offsets=offsets, suffixes=np.asarray(self.suffixes, dtype=str),
                 sizes=shapes, truth_full=truth_flat, keras_full=keras_flat,
                 classes=np.asarray(self.classes, dtype=str), palette=np.asarray(self.palette, dtype=np.int64),
-                upsample=np.asarray(self.upsample), version=np.asarray(self.version))
+                upsample=np.asarray(self.upsample), version=np.asarray(self.version),
+                has_truth=np.asarray(self.has_truth))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Reference:
@@ -94,6 +96,7 @@ class Reference:
                     ref.classes = [str(c) for c in data["classes"]]
                     ref.palette = [[int(v) for v in rgb] for rgb in data["palette"]]
                     ref.upsample = str(data["upsample"])
+                    ref.has_truth = bool(data["has_truth"]) if "has_truth" in data else True
                     if not len(ref.originals) == len(ref.truth_full) == len(ref.ids):
                         raise ValueError(f"{len(ref.ids)} ids, {len(ref.originals)} originals, "
                                          f"{len(ref.truth_full)} masks")
@@ -107,7 +110,7 @@ class Reference:
         info = {"file": file, "format_version": self.version, "count": len(self.ids), "split": self.split,
                 "ids": list(self.ids), "logits_count": int(len(self.logits)), "upsample": self.upsample,
                 "original_sizes_hw": sizes,
-                "original_bytes": int(sum(len(b) for b in self.originals))}
+                "original_bytes": int(sum(len(b) for b in self.originals)), "has_truth": self.has_truth}
         if path is not None:
             info["bytes"] = Path(path).stat().st_size
             info["sha256"] = fileio.sha256_file(path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from segedge import metadata
 from segedge.errors import ConfigError, MissingExtraError, ModelError
-from segedge.preprocess import PreprocessSpec, scale_pixels
+from segedge.preprocess import PreprocessSpec, scale_pixels, unscale_pixels
 from segedge.targets import Runtime, runtime_for_file
 
 
@@ -81,7 +81,7 @@ def model_values(batch: np.ndarray, spec: PreprocessSpec | None, path: Path) -> 
         return scale_pixels(batch, spec)
     batch = np.asarray(batch, dtype=np.float32)
     if pixels_in:
-        return np.clip(np.rint((batch - np.float32(spec.offset)) / np.float32(spec.scale)), 0, 255)
+        return unscale_pixels(batch, spec)
     return batch
 
 

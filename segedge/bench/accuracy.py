@@ -6,7 +6,9 @@ ignored: the VOC protocol), how much did conversion cost (ΔmIoU in points vs
 the Keras masks on the same reference images), and does it still say the same
 thing as the original (agreement with the Keras masks over the pixels whose
 ground truth is not void, and mIoU with the Keras masks taken as truth). None
-of it needs TensorFlow.
+of it needs TensorFlow. A reference set exported from images without masks
+(``has_truth`` False) has no mIoU: those figures are None (reported "n/a") and
+agreement counts every pixel.
 """
 
 from __future__ import annotations
@@ -52,14 +54,17 @@ def score(truth: Sequence[np.ndarray], pred: Sequence[np.ndarray], num_classes: 
     }
 
 
-def agreement_counts(pred: np.ndarray, keras: np.ndarray, truth: np.ndarray) -> tuple[int, int]:
-    """(pixels where ``pred`` equals ``keras``, pixels counted): the pixels whose ground truth is not void."""
-    keep = np.asarray(truth) != VOID
+def agreement_counts(pred: np.ndarray, keras: np.ndarray, truth: np.ndarray | None) -> tuple[int, int]:
+    """(pixels where ``pred`` equals ``keras``, pixels counted): the pixels whose ground truth is not void.
+
+    ``truth`` None (no ground truth): every pixel counts.
+    """
+    keep = np.ones(np.shape(keras), bool) if truth is None else np.asarray(truth) != VOID
     return int((np.asarray(pred)[keep] == np.asarray(keras)[keep]).sum()), int(keep.sum())
 
 
 def per_image_agreement(pred: Sequence[np.ndarray], keras: Sequence[np.ndarray],
-                        truth: Sequence[np.ndarray]) -> list[float]:
+                        truth: Sequence[np.ndarray | None]) -> list[float]:
     out = []
     for p, k, t in zip(pred, keras, truth, strict=True):
         same, total = agreement_counts(p, k, t)
@@ -67,7 +72,8 @@ def per_image_agreement(pred: Sequence[np.ndarray], keras: Sequence[np.ndarray],
     return out
 
 
-def set_agreement(pred: Sequence[np.ndarray], keras: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> float:
+def set_agreement(pred: Sequence[np.ndarray], keras: Sequence[np.ndarray],
+                  truth: Sequence[np.ndarray | None]) -> float:
     counts = [agreement_counts(p, k, t) for p, k, t in zip(pred, keras, truth, strict=True)]
     total = sum(c[1] for c in counts)
     return sum(c[0] for c in counts) / total if total else 1.0
@@ -84,6 +90,8 @@ def artifact_accuracy(reference: EvalSet, pred_reference: Sequence[np.ndarray], 
     if reference.keras is None:
         raise ValueError("the reference set has no Keras masks")
     check_sizes(reference.ids, reference.truth, pred_reference)
+    if not reference.has_truth:
+        return _agreement_only(reference, pred_reference, num_classes, evaluation, pred_eval)
     on_reference = score(reference.truth, pred_reference, num_classes)
     keras_reference = score(reference.truth, reference.keras, num_classes)
     if evaluation is not None and pred_eval is not None:
@@ -106,6 +114,25 @@ def artifact_accuracy(reference: EvalSet, pred_reference: Sequence[np.ndarray], 
         # Keras masks as the truth: pixels Keras calls void (seed preset's void output) are ignored.
         "miou_vs_keras": mean_iou(set_confusion(reference.keras, pred_reference, num_classes)),
         "per_image_agreement": per_image_agreement(pred_reference, reference.keras, reference.truth),
+    }
+
+
+def _agreement_only(reference: EvalSet, pred_reference: Sequence[np.ndarray], num_classes: int,
+                    evaluation: EvalSet | None, pred_eval: Sequence[np.ndarray] | None) -> dict:
+    """No ground truth on the reference set: agreement over every pixel; mIoU only from a --data set."""
+    on_eval: dict = {"miou": None, "per_class_iou": [None] * num_classes, "pixel_accuracy": None}
+    eval_name, eval_images = reference.name, len(reference)
+    if evaluation is not None and pred_eval is not None and evaluation.has_truth:
+        check_sizes(evaluation.ids, evaluation.truth, pred_eval)
+        on_eval = score(evaluation.truth, pred_eval, num_classes)
+        eval_name, eval_images = evaluation.name, len(evaluation)
+    everything = [None] * len(pred_reference)
+    return {
+        **on_eval, "eval_set": eval_name, "eval_images": eval_images, "resolution": "original",
+        "miou_reference": None, "keras_miou_reference": None, "miou_delta_pts": None, "has_truth": False,
+        "agreement": set_agreement(pred_reference, reference.keras, everything),
+        "miou_vs_keras": mean_iou(set_confusion(reference.keras, pred_reference, num_classes)),
+        "per_image_agreement": per_image_agreement(pred_reference, reference.keras, everything),
     }
 
 

@@ -40,6 +40,7 @@ class EvalSet:
     classes: list[str] = field(default_factory=list)  # what the reference set was built with
     palette: list[list[int]] = field(default_factory=list)
     upsample: str = ""
+    has_truth: bool = True  # False: a reference set exported from images without masks (mIoU n/a)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -79,7 +80,7 @@ def load_reference(bundle: str | os.PathLike[str], spec: PreprocessSpec) -> Eval
                          f"uint8{[n, *size, 3]}; re-export the bundle")
     return EvalSet("reference", ref.ids, ref.truth_full, ref.keras_full, originals=ref.originals,
                    suffixes=ref.suffixes, latency_pixels=ref.inputs, classes=ref.classes, palette=ref.palette,
-                   upsample=ref.upsample)
+                   upsample=ref.upsample, has_truth=ref.has_truth)
 
 
 def load_dataset_val(root: str | os.PathLike[str], limit: int | None, classes: Sequence[str],

@@ -100,6 +100,10 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
            f"(upsample: {result.manifest.upsample}); ΔmIoU (points) and agreement (pixels whose ground truth is "
            f"not void) vs the Keras masks on the bundle's {len(result.reference)} reference images "
            f"(Keras mIoU there: {fmt_percent(keras.get('keras_miou_reference'))} %).", ""]
+    if not getattr(result.reference, "has_truth", True):
+        out[-2] = (f"No ground truth: the bundle was exported from images without masks, so mIoU is n/a and "
+                   f"agreement (every pixel) with the Keras masks on the {len(result.reference)} reference images "
+                   "is what the gate checks.")
     out += _md_table(rows, columns_for(rows))
     out += ["", "## Parity gate", ""]
     bounds = config.bounds

@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 DASH = "–"
+NOT_AVAILABLE = "n/a"  # mIoU of a bundle exported from images without masks
 
 
-def _number(digits: int, scale: float = 1.0, suffix: str = "") -> Callable[[Any], str]:
+def _number(digits: int, scale: float = 1.0, suffix: str = "", missing: str = DASH) -> Callable[[Any], str]:
     def fmt(value: Any) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return DASH
+            return missing
         return f"{value * scale:.{digits}f}{suffix}"
 
     return fmt
 
 
-def _signed(digits: int) -> Callable[[Any], str]:
+def _signed(digits: int, missing: str = DASH) -> Callable[[Any], str]:
     def fmt(value: Any) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return DASH
+            return missing
         return f"{value:+.{digits}f}"
 
     return fmt
@@ -66,8 +67,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("p90 ms", "p90_ms", _number(2)),
     Column("p99 ms", "p99_ms", _number(2)),
     Column("peak RSS MB", "peak_rss_mb", _number(0), compact=True, short="RSS MB"),
-    Column("mIoU % (original size)", "miou", _number(2, 100.0), compact=True, short="mIoU %"),
-    Column("ΔmIoU points vs Keras", "miou_delta_pts", _signed(2), compact=True, short="ΔmIoU pts"),
+    Column("mIoU % (original size)", "miou", _number(2, 100.0, missing=NOT_AVAILABLE), compact=True,
+           short="mIoU %"),
+    Column("ΔmIoU points vs Keras", "miou_delta_pts", _signed(2, missing=NOT_AVAILABLE), compact=True,
+           short="ΔmIoU pts"),
     Column("agreement % (non-void)", "agreement", _number(2, 100.0), compact=True, short="agree %"),
     Column("speed-up vs fp32", "speedup_vs_fp32", _number(2, suffix="x"), compact=True, short="vs fp32"),
     Column("speed-up vs Keras", "speedup_vs_keras", _number(2, suffix="x")),

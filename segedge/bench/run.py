@@ -263,6 +263,9 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                   if config.data else None)
     keras_model, keras_note = resolve_keras(config, manifest)
     notes = [keras_note] if keras_note else []
+    if not reference.has_truth:
+        notes.append("the reference set has no ground truth (exported from images without masks): mIoU is n/a "
+                     "and the gate checks agreement with Keras only")
     if manifest.void_handling == "class":
         notes.append(f"this model predicts void as class {num_classes}: such pixels count as misses in mIoU")
     targets = _targets(config, manifest, names, keras_model)

@@ -1,4 +1,8 @@
-"""``segedge export RUN``: a trained model -> a deployable bundle (TFLite / ONNX, manifest, reference).
+"""``segedge export RUN|MODEL.keras``: a trained model -> a deployable bundle (TFLite / ONNX, manifest, reference).
+
+A ``.keras`` file segedge did not train is described on the command line
+(``--classes``, ``--scaling``, ``--mean``/``--std``, ``--resize``, ``--image-size`` or a
+``--preprocess`` JSON file) and calibrated / verified on ``--data`` (``segedge.export.byo``).
 
 TensorFlow, tf2onnx and onnxruntime are imported inside the command body, so
 ``segedge export --help`` works on an edge install.
@@ -14,7 +18,9 @@ import typer
 from segedge import outputs
 from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
+from segedge.errors import ConfigError, ModelError
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
+from segedge.preprocess import ResizeMode, Scaling
 from segedge.targets import TARGETS, parse_targets, split_names
 from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
 
@@ -31,6 +37,28 @@ def resolve_formats(formats: list[str] | None, int8: bool) -> list[str]:
     return names
 
 
+PANEL_BYO = "Your own Keras model (a .keras file instead of a run folder)"
+
+
+def _byo_request(model: Path, values: dict, resize: ResizeMode | None):
+    """The BYO description, or None for a run folder (then BYO-only options are refused by name)."""
+    from segedge.export.byo_request import ByoRequest, describe_request
+
+    given = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is not None]
+    if not (model.suffix.lower() == ".keras" and model.is_file()):
+        if given:
+            raise ConfigError(f"{', '.join(given)}: for a .keras model only; {model} is a run folder, whose classes "
+                              "and pre-processing come from its config.json")
+        return None
+    if not given and resize is None and (model.parent / "config.json").is_file():
+        raise ModelError(f"{model}: is the model of a run folder; export the run: 'segedge export {model.parent}' "
+                         "(it holds config.json), or describe this file with --classes, --scaling and --data")
+    request = ByoRequest(**{k: v for k, v in values.items() if k != "preprocess"},
+                         resize=None if resize is None else resize.value, preprocess_file=values["preprocess"])
+    describe_request(request)  # classes, scaling, mean/std checked before any slow import
+    return request
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="export")(export)
 
@@ -45,10 +73,13 @@ def _require_export_extra(targets) -> None:
 
 @user_errors
 def export(
-    run: Annotated[Path, typer.Argument(help="Run folder written by 'segedge train' (model.keras, config.json, "
-                                              "split.json).")],
+    run: Annotated[Path, typer.Argument(
+        metavar="RUN|MODEL.keras",
+        help="Run folder written by 'segedge train' (model.keras, config.json, split.json), or a .keras "
+             "segmentation model segedge did not train (then --data, --classes and --scaling are needed).")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle).")] = None,
+        "--out", "-o", help="Bundle folder to write: new or empty (default: RUN/bundle; MODEL_bundle next to a "
+                            ".keras model).")] = None,
     formats: Annotated[list[str] | None, typer.Option(
         "--format", metavar="NAME", show_default=False,
         help=f"Target to write: {', '.join(TARGETS)} or all. Repeat it or give a comma list "
@@ -73,7 +104,39 @@ def export(
              "Keras reference: bilinear on the logits then argmax, or nearest on the model-size mask.")]
     = DEFAULT_UPSAMPLE,
     data: Annotated[Path | None, typer.Option(
-        "--data", help="Dataset root, if it moved since training (default: config.json's data_root).")] = None,
+        "--data", help="Dataset root, if it moved since training (default: config.json's data_root). For a "
+                       ".keras model: required; a VOC folder (train split calibrates, val/test is the reference "
+                       "set) or a folder of images (no masks: mIoU is n/a, agreement with Keras is checked).")]
+    = None,
+    resize: Annotated[ResizeMode | None, typer.Option(
+        help="stretch, or letterbox (keep the aspect ratio, pad with the pixel that scales to 0). Default: the "
+             "run's (train --resize), stretch for a .keras model.")] = None,
+    classes: Annotated[str | None, typer.Option(
+        metavar="a,b,c|FILE.json", rich_help_panel=PANEL_BYO,
+        help="Class names in output-channel order, or a JSON file: a list of names, or an object with "
+             "\"classes\" and an optional \"palette\". Must match the model's output channels.")] = None,
+    palette: Annotated[str | None, typer.Option(
+        metavar="FILE.json", rich_help_panel=PANEL_BYO,
+        help="Colours per class: a JSON list of R,G,B triples 0..255 (default: the VOC palette).")] = None,
+    image_size: Annotated[str | None, typer.Option(
+        metavar="N|HxW", rich_help_panel=PANEL_BYO,
+        help="Input height x width; read from the model when its input shape is static (a different value is "
+             "an error), required when it is dynamic.")] = None,
+    scaling: Annotated[Scaling | None, typer.Option(
+        rich_help_panel=PANEL_BYO,
+        help="What the model expects from pixels p (0..255): unit p/255, mobilenet p/127.5-1, or meanstd "
+             "(p-mean)/std per channel with --mean/--std.")] = None,
+    mean: Annotated[str | None, typer.Option(
+        metavar="R,G,B", rich_help_panel=PANEL_BYO,
+        help="meanstd: per-channel mean in PIXEL units 0..255 (torchvision's 0..1 values x 255; ImageNet: "
+             "123.675,116.28,103.53).")] = None,
+    std: Annotated[str | None, typer.Option(
+        metavar="R,G,B", rich_help_panel=PANEL_BYO,
+        help="meanstd: per-channel std in PIXEL units 0..255 (ImageNet: 58.395,57.12,57.375).")] = None,
+    preprocess: Annotated[Path | None, typer.Option(
+        "--preprocess", metavar="FILE.json", rich_help_panel=PANEL_BYO,
+        help="The same as a JSON object: height, width, scaling, mean, std, resize, classes, palette (the "
+             "options above override it).")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the bundle segedge wrote at --out (never a folder holding other files).")] = False,
     debug_quant: Annotated[bool, typer.Option(
@@ -92,7 +155,8 @@ def export(
     allow_large_fallback: Annotated[bool, typer.Option(
         "--allow-large-fallback", help="Accept a fallback model at or above half the fp32 size.")] = False,
 ) -> None:
-    """Convert RUN/model.keras to TFLite/ONNX, verify every artifact, and write a bundle with a manifest."""
+    """Convert RUN/model.keras (or your own MODEL.keras) to TFLite/ONNX, verify every artifact, and write a bundle
+    with a manifest."""
     formats = renamed_list(formats, old_formats, "--format", "--formats")
     calib = renamed_value(calib, old_calib, "--calib-images", "--calib", 200)
     eval_count = renamed_value(eval_count, old_eval, "--eval-images", "--eval", 100)
@@ -100,6 +164,11 @@ def export(
     ExportOptions.build(calib, eval_count, int8_io.value, calib_method.value)  # fail before any slow import
     check_upsample(upsample)
     quant = debug_quant or int8_fallback is not None
+    byo = _byo_request(run, {"classes": classes, "palette": palette, "image_size": image_size,
+                             "scaling": None if scaling is None else scaling.value, "mean": mean, "std": std,
+                             "preprocess": preprocess}, resize)
+    if byo is not None and quant:
+        raise ConfigError("--debug-quant and --int8-fallback work on a run folder; not yet on a .keras model")
     if quant:
         from segedge.quant.stage import QuantOptions
 
@@ -107,7 +176,7 @@ def export(
                                      allow_large=allow_large_fallback).check()
     targets = parse_targets(resolve_formats(formats, int8 or quant))
     _require_export_extra(targets)
-    bundle = out if out is not None else run / "bundle"
+    bundle = out if out is not None else (run.with_name(run.stem + "_bundle") if byo else run / "bundle")
     outputs.claim(bundle, "bundle", overwrite)  # refuse before any slow import; checked again at the swap
 
     from segedge.export.bundle import export_bundle
@@ -115,7 +184,7 @@ def export(
 
     manifest = export_bundle(run, bundle, targets, calib=calib, eval_count=eval_count, int8_io=int8_io.value,
                              calib_method=calib_method.value, data_root=data, overwrite=overwrite,
-                             upsample=upsample)
+                             upsample=upsample, byo=byo, resize=None if resize is None else resize.value)
     typer.echo(f"wrote {bundle} ({len(manifest.artifacts)} artifacts, manifest.json, reference.npz)")
     fp32 = next((a.bytes for a in manifest.artifacts.values() if a.file.endswith("fp32.tflite")), None)
     for name, info in manifest.artifacts.items():

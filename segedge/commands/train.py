@@ -15,8 +15,8 @@ import typer
 
 from segedge.commands import user_errors
 from segedge.errors import ConfigError
-from segedge.preprocess import Scaling
-from segedge.train.config import Augment, CacheMode, Monitor, Preset, SplitChoice, VoidHandling
+from segedge.preprocess import ResizeMode
+from segedge.train.config import Augment, CacheMode, Monitor, Preset, SplitChoice, TrainScaling, VoidHandling
 
 PANEL_RECIPE = "Recipe (unset options take the preset's value)"
 PANEL_RUN = "Run"
@@ -47,8 +47,13 @@ def train_command(
         min=1, help="Global images per step, split across every replica of every worker (preset: 32). "
                     "The learning rate is kept as given, not scaled with the replicas; config.json records "
                     "num_workers, num_replicas and learning_rate_rule.", rich_help_panel=PANEL_RECIPE)] = None,
-    image_size: Annotated[int | None, typer.Option(min=32, help="Square model input, a multiple of 32 (224).",
-                                                   rich_help_panel=PANEL_RECIPE)] = None,
+    image_size: Annotated[str | None, typer.Option(
+        metavar="N|HxW", help="Model input: N for N x N, or HEIGHTxWIDTH such as 160x224; each side a multiple "
+                              "of 32 (224).", rich_help_panel=PANEL_RECIPE)] = None,
+    resize: Annotated[ResizeMode | None, typer.Option(
+        help="How images reach the input size: stretch (default) or letterbox (keep the aspect ratio; pad the "
+             "image with the pixel value that scales to 0 and the mask with void).",
+        rich_help_panel=PANEL_RECIPE)] = None,
     learning_rate: Annotated[float | None, typer.Option(min=0.0, help="Adam learning rate (preset: 1e-3).",
                                                         rich_help_panel=PANEL_RECIPE)] = None,
     patience: Annotated[int | None, typer.Option(min=0, help="Early-stopping patience in epochs (preset: 5).",
@@ -75,7 +80,7 @@ def train_command(
         min=0.0, max=1.0, help="Pairs layout without splits/train.txt and val.txt: the share of images that "
                                "validates, chosen by a hash of each file stem (0.2). split.json records it.",
         rich_help_panel=PANEL_RECIPE)] = None,
-    scaling: Annotated[Scaling | None, typer.Option(
+    scaling: Annotated[TrainScaling | None, typer.Option(
         help="Input scaling: mobilenet [-1,1] (default) or unit [0,1] (seed).", rich_help_panel=PANEL_RECIPE)]
     = None,
     void: Annotated[VoidHandling | None, typer.Option(
@@ -132,7 +137,8 @@ def train_command(
     cluster = distribute.cluster_from_env()
 
     options = {
-        "epochs": epochs, "batch_size": batch_size, "image_size": image_size, "learning_rate": learning_rate,
+        "epochs": epochs, "batch_size": batch_size, "image_size": image_size, "resize": resize,
+        "learning_rate": learning_rate,
         "patience": patience, "monitor": monitor, "encoder_weights": encoder_weights,
         "freeze_encoder": freeze_encoder, "bn_momentum": bn_momentum, "split": split, "scaling": scaling,
         "void_handling": void, "augment": augment, "seed": seed, "steps_per_epoch": steps_per_epoch,
@@ -140,6 +146,10 @@ def train_command(
         "run_eagerly": run_eagerly, "worker_timeout_s": worker_timeout,
     }
     options = {k: _value(v) for k, v in options.items()}
+    if image_size is not None:
+        from segedge.train.config import normalize_image_size
+
+        options["image_size"] = normalize_image_size(image_size)  # "224" and 224 are the same run
     if resume is not None:
         # A worker other than the chief continues from its own scratch folder (the chief's may be on another host).
         saved = load_config(distribute.worker_folder(resume, cluster))
@@ -150,7 +160,8 @@ def train_command(
             raise ConfigError("pass the dataset folder and --out RUN (or --resume RUN to continue a run)")
         config = make_config(data, out, preset.value, **options)
     typer.echo(
-        f"{'resuming' if resume else 'training'} {config.preset} recipe: {config.image_size}px, "
+        f"{'resuming' if resume else 'training'} {config.preset} recipe: {config.height}x{config.width} px "
+        f"(HxW, {config.resize}), "
         f"batch {config.batch_size}, up to {config.epochs} epochs, lr {config.learning_rate:g}, "
         f"encoder {config.encoder_weights}{' (frozen)' if config.freeze else ''} -> {config.out}"
     )

@@ -1,4 +1,6 @@
-"""``export_bundle``: RUN folder -> BUNDLE folder (artifacts, manifest.json, reference.npz).
+"""``export_bundle``: RUN folder (or a ``.keras`` model + ``ByoRequest``) -> BUNDLE folder.
+
+The bundle holds the artifacts, manifest.json and reference.npz.
 
 Everything is assembled in ``outputs.build`` (``fileio.atomic_dir``) and swapped
 in only after every artifact has been written, read back and verified, so a
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from segedge import fileio, metadata, outputs
+from segedge.classes import ClassSpec
 from segedge.errors import ConfigError, ExportError, SegedgeError
+from segedge.export.byo import ByoModel, ByoRequest, check_byo_output, dataset_has_masks, fixed_size_model, open_byo
 from segedge.export.calibration import CalibrationSource, load_calibration
 from segedge.export.graph import ExportModel, RewritePlan, prepare_export_model, rewrite_plan
 from segedge.export.options import ExportOptions
@@ -82,18 +86,26 @@ def _convert(target: Target, export: ExportModel, tflite: TFLiteSource, scratch:
     return quantize_onnx(onnx_fp32, scratch, calibration, export.input_name, options.calib_method)
 
 
-def export_spec(run: RunFolder) -> PreprocessSpec:
+def labels_of(run: RunFolder | ByoModel) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette: what a BYO model's user stated, or the run's dataset declared."""
+    classes = run.classes
+    if isinstance(classes, ClassSpec):  # a run: what its dataset declared (classes.json, VOC's 21 without)
+        return list(classes.names), [list(rgb) for rgb in classes.palette]
+    return list(classes), [list(rgb) for rgb in run.palette]
+
+
+def export_spec(run: RunFolder | ByoModel) -> PreprocessSpec:
     """The bundle's pre-processing: the run's, with pixels 0..255 in and the scaling inside every artifact."""
     return dataclasses.replace(run.spec, input=InputContract.pixels.value)
 
 
-def artifact_document(run: RunFolder, target: Target, upsample: str = DEFAULT_UPSAMPLE) -> dict[str, Any]:
+def artifact_document(run: RunFolder | ByoModel, target: Target, upsample: str = DEFAULT_UPSAMPLE) -> dict[str, Any]:
     """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing."""
     import segedge
 
-    classes = run.classes
-    return metadata.build(target.name, target.runtime.value, target.precision.value, classes=list(classes.names),
-                          palette=[list(rgb) for rgb in classes.palette], void=VOID,
+    classes, palette = labels_of(run)
+    return metadata.build(target.name, target.runtime.value, target.precision.value, classes=classes,
+                          palette=palette, void=VOID,
                           void_handling=run.void_handling, model_outputs=run.num_outputs,
                           preprocess=export_spec(run).to_dict(), postprocess={"upsample": upsample},
                           segedge_version=segedge.__version__)
@@ -121,7 +133,7 @@ def _artifact(folder: Path, target: Target, converted: Converted, export: Export
 
 def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[RewritePlan, ExportModel],
                      calibration: CalibrationSource | None, options: ExportOptions,
-                     run: RunFolder, upsample: str) -> dict[str, ArtifactInfo]:
+                     run: RunFolder | ByoModel, upsample: str) -> dict[str, ArtifactInfo]:
     """``graphs`` maps each target's ``rewrite_plan`` to the graph converted for it."""
     artifacts: dict[str, ArtifactInfo] = {}
     with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
@@ -151,12 +163,13 @@ def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[Rewri
 
 
 def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, ArtifactInfo], reference: Reference,
-            run: RunFolder) -> None:
+            run: RunFolder | ByoModel) -> None:
     """Fill each artifact's ``verify``; the command prints them (``verify.describe``) on stdout."""
     for target in targets:
         info = artifacts[target.name]
         try:
-            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run), len(run.classes))
+            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run),
+                                          len(labels_of(run)[0]))
         except SegedgeError:
             raise
         except Exception as exc:
@@ -165,23 +178,31 @@ def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, Artifa
         check_fp32(target, info.verify)
 
 
-def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSource | None,
+def _source_model(run: RunFolder | ByoModel) -> dict[str, Any]:
+    sha256 = fileio.sha256_file(run.model_path)
+    if isinstance(run, ByoModel):
+        return run.source_model(sha256)
+    return {"file": run.model_path.name, "run": str(run.path.resolve()), "sha256": sha256,
+            "bytes": run.model_path.stat().st_size, "preset": run.config.get("preset"),
+            "encoder_weights": run.config.get("encoder_weights")}
+
+
+def _manifest(run: RunFolder | ByoModel, reference: Reference, calibration: CalibrationSource | None,
               options: ExportOptions, artifacts: dict[str, ArtifactInfo], reference_path: Path) -> Manifest:
     calib: dict[str, Any] = (calibration.summary() if calibration is not None
                              else {"count": 0, "split": "train", "ids": []})
     if calibration is not None:
         calib.update({"tflite_method": "minmax", "onnx_method": options.calib_method.value,
                       "int8_io": options.int8_io.value, "requested": options.calib})
+    classes, palette = labels_of(run)
     return Manifest(
-        classes=list(run.classes.names),
-        palette=[list(rgb) for rgb in run.classes.palette],
+        classes=classes,
+        palette=palette,
         void=VOID,
         void_handling=run.void_handling,
         model_outputs=run.num_outputs,
         preprocess=export_spec(run),
-        source_model={"file": run.model_path.name, "run": str(run.path.resolve()),
-                      "sha256": fileio.sha256_file(run.model_path), "bytes": run.model_path.stat().st_size,
-                      "preset": run.config.get("preset"), "encoder_weights": run.config.get("encoder_weights")},
+        source_model=_source_model(run),
         calibration=calib,
         reference=reference.summary(REFERENCE_NAME, reference_path),
         versions=versions(),
@@ -192,7 +213,7 @@ def _manifest(run: RunFolder, reference: Reference, calibration: CalibrationSour
     )
 
 
-def _warn_scaling(run: RunFolder) -> None:
+def _warn_scaling(run: RunFolder | ByoModel) -> None:
     weights = str(run.config.get("encoder_weights") or "none")
     if weights != "none" and run.spec.scaling != "mobilenet":
         log(f"warning: the encoder started from {weights} (MobileNetV2 expects [-1, 1] input) but the run "
@@ -202,25 +223,39 @@ def _warn_scaling(run: RunFolder) -> None:
 def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], targets: Sequence[Target], *,
                   calib: int = 200, eval_count: int = 100, int8_io: str = "uint8", calib_method: str = "minmax",
                   data_root: str | os.PathLike[str] | None = None, overwrite: bool = True,
-                  upsample: str = DEFAULT_UPSAMPLE) -> Manifest:
-    """Convert, verify and write a bundle; returns its manifest (also saved as ``out/manifest.json``)."""
+                  upsample: str = DEFAULT_UPSAMPLE, byo: ByoRequest | None = None,
+                  resize: str | None = None) -> Manifest:
+    """Convert, verify and write a bundle; returns its manifest (also saved as ``out/manifest.json``).
+
+    ``byo``: ``run_dir`` is a ``.keras`` model segedge did not train, described by the request
+    (classes, pre-processing); ``data_root`` is then required (``segedge.export.byo``).
+    ``resize`` (stretch / letterbox) replaces the run's for the bundle (its reference set too).
+    """
     if not targets:
         raise ConfigError("no export format selected")
     options = ExportOptions.build(calib, eval_count, int8_io, calib_method)
     check_upsample(upsample)
     order = list(TARGETS)
     targets = sorted(set(targets), key=lambda t: order.index(t.name))  # onnx before onnx-int8: reused
-    run = open_run(run_dir)
+    if byo is None:  # a run's held-out images have masks: a missing one is an error naming it
+        run, model, target = _open_run_model(run_dir, out, overwrite, data_root)
+        has_masks = True
+        if resize is not None and resize != run.spec.resize:
+            log(f"note: the run trained with --resize {run.spec.resize}; the bundle uses {resize}")
+            run = dataclasses.replace(run, spec=dataclasses.replace(run.spec, resize=resize))
+    else:
+        if resize is not None:
+            byo = dataclasses.replace(byo, resize=resize)
+        run, model, target = _open_byo_model(Path(run_dir), out, overwrite, byo, data_root, options.eval_count)
     dataset = run.dataset(data_root)
-    target = outputs.claim(out, "bundle", overwrite)  # before minutes of conversion; again at the swap
-    quiet_tensorflow()
-    _warn_scaling(run)
-    model = load_keras_model(run.model_path)
-    check_model_matches(model, run)
+    if byo is not None:
+        has_masks = dataset_has_masks(dataset, run.split.test or run.split.val)
     spec = export_spec(run)
     graphs = {plan: prepare_export_model(model, plan=plan, scaling=spec) for plan in {rewrite_plan(t) for t in targets}}
-    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=run.classes.names,
-                                palette=run.classes.palette, upsample=upsample, void=VOID)
+    classes, palette = labels_of(run)
+    reference = build_reference(model, dataset, run.split, run.spec, options.eval_count, classes=classes,
+                                palette=palette, upsample=upsample, void=VOID,
+                                has_masks=has_masks)
     calibration = None
     if any(t.needs_calibration for t in targets):
         calibration = load_calibration(dataset, run.split.train, options.calib, spec, exclude=reference.ids)
@@ -231,3 +266,29 @@ def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         manifest = _manifest(run, reference, calibration, options, artifacts, folder / REFERENCE_NAME)
         manifest.save(folder / MANIFEST_NAME)
     return manifest
+
+
+def _open_run_model(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], overwrite: bool,
+                    data_root: str | os.PathLike[str] | None):
+    run = open_run(run_dir)
+    run.dataset(data_root)  # a moved dataset fails here, before the bundle folder is claimed
+    target = outputs.claim(out, "bundle", overwrite)  # before minutes of conversion; again at the swap
+    quiet_tensorflow()
+    _warn_scaling(run)
+    model = load_keras_model(run.model_path)
+    check_model_matches(model, run)
+    return run, model, target
+
+
+def _open_byo_model(path: Path, out: str | os.PathLike[str], overwrite: bool, request: ByoRequest,
+                    data_root: str | os.PathLike[str] | None, eval_count: int):
+    if data_root is None:
+        raise ConfigError(f"{path}: a .keras model needs --data DIR (a dataset folder: calibration and the "
+                          "reference set come from it)")
+    target = outputs.claim(out, "bundle", overwrite)
+    quiet_tensorflow()
+    model = load_keras_model(path)
+    run = open_byo(path, model, Path(data_root), request, eval_count)
+    model = fixed_size_model(model, (run.spec.height, run.spec.width))
+    check_byo_output(model, path, (run.spec.height, run.spec.width), run.classes)
+    return run, model, target

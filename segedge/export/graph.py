@@ -172,7 +172,7 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan |
     if scaling is not None:
         from segedge.export.pixels import pixel_input_model
 
-        fixed, pixel_note = pixel_input_model(fixed, scaling.scale, scaling.offset)
+        fixed, pixel_note = pixel_input_model(fixed, scaling.channel_scale, scaling.channel_offset)
         rewrites.append(pixel_note)
     _, height, width, channels = (int(v) for v in fixed.inputs[0].shape)
     return ExportModel(fixed, batch, height, width, channels, _input_name(fixed), rewrites)

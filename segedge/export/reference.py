@@ -73,18 +73,25 @@ class _Held:
     truth: np.ndarray
 
 
-def _read_held(dataset: Dataset, sample_id: str) -> _Held:
+def _read_held(dataset: Dataset, sample_id: str, has_masks: bool = True) -> _Held:
     path = dataset.image_path(sample_id)
     data = path.read_bytes()
     image = read_upright(Image.open(io.BytesIO(data)))  # the bytes stored are the bytes decoded
-    _, truth = read_upright_pair(path, dataset.mask_path(sample_id), dataset.classes)
+    if has_masks:
+        _, truth = read_upright_pair(path, dataset.mask_path(sample_id), dataset.classes)
+    else:  # no ground truth: every pixel void (unscored); agreement then counts every pixel
+        truth = np.full((image.height, image.width), VOID, dtype=np.uint8)
     return _Held(sample_id, data, path.suffix.lower(), image, truth)
 
 
 def build_reference(model, dataset: Dataset, split: Split, spec: PreprocessSpec, count: int, *,
                     classes: Sequence[str], palette: Sequence[Sequence[int]], upsample: str,
-                    void: int = VOID) -> Reference:
-    """The first ``count`` held-out ids: originals, full-size truth, and Keras' answers through the device pipeline."""
+                    void: int = VOID, has_masks: bool = True) -> Reference:
+    """The first ``count`` held-out ids: originals, full-size truth, and Keras' answers through the device pipeline.
+
+    ``has_masks`` False (a dataset of images only): the truth is all void and the reference
+    records ``has_truth=False``, so bench reports mIoU as not available and gates agreement only.
+    """
     if count < 1:
         raise ConfigError(f"{EVAL_OPTION} must be at least 1, got {count}")
     split_name, ids = reference_split(split)
@@ -92,7 +99,7 @@ def build_reference(model, dataset: Dataset, split: Split, spec: PreprocessSpec,
         stderr.print(f"note: {EVAL_OPTION} {count}: the {split_name} split has {len(ids)} images; "
                      f"verifying on {len(ids)}", markup=False, highlight=False, soft_wrap=True)
     ids = ids[:count]
-    held = [_read_held(dataset, i) for i in track(ids, "loading reference images", total=len(ids))]
+    held = [_read_held(dataset, i, has_masks) for i in track(ids, "loading reference images", total=len(ids))]
     resized = [resize_uint8(h.image, spec) for h in held]
     pixels = np.stack([r[0] for r in resized])
     placements: list[Placement] = [r[1] for r in resized]
@@ -104,4 +111,4 @@ def build_reference(model, dataset: Dataset, split: Split, spec: PreprocessSpec,
         logits.argmax(-1).astype(np.uint8), logits[:LOGITS_COUNT].copy(), split_name,
         originals=[h.data for h in held], suffixes=[h.suffix for h in held],
         truth_full=[h.truth for h in held], keras_full=full, classes=list(classes),
-        palette=[list(map(int, rgb[:3])) for rgb in palette], upsample=upsample)
+        palette=[list(map(int, rgb[:3])) for rgb in palette], upsample=upsample, has_truth=has_masks)

@@ -86,7 +86,8 @@ def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
     if path.is_file():
         raise ModelError(
             f"{path}: is a file; expected a run folder written by 'segedge train' (holding model.keras and "
-            f"config.json), e.g. 'segedge export {path.parent}'; exporting a bare .keras file is not supported yet")
+            f"config.json), e.g. 'segedge export {path.parent}', or a .keras model file (with --data, --classes "
+            "and --scaling)")
     if not path.is_dir():
         raise ModelError(f"{path}: run folder not found; expected a folder written by 'segedge train' "
                          "(holding model.keras and config.json)")

@@ -62,7 +62,8 @@ def verify_artifact(path: Path, target: Target, reference: Reference, spec: Prep
     pred = np.stack(masks)
     result: dict[str, Any] = {
         "agreement": agreement(pred, reference.keras),
-        "miou": mean_iou(confusion_matrix(reference.truth, pred, num_classes)),
+        # None: the reference set has no ground truth (a dataset of images only), so no mIoU
+        "miou": mean_iou(confusion_matrix(reference.truth, pred, num_classes)) if reference.has_truth else None,
         "images": len(pred),
     }
     if logits:
@@ -88,4 +89,6 @@ def describe(name: str, size_bytes: int, result: dict[str, Any], precision: str)
     line = f"{name:<10} {size_bytes / MB:7.2f} MB  agreement {100 * result['agreement']:7.3f} %"
     if precision != Precision.int8.value and "max_abs_logit_error" in result:
         line += f"  max|dlogit| {result['max_abs_logit_error']:.2e}"
+    if result.get("miou") is None:
+        return line + "  mIoU n/a (no masks)"
     return line + f"  mIoU {100 * result['miou']:.2f} %"

@@ -49,9 +49,54 @@ from typing import Any
 from segedge.data.pairs import DEFAULT_VAL_FRACTION, check_val_fraction
 from segedge.errors import ConfigError
 from segedge.labels import NUM_CLASSES
-from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec
+from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec, ResizeMode
 
 CONFIG_VERSION = 1
+SIZE_STEP = 32  # the encoder halves the input 5 times: each side a multiple of 32
+
+
+def _nearest_sizes(value: int) -> str:
+    """The valid sizes either side of ``value`` ("96 or 128"), for the error message."""
+    below, above = (value // SIZE_STEP) * SIZE_STEP, -(-value // SIZE_STEP) * SIZE_STEP
+    sizes = sorted({s for s in (below, above) if s >= SIZE_STEP} or {SIZE_STEP})
+    return " or ".join(map(str, sizes))
+
+
+def parse_image_size(value: Any) -> tuple[int, int]:
+    """``224`` / ``"224"`` (square) or ``"160x224"`` (height x width) -> (height, width), each a multiple of 32."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        parts: list[Any] = list(value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.lower().replace("×", "x").split("x")]
+        if len(parts) == 1:
+            parts = parts * 2
+    else:
+        parts = [value, value]
+    try:
+        if any(isinstance(p, bool) or isinstance(p, float) for p in parts):
+            raise ValueError
+        height, width = (int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--image-size {value!r} is not N or HxW (height x width, e.g. 224 or 160x224)") from None
+    for side, name in ((height, "height"), (width, "width")):
+        if side < SIZE_STEP or side % SIZE_STEP:
+            raise ConfigError(
+                f"--image-size {value}: the {name} {side} must be a multiple of {SIZE_STEP} (the encoder halves "
+                f"it 5 times); nearest valid: {_nearest_sizes(side)}")
+    return height, width
+
+
+def normalize_image_size(value: Any) -> int | str:
+    """The ``config.json`` spelling: N when square (as before), "HxW" otherwise."""
+    height, width = parse_image_size(value)
+    return height if height == width else f"{height}x{width}"
+
+
+class TrainScaling(str, Enum):
+    """The scalings training offers (export also takes meanstd, for a model segedge did not train)."""
+
+    unit = "unit"
+    mobilenet = "mobilenet"
 
 
 class Preset(str, Enum):
@@ -142,7 +187,8 @@ class TrainConfig:
     out: str
     preset: str = Preset.default.value
     split: str = SplitChoice.auto.value
-    image_size: int = 224
+    image_size: int | str = 224  # N (square) or "HxW" (height x width); each side a multiple of 32
+    resize: str = ResizeMode.stretch.value  # letterbox: keep the aspect, pad with the pixel that scales to 0
     batch_size: int = 32
     epochs: int = 30
     learning_rate: float = 1e-3
@@ -191,12 +237,8 @@ class TrainConfig:
             raise ConfigError("the dataset folder (DATA) is empty; pass a VOC2012 folder")
         if not str(self.out):
             raise ConfigError("--out is empty; pass the run folder to write")
-        _positive(self.image_size, "--image-size")
-        if self.image_size < 32 or self.image_size % 32:
-            raise ConfigError(
-                f"--image-size must be a multiple of 32 (the encoder halves it 5 times), got {self.image_size}; "
-                f"try {max(32, round(self.image_size / 32) * 32)}"
-            )
+        set_(self, "image_size", normalize_image_size(self.image_size))
+        set_(self, "resize", _choice(self.resize, ResizeMode, "--resize"))
         _positive(self.batch_size, "--batch-size")
         _positive(self.epochs, "--epochs")
         _positive(self.learning_rate, "--learning-rate", number=True)
@@ -241,11 +283,19 @@ class TrainConfig:
         return self.pretrained if self.freeze_encoder is None else self.freeze_encoder
 
     @property
+    def height(self) -> int:
+        return parse_image_size(self.image_size)[0]
+
+    @property
+    def width(self) -> int:
+        return parse_image_size(self.image_size)[1]
+
+    @property
     def monitor_mode(self) -> str:
         return MONITOR_MODE[self.monitor]
 
     def preprocess_spec(self) -> PreprocessSpec:
-        return PreprocessSpec(height=self.image_size, width=self.image_size, scaling=self.scaling)
+        return PreprocessSpec(height=self.height, width=self.width, scaling=self.scaling, resize=self.resize)
 
     # -- serialisation --------------------------------------------------------------------------
 

@@ -86,7 +86,8 @@ def build_compiled(config: TrainConfig, encoder_weights: str | None):
     from segedge.train.losses import make_loss, make_metrics
     from segedge.train.model import build_unet
 
-    model = build_unet(config.image_size, config.num_outputs, encoder_weights, config.freeze, config.bn_momentum)
+    model = build_unet((config.height, config.width), config.num_outputs, encoder_weights, config.freeze,
+                       config.bn_momentum)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=make_loss(config.void_handling, config.num_outputs),

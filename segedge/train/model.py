@@ -96,9 +96,9 @@ def resolve_encoder_weights(choice: str) -> str | None:
     return str(path)
 
 
-def build_unet(image_size: int = 224, num_classes: int = 21, encoder_weights: str | None = None,
+def build_unet(image_size: int | tuple[int, int] = 224, num_classes: int = 21, encoder_weights: str | None = None,
                freeze_encoder: bool = False, bn_momentum: float | None = None):
-    """A Keras U-Net with logits out at full resolution (``image_size`` divisible by 32).
+    """A Keras U-Net with logits out at full resolution (``image_size``: N or (height, width), multiples of 32).
 
     ``bn_momentum`` sets every BatchNormalization's moving-average momentum (training only;
     inference is unaffected). None: ``RANDOM_INIT_BN_MOMENTUM`` when the encoder starts from
@@ -106,11 +106,12 @@ def build_unet(image_size: int = 224, num_classes: int = 21, encoder_weights: st
     """
     import keras
 
-    if image_size < 32 or image_size % 32:
-        raise ConfigError(f"--image-size must be a multiple of 32 (>= 32), got {image_size}")
+    height, width = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+    if min(height, width) < 32 or height % 32 or width % 32:
+        raise ConfigError(f"--image-size must be a multiple of 32 (>= 32) on each side, got {height}x{width}")
     if num_classes < 2:
         raise ConfigError(f"the model needs at least 2 classes, got {num_classes}")
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    inputs = keras.Input(shape=(height, width, 3), name="image")
     try:
         base = keras.applications.MobileNetV2(
             input_tensor=inputs, include_top=False, weights=encoder_weights

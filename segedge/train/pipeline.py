@@ -60,6 +60,8 @@ def build_split(dataset: Dataset, config: TrainConfig) -> Split:
 def load_resized(dataset: Dataset, sample_id: str, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     """One pair at model size: uint8 HxWx3 image (PIL bilinear) and uint8 HxW mask (nearest, 255 kept).
 
+    A letterbox spec pads the image with the pixel that scales to 0 and the mask with void (not scored).
+
     ``load_pair`` reads both upright (``read_upright_pair``: the image's EXIF turn applied to its mask too).
     """
     image, mask = dataset.load_pair(sample_id)
@@ -177,7 +179,9 @@ def _batch_mapper(source: SampleSource, config: TrainConfig):
     import tensorflow as tf
 
     spec = source.spec
-    scale, offset = np.float32(spec.scale), np.float32(spec.offset)
+    scale, offset = (np.asarray(spec.channel_scale, np.float32), np.asarray(spec.channel_offset, np.float32))
+    if not spec.per_channel:
+        scale, offset = scale[0], offset[0]  # one constant: the numbers scale_pixels computes
 
     def apply(indices, hflip, vflip):
         images, masks = tf.numpy_function(source.gather, [indices], [tf.uint8, tf.uint8], stateful=False)

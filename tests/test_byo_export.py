@@ -357,3 +357,32 @@ def test_non_square_letterbox_run_exports_and_predicts_at_the_original_size(synt
         size = original.size
     assert Image.open(masks / f"{image.stem}.png").size == size
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
+
+
+# -- bring your own model: a dataset that declares its classes -------------------------------------------
+
+
+def test_byo_takes_the_classes_a_pairs_dataset_declares_and_refuses_a_dataset_with_other_classes(
+        small_keras, synth_root, tmp_path):
+    """No --classes: the pairs dataset's classes.json names them, and its masks give an mIoU.
+    A dataset whose masks label other classes (VOC's 21 here) cannot score a 3-class model: one line."""
+    pytest.importorskip("tensorflow")
+    data = tmp_path / "pairs"
+    result = cli("data", "synth", data, "--images", "8", "--size", "48", "--classes", "3", "--layout", "pairs")
+    assert result.exit_code == 0, result.output
+    declared = json.loads((data / "classes.json").read_text())["classes"]
+    bundle = tmp_path / "bundle"
+    result = cli("export", small_keras, "--data", data, "--out", bundle, "--format", "fp32", "--scaling", "unit",
+                 "--eval-images", "2", "--calib-images", "2")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["classes"] == declared and len(declared) == 3
+    assert manifest["reference"]["has_truth"] is True
+    assert isinstance(manifest["artifacts"]["fp32"]["verify"]["miou"], float)
+
+    result = cli("export", small_keras, "--data", synth_root, "--out", tmp_path / "b2", "--format", "fp32",
+                 "--scaling", "unit", "--classes", "a,b,c")
+    assert result.exit_code == 3, result.output
+    assert result.output.startswith("error: ") and "21 classes" in result.output and "a, b, c" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "b2").exists()

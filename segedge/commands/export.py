@@ -40,7 +40,21 @@ def resolve_formats(formats: list[str] | None, int8: bool) -> list[str]:
 PANEL_BYO = "Your own Keras model (a .keras file instead of a run folder)"
 
 
-def _byo_request(model: Path, values: dict, resize: ResizeMode | None):
+def _declared_classes(data: Path | None):
+    """The classes a --data dataset declares in its classes.json (None without one, or without --data)."""
+    from segedge.data import open_dataset
+    from segedge.errors import DataError
+
+    if data is None:
+        return None
+    try:
+        dataset = open_dataset(data)
+    except DataError:
+        return None  # a plain image folder (or a fault that export reports with the file)
+    return dataset.classes if dataset.classes_file.is_file() else None
+
+
+def _byo_request(model: Path, values: dict, resize: ResizeMode | None, data: Path | None = None):
     """The BYO description, or None for a run folder (then BYO-only options are refused by name)."""
     from segedge.export.byo_request import ByoRequest, describe_request
 
@@ -55,7 +69,7 @@ def _byo_request(model: Path, values: dict, resize: ResizeMode | None):
                          "(it holds config.json), or describe this file with --classes, --scaling and --data")
     request = ByoRequest(**{k: v for k, v in values.items() if k != "preprocess"},
                          resize=None if resize is None else resize.value, preprocess_file=values["preprocess"])
-    describe_request(request)  # classes, scaling, mean/std checked before any slow import
+    describe_request(request, _declared_classes(data))  # classes, scaling, mean/std before any slow import
     return request
 
 
@@ -166,7 +180,7 @@ def export(
     quant = debug_quant or int8_fallback is not None
     byo = _byo_request(run, {"classes": classes, "palette": palette, "image_size": image_size,
                              "scaling": None if scaling is None else scaling.value, "mean": mean, "std": std,
-                             "preprocess": preprocess}, resize)
+                             "preprocess": preprocess}, resize, data)
     if byo is not None and quant:
         raise ConfigError("--debug-quant and --int8-fallback work on a run folder; not yet on a .keras model")
     if quant:

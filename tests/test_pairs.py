@@ -162,7 +162,7 @@ def test_synth_classes_outside_range_is_a_usage_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def own_bundle(tmp_path_factory) -> tuple[Path, Path]:
-    """synth (3 classes, pairs, 12 images at 64 px) -> train 1 eager epoch -> export fp32,int8."""
+    """synth (3 classes, pairs, 12 images at 64 px) -> train 1 eager epoch (a quarter validates) -> export fp32,int8."""
     pytest.importorskip("tensorflow", reason="trains a model: needs TensorFlow (pip install 'segedge[train]')")
     base = tmp_path_factory.mktemp("own")
     data, run, bundle = base / "data", base / "run", base / "bundle"
@@ -170,7 +170,7 @@ def own_bundle(tmp_path_factory) -> tuple[Path, Path]:
     steps = [
         ["data", "synth", str(data), "--images", "12", "--size", "64", "--classes", "3", "--layout", "pairs"],
         ["train", str(data), "--out", str(run), "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-         "--run-eagerly"],
+         "--run-eagerly", "--val-fraction", "0.25"],
         ["export", str(run), "--out", str(bundle), "--format", "fp32,int8", "--calib-images", "6",
          "--eval-images", "2"],
     ]
@@ -187,7 +187,7 @@ def test_own_classes_reach_the_run_and_the_bundle(own_bundle):
     config = json.loads((run / "config.json").read_text())
     assert config["num_classes"] == 3 and config["num_outputs"] == 3
     split = json.loads((run / "split.json").read_text())
-    assert len(split["val"]) == 2 and not set(split["val"]) & set(split["train"])  # 20 % of 12, rounded
+    assert len(split["val"]) == 3 and not set(split["val"]) & set(split["train"])  # --val-fraction 0.25 of 12
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["classes"] == ["background", "class1", "class2"]
     assert manifest["palette"] == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]  # VOC's first three colours
@@ -218,9 +218,10 @@ def test_own_classes_bench_on_the_dataset(own_bundle, tmp_path):
         "--min-agreement", "0.9", "--max-miou-drop", "5"])
     assert result.exit_code in (0, 7), result.output  # the gate's verdict on a 1-epoch model is not the point
     report = json.loads((out / "report.json").read_text())
-    val = open_dataset(data).ids("val")
+    val = json.loads((bundle.parent / "run" / "split.json").read_text())["val"]  # the run's --val-fraction 0.25
+    assert val == open_dataset(data, val_fraction=0.25).ids("val") != open_dataset(data).ids("val")
     for name in ("fp32", "int8"):
-        assert report["accuracy"][name]["eval_images"] == len(val) == 2
+        assert report["accuracy"][name]["eval_images"] == len(val) == 3
         assert str(data) in report["accuracy"][name]["eval_set"]
 
 

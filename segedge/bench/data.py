@@ -84,16 +84,19 @@ def load_reference(bundle: str | os.PathLike[str], spec: PreprocessSpec) -> Eval
 
 
 def load_dataset_val(root: str | os.PathLike[str], limit: int | None, classes: Sequence[str],
-                     manifest_path: str | os.PathLike[str], split: str = "val") -> EvalSet:
+                     manifest_path: str | os.PathLike[str], split: str = "val",
+                     val_fraction: float | None = None) -> EvalSet:
     """A dataset's split (VOC or pairs layout): its image files and upright ground truth at original resolution.
 
     The dataset's classes (its classes.json, else VOC's 21) must be the bundle's, in name and order: a
     mask value means a class only by its index, so other classes would score nonsense.
+    ``val_fraction``: the training run's, from the manifest, so a pairs dataset without split files
+    gives the val images the run held out.
     """
     from segedge.data import open_dataset
     from segedge.progress import track
 
-    dataset = open_dataset(root)
+    dataset = open_dataset(root) if val_fraction is None else open_dataset(root, val_fraction)
     source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (no classes.json: VOC's 21)"
     if not dataset.has_masks:
         raise DataError(f"{dataset.root}: has no masks; bench --data scores against masks, so it needs a labelled "

@@ -259,7 +259,8 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     require_runtimes(manifest.artifacts[name].runtime for name in names)  # one line, before any child runs
     spec, num_classes = manifest.preprocess, manifest.num_classes
     reference = load_reference(config.bundle, spec)
-    evaluation = (load_dataset_val(config.data, config.limit, manifest.classes, config.bundle / MANIFEST_NAME)
+    evaluation = (load_dataset_val(config.data, config.limit, manifest.classes, config.bundle / MANIFEST_NAME,
+                                   val_fraction=manifest.source_model.get("val_fraction"))
                   if config.data else None)
     keras_model, keras_note = resolve_keras(config, manifest)
     notes = [keras_note] if keras_note else []

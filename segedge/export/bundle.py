@@ -184,7 +184,9 @@ def _source_model(run: RunFolder | ByoModel) -> dict[str, Any]:
         return run.source_model(sha256)
     return {"file": run.model_path.name, "run": str(run.path.resolve()), "sha256": sha256,
             "bytes": run.model_path.stat().st_size, "preset": run.config.get("preset"),
-            "encoder_weights": run.config.get("encoder_weights")}
+            "encoder_weights": run.config.get("encoder_weights"),
+            # a pairs dataset without split files is split by this share: bench --data picks the same val images
+            "val_fraction": run.config.get("val_fraction")}
 
 
 def _manifest(run: RunFolder | ByoModel, reference: Reference, calibration: CalibrationSource | None,

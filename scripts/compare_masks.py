@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference", type=Path, help="folder of <artifact>/<stem>.png masks (x86)")
     parser.add_argument("candidate", type=Path, help="the same layout from the other machine (arm64)")
-    parser.add_argument("--min-equal", type=float, default=0.999, help="least fraction of equal pixels")
+    parser.add_argument("--min-equal", type=float, default=0.995, help="least fraction of equal pixels")
     args = parser.parse_args(argv)
     artifacts = sorted(p for p in args.reference.iterdir() if p.is_dir())
     if not artifacts:

@@ -1,0 +1,114 @@
+"""The arm64 check's cheap parts: its skip logic (no emulation) and the mask comparison it ends with.
+
+The check itself (scripts/arm64_check.sh) needs root, qemu and minutes of emulation; CI runs it
+from .ci/run. Here the script runs with stand-in `id`/`uname` programs first on PATH, so each
+"this machine cannot run the check" branch is taken for real and must end in exit 77 and one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "arm64_check.sh"
+BASH = shutil.which("bash")
+
+
+def _fake(bin_dir: Path, name: str, output: str) -> None:
+    """A stand-in command that prints `output`, like `id -u` or `uname -m` would on another machine."""
+    path = bin_dir / name
+    path.write_text(f"#!{BASH}\necho {output}\n")
+    path.chmod(0o755)
+
+
+def _run(bin_dir: Path, home: Path, path: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": path, "HOME": str(home)}
+    return subprocess.run([BASH, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _assert_skipped(result: subprocess.CompletedProcess[str], reason: str, home: Path) -> None:
+    assert result.returncode == 77, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skipped: ") and reason in lines[0], result.stdout
+    assert result.stderr == ""
+    assert not (home / ".cache").exists()  # a skip builds and caches nothing
+
+
+def test_not_root_is_skipped_in_one_line(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake(bin_dir, "id", "1000")
+    result = _run(bin_dir, tmp_path, f"{bin_dir}:{os.environ['PATH']}")
+    _assert_skipped(result, "needs root", tmp_path)
+
+
+def test_arm_host_is_skipped_in_one_line(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake(bin_dir, "id", "0")
+    _fake(bin_dir, "uname", "aarch64")
+    result = _run(bin_dir, tmp_path, f"{bin_dir}:{os.environ['PATH']}")
+    _assert_skipped(result, "x86-64 host; this is aarch64", tmp_path)
+
+
+def test_missing_tools_without_apt_is_skipped_in_one_line(tmp_path: Path) -> None:
+    # root on an x86-64 machine whose PATH has neither the tools nor apt-get to install them
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake(bin_dir, "id", "0")
+    _fake(bin_dir, "uname", "x86_64")
+    result = _run(bin_dir, tmp_path, str(bin_dir))
+    _assert_skipped(result, "mmdebstrap qemu-user-static binfmt-support arch-test missing and no apt-get", tmp_path)
+
+
+def _compare_masks():
+    spec = importlib.util.spec_from_file_location("compare_masks", REPO / "scripts" / "compare_masks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compare_masks"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _save_mask(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.frombytes("P", labels.shape[::-1], labels.astype(np.uint8).tobytes())
+    image.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # palette colours must not matter, only indices
+    image.save(path)
+
+
+@pytest.mark.parametrize(("changed", "expected_rc"), [(0, 0), (10, 0), (11, 1)])
+def test_mask_comparison_bound(tmp_path: Path, changed: int, expected_rc: int, capsys) -> None:
+    # two 100x100 masks per side: 20,000 pixels, so a 99.95 % bound allows exactly 10 differing ones
+    rng = np.random.default_rng(0)
+    for stem in ("a", "b"):
+        labels = rng.integers(0, 21, size=(100, 100))
+        _save_mask(tmp_path / "x86" / "int8" / f"{stem}.png", labels)
+        if stem == "b":
+            labels = labels.copy()
+            flat = labels.reshape(-1)
+            flat[:changed] = (flat[:changed] + 1) % 21
+        _save_mask(tmp_path / "arm" / "int8" / f"{stem}.png", labels)
+    rc = _compare_masks().main([str(tmp_path / "x86"), str(tmp_path / "arm"), "--min-equal", "0.9995"])
+    out = capsys.readouterr().out
+    assert rc == expected_rc, out
+    assert f"2 masks, 20000 pixels, {20000 - changed} equal" in out
+
+
+def test_mask_comparison_fails_on_a_missing_mask(tmp_path: Path, capsys) -> None:
+    labels = np.zeros((8, 8), dtype=np.uint8)
+    _save_mask(tmp_path / "x86" / "onnx-int8" / "a.png", labels)
+    _save_mask(tmp_path / "x86" / "onnx-int8" / "b.png", labels)
+    _save_mask(tmp_path / "arm" / "onnx-int8" / "a.png", labels)
+    rc = _compare_masks().main([str(tmp_path / "x86"), str(tmp_path / "arm")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "b.png only in" in out and "FAIL" in out

@@ -50,6 +50,14 @@ skip() { echo "skipped: $*"; SKIPPED=1; exit "$SKIP"; }
 [ "$(id -u)" = 0 ] || skip "the arm64 check needs root (chroot, mounts, binfmt_misc); run it as root"
 [ "$(uname -m 2>/dev/null)" = x86_64 ] || skip "the arm64 check runs on an x86-64 host; this is $(uname -m)"
 
+# A root is renamed into place only after its marker is written, so a folder there without it is not
+# one this check built: refuse it rather than delete what segedge did not write.
+if [ -e "$ROOT" ] && [ ! -f "$ROOT/$MARKER" ]; then
+    echo "error: $ROOT exists but is not an arm64 root this check built (no $MARKER in it); move it" \
+         "away or point SEGEDGE_ARM64_ROOT at another path"
+    exit 1
+fi
+
 WANT=()
 command -v mmdebstrap >/dev/null || WANT+=(mmdebstrap)
 command -v qemu-aarch64-static >/dev/null || WANT+=(qemu-user-static)
@@ -141,8 +149,6 @@ reachable() {
 
 # ---- the arm64 root: reuse when complete, else build in a temp dir and rename ----------------------
 build_root() {
-    umount_under "$ROOT"
-    rm -rf --one-file-system "$ROOT"     # incomplete (no marker): only this script writes here
     mkdir -p "${ROOT%/*}"
     BUILD=$(mktemp -d "$ROOT.tmp.XXXXXX")
     mmdebstrap --arch=arm64 --variant=minbase \

@@ -112,3 +112,20 @@ def test_mask_comparison_fails_on_a_missing_mask(tmp_path: Path, capsys) -> None
     out = capsys.readouterr().out
     assert rc == 1
     assert "b.png only in" in out and "FAIL" in out
+
+
+def test_a_folder_at_the_root_path_that_the_check_did_not_build_is_refused_and_kept(tmp_path: Path) -> None:
+    """SEGEDGE_ARM64_ROOT pointing at a user's folder: one error line, exit 1, nothing removed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake(bin_dir, "id", "0")
+    _fake(bin_dir, "uname", "x86_64")
+    theirs = tmp_path / "my-folder"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path), "SEGEDGE_ARM64_ROOT": str(theirs)}
+    result = subprocess.run([BASH, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(theirs) in lines[0], result.stdout
+    assert (theirs / "notes.txt").read_text() == "mine"

@@ -118,7 +118,7 @@ def test_two_workers_train_one_model(synth_root: Path, tmp_path: Path) -> None:
     assert json.loads((scratch / "config.json").read_text())["out"] == str(scratch)
     for folder in (run, scratch):
         assert {p.name for p in folder.iterdir()} == {
-            ".segedge.json", "config.json", "split.json", "history.csv", "model.keras", "checkpoints"}
+            ".segedge.json", "config.json", "classes.json", "split.json", "history.csv", "model.keras", "checkpoints"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chief.log", "run", "run.worker1", "worker1.log"]
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 2  # header and two epochs, written once
     # Same split on both (each derives it from the data and --seed), same weights after training.

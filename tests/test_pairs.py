@@ -177,6 +177,8 @@ def own_bundle(tmp_path_factory) -> tuple[Path, Path]:
     for args in steps:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, f"{args[0]}: {result.output}"
+        if args[0] == "train":  # no splits/ files: the run says how it split
+            assert "split official (by ratio: --val-fraction 0.25, no splits/ files): 9 train / 3 val" in result.output
     return data, bundle
 
 

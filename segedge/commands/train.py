@@ -170,12 +170,22 @@ def train_command(
     except KeyboardInterrupt:
         raise typer.Exit(_interrupted(Path(config.out))) from None
     counts = result.split_counts
-    typer.echo(f"split {result.config.split}: {counts['train']} train / {counts['val']} val / {counts['test']} test; "
-               f"{result.config.num_classes} classes")
+    typer.echo(f"split {result.config.split}{_ratio_note(result.config)}: {counts['train']} train / {counts['val']} "
+               f"val / {counts['test']} test; {result.config.num_classes} classes")
     if resume is not None and result.epochs_completed == result.initial_epoch:
         why = "it stopped early" if result.stopped_early else f"it already ran {result.epochs_completed} epochs"
         typer.echo(f"nothing to resume: {why}; raise --epochs to continue")
     typer.echo(result.summary())
+
+
+def _ratio_note(config) -> str:
+    """A pairs dataset without split files is split by ratio: say so, the kind alone reads 'official'."""
+    from segedge.data.pairs import SPLITS_DIR, is_pairs_root
+
+    root = Path(config.data_root)
+    if not is_pairs_root(root) or any((root / SPLITS_DIR / f"{s}.txt").is_file() for s in ("train", "val")):
+        return ""
+    return f" (by ratio: --val-fraction {config.val_fraction:g}, no {SPLITS_DIR}/ files)"
 
 
 def _interrupted(run: Path) -> int:

@@ -6,6 +6,11 @@ way, or the reference set would not be the device's answer. Two modes:
 
 - ``logits``: each class's logit plane is resized bilinearly (PIL, mode "F") to
   the image size, then argmax: smooth class boundaries on a 500x375 photo.
+  When the image is at least as large as the content crop (the usual case),
+  ``full_size_mask`` gets the same mask without resizing every plane: a
+  bilinear value is a convex mix of its 2x2 source taps, so where the four
+  taps share one argmax class the result is that class, exactly; only pixels
+  whose taps disagree (class boundaries, a few % of a photo) are interpolated.
 - ``mask``: argmax at model size, then the class mask is enlarged with nearest
   neighbour: cheaper, blocky at a large upscale.
 """
@@ -56,10 +61,87 @@ def resize_logits(logits: np.ndarray, placement: Placement, size: tuple[int, int
     return np.stack(planes)
 
 
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps (i0, i1) and the weight of i1 per output index, as PIL's bilinear filter places them
+    when enlarging: pixel centres aligned (half-pixel), edges clamped."""
+    position = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    first = np.floor(position).astype(np.intp)
+    return first, np.minimum(first + 1, n_in - 1), position - first
+
+
+def _bilinear(taps: tuple[np.ndarray, ...], wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    """Values at fractional offsets from their 2x2 taps (00, 01, 10, 11): across first, then down, in float32
+    as PIL's two passes store them."""
+    top = (taps[0] * (1.0 - wx) + taps[1] * wx).astype(np.float32)
+    bottom = (taps[2] * (1.0 - wx) + taps[3] * wx).astype(np.float32)
+    return (top * (1.0 - wy) + bottom * wy).astype(np.float32)
+
+
+def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
+
+    Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
+    two ways does not decide a near-tie, without enlarging C planes. Work is
+    per 2x2 block of source taps (each output pixel mixes one block):
+
+    - all four taps have argmax k: a convex mix keeps k on top (ties go to
+      the lower index in both), so every pixel of the block is k;
+    - else only classes whose largest tap reaches the best smallest tap can
+      win anywhere in the block (any other is below that class everywhere);
+      those few logits are mixed per pixel as PIL mixes them, and the
+      lowest index wins a tie, as argmax.
+
+    Enlarging only (``size`` at least the crop's both ways): shrinking
+    filters over more than two taps.
+    """
+    crop = np.asarray(crop, dtype=np.float32)
+    height, width, classes = crop.shape
+    y0, _, fy = _taps(height, size[1])
+    x0, _, fx = _taps(width, size[0])
+    edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")  # tap i + 1 clamps to the last row/column
+    taps = (edge[:-1, :-1], edge[:-1, 1:], edge[1:, :-1], edge[1:, 1:])
+    winner = np.argmax(crop, axis=-1).astype(np.intp)
+    padded = np.pad(winner, ((0, 1), (0, 1)), mode="edge")
+    uniform = ((padded[:-1, :-1] == padded[1:, :-1]) & (padded[:-1, :-1] == padded[:-1, 1:])
+               & (padded[:-1, :-1] == padded[1:, 1:]))
+    out = winner[y0][:, x0]
+    ys, xs = np.nonzero(~uniform[y0][:, x0])
+    if not ys.size:
+        return out
+    # the mixed blocks: which classes can win in each (ascending), and their four taps
+    mixed = ~uniform
+    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))[mixed]
+    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))[mixed]
+    candidates = highest >= lowest.max(axis=-1, keepdims=True)  # (blocks, C)
+    count = candidates.sum(axis=-1)
+    values = np.stack([t[mixed] for t in taps], axis=1)  # (blocks, 4, C)
+    block = np.full(uniform.shape, -1, dtype=np.intp)
+    block[mixed] = np.arange(int(mixed.sum()))
+    pixel_block = block[y0[ys], x0[xs]]
+    pixel_count = count[pixel_block]
+    wx, wy = fx[xs], fy[ys]
+    for n in np.unique(pixel_count):  # one vectorised pass per candidate count: gathers n classes, not C
+        in_blocks = count == n
+        classes_n = np.nonzero(candidates[in_blocks])[1].reshape(-1, n)  # row-major: ascending per block
+        taps_n = np.take_along_axis(values[in_blocks], classes_n[:, None, :], axis=2)  # (blocks_n, 4, n)
+        rank = np.cumsum(in_blocks) - 1
+        chosen = pixel_count == n
+        row = rank[pixel_block[chosen]]
+        corner = taps_n[row]
+        mixed_values = _bilinear((corner[:, 0], corner[:, 1], corner[:, 2], corner[:, 3]),
+                                 wx[chosen][:, None], wy[chosen][:, None])
+        out[ys[chosen], xs[chosen]] = classes_n[row, np.argmax(mixed_values, axis=1)]
+    return out
+
+
 def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int], mode: str,
                    num_classes: int, void: int) -> np.ndarray:
     """(H, W, C) model-size logits -> (height, width) uint8 mask for an image of ``size`` = (width, height)."""
     if mode == Upsample.logits.value:
+        crop = np.asarray(logits)[placement.top : placement.top + placement.height,
+                                  placement.left : placement.left + placement.width]
+        if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
+            return class_indices(upsampled_argmax(crop, size), num_classes, void)
         return class_indices(np.argmax(resize_logits(logits, placement, size), axis=0), num_classes, void)
     if mode == Upsample.mask.value:
         return restore_mask(logits_to_mask(logits, num_classes, void), placement, size)

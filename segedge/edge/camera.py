@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -150,6 +152,16 @@ class RollingFps:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+QUEUE_SIZE = 2  # frames waiting between two stages: enough to overlap them, too few to add latency
+LIVE_PREFIXES = ("/dev/",)
+
+
+def is_live(source: str) -> bool:
+    """A camera (index, device, picam) or a stream URL: frames come at the sensor's pace and cannot wait."""
+    text = source.strip()
+    return text.isdigit() or text.lower() == PICAM or text.startswith(LIVE_PREFIXES) or "://" in text
+
+
 @dataclass
 class CameraOptions:
     out: Path | None = None
@@ -159,25 +171,32 @@ class CameraOptions:
     overlay: bool = True
     alpha: float = 0.5
     json_lines: bool = False
+    queue_size: int = QUEUE_SIZE
+    drop: bool | None = None  # a full queue drops a frame (True) or waits (False); None: drop when live
 
 
 @dataclass
 class CameraSummary:
+    """``frames`` read from the source = ``processed`` (segmented and handed to the writer) + ``dropped``."""
+
     source: str
     frames: int = 0
+    processed: int = 0
+    dropped: int = 0
     written: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    peak_queued: int = 0  # the most frames ever waiting in one queue (at most queue_size)
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
         how = "stopped by Ctrl-C" if self.interrupted else "done"
         saved = f", wrote {self.written} frame(s)" if self.written else ""
         return (f"camera {self.source}: {how}: {self.frames} frame(s) in {self.seconds:.1f} s "
-                f"({self.fps:.1f} fps){saved}")
+                f"({self.fps:.1f} fps), {self.dropped} dropped{saved}")
 
 
 class _Window:
@@ -216,9 +235,147 @@ def _writer(stream: IO[str]) -> Callable[[str], None]:
     return log
 
 
+_END = object()  # the end of the stream, passed down the queues after the last frame
+_POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
+
+
+class _Pipeline:
+    """capture -> bounded queue -> inference -> bounded queue -> the caller's writer loop.
+
+    Capture (read + BGR->RGB) and inference run in two threads, the writer
+    (overlay, files, JSON, window) in the calling thread, so reading the next
+    frame, segmenting this one and writing the last overlap; numpy, PIL and
+    the runtimes release the GIL for the heavy parts. Each queue holds at
+    most ``queue_size`` frames. When a queue is full a live source drops its
+    oldest frame (the freshest picture wins, memory stays bounded); a video
+    file waits instead, so every frame of it is segmented. Each thread counts
+    what it drops, and frames still queued at a stop count as dropped, so
+    ``frames = processed + dropped`` always holds.
+    """
+
+    def __init__(self, segmenter: Any, capture: Any, cv2: Any, options: CameraOptions, drop: bool) -> None:
+        self.segmenter, self.capture, self.cv2, self.options, self.drop = segmenter, capture, cv2, options, drop
+        self.frames_in: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.stop = threading.Event()
+        self.read = self.capture_dropped = self.inference_dropped = self.peak = 0
+        self.interrupted = False
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._guard, args=(self._capture,), name="segedge-capture",
+                                         daemon=True),
+                        threading.Thread(target=self._guard, args=(self._infer,), name="segedge-inference",
+                                         daemon=True)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def _guard(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            if self.error is None:
+                self.error = exc
+            self.stop.set()
+
+    def _offer(self, target: queue.Queue, item: Any) -> int:
+        """Put ``item``; the frames this dropped (0 or 1). Waits (checking the stop flag) unless dropping."""
+        while not self.stop.is_set():
+            try:
+                target.put(item, timeout=_POLL)
+            except queue.Full:
+                continue
+            self.peak = max(self.peak, target.qsize())
+            return 0
+        return 0 if item is _END else 1
+
+    def _offer_dropping(self, target: queue.Queue, item: Any) -> int:
+        """Put ``item`` without waiting: a full queue loses its oldest frame first."""
+        dropped = 0
+        while True:
+            try:
+                target.put_nowait(item)
+                self.peak = max(self.peak, target.qsize())
+                return dropped
+            except queue.Full:
+                try:
+                    if target.get_nowait() is not _END:
+                        dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _send(self, target: queue.Queue, item: Any) -> int:
+        if self.stop.is_set():
+            return 0 if item is _END else 1
+        if self.drop and item is not _END:
+            return self._offer_dropping(target, item)
+        return self._offer(target, item)
+
+    def _capture(self) -> None:
+        limit = self.options.max_frames
+        try:
+            while not self.stop.is_set() and (limit is None or self.read < limit):
+                try:
+                    ok, frame = self.capture.read()
+                except KeyboardInterrupt:  # a capture library that turns Ctrl-C into an exception here
+                    self.interrupted = True
+                    break
+                if not ok or frame is None:
+                    break
+                index = self.read
+                self.read += 1
+                self.capture_dropped += self._send(self.frames_in, (index, frame_to_rgb(self.cv2, frame)))
+        finally:
+            self._offer(self.frames_in, _END)
+
+    def _infer(self) -> None:
+        try:
+            while True:
+                item = self._get(self.frames_in)
+                if item is _END or item is None:
+                    return
+                index, rgb = item
+                mask = self.segmenter.predict(rgb)
+                self.inference_dropped += self._send(self.results, (index, rgb, mask))
+        finally:
+            self._offer(self.results, _END)
+
+    def _get(self, source: queue.Queue) -> Any:
+        """The next item, or None once stopped."""
+        while not self.stop.is_set():
+            try:
+                return source.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    def next_result(self) -> Any:
+        """The writer's next (index, rgb, mask), ``_END`` at the end of the stream; None once stopped."""
+        return self._get(self.results)
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Stop both threads; the frames dropped in all (those still queued included)."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        left = 0
+        for pending in (self.frames_in, self.results):
+            while True:
+                try:
+                    left += pending.get_nowait() is not _END
+                except queue.Empty:
+                    break
+        return self.capture_dropped + self.inference_dropped + left
+
+
 def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions,
                stderr: IO[str] | None = None, stdout: IO[str] | None = None) -> CameraSummary:
-    """Segment frames until the source ends, ``max_frames``, q/Esc in the window, or Ctrl-C."""
+    """Segment frames until the source ends, ``max_frames`` read, q/Esc in the window, or Ctrl-C.
+
+    Capture, inference and writing run as a pipeline (``_Pipeline``); the
+    summary line gives frames read, the FPS of frames processed and the
+    frames dropped.
+    """
     cv2 = cv2_module()
     stderr, stdout = stderr or sys.stderr, stdout or sys.stdout
     log, tty = _writer(stderr), stderr.isatty()
@@ -229,17 +386,18 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
             log(problem)
         else:
             window = _Window(cv2, log)
+    drop = is_live(source) if options.drop is None else options.drop
+    pipeline = _Pipeline(segmenter, capture, cv2, options, drop)
     summary, fps = CameraSummary(source), RollingFps()
     start = last_status = time.perf_counter()
+    pipeline.start()
     try:
-        while options.max_frames is None or summary.frames < options.max_frames:
-            ok, frame = capture.read()
-            if not ok or frame is None:
+        while True:
+            item = pipeline.next_result()
+            if item is _END or item is None:
                 break
-            rgb = frame_to_rgb(cv2, frame)
-            mask = segmenter.predict(rgb)
-            index = summary.frames
-            summary.frames += 1
+            index, rgb, mask = item
+            summary.processed += 1
             fps.tick()
             keep = options.out is not None and index % options.every == 0
             showing = window is not None and window.active
@@ -253,7 +411,8 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
             now = time.perf_counter()
             if now - last_status >= (0.5 if tty else 5.0):
                 last_status = now
-                message = f"frame {summary.frames}  {fps.fps:5.1f} fps"
+                dropped = pipeline.capture_dropped + pipeline.inference_dropped
+                message = f"frame {pipeline.read}  {fps.fps:5.1f} fps  {dropped} dropped"
                 stderr.write(f"\r{message}   " if tty else message + "\n")
                 stderr.flush()
             if showing and window is not None and not window.show(np.asarray(picture)):
@@ -261,12 +420,17 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        summary.dropped = pipeline.close()
+        summary.frames, summary.peak_queued = pipeline.read, pipeline.peak
+        summary.interrupted = summary.interrupted or pipeline.interrupted
         capture.release()
         if window is not None:
             window.close()
         summary.seconds = time.perf_counter() - start
         if tty:
             stderr.write("\r")
+    if pipeline.error is not None:
+        raise pipeline.error
     if summary.frames == 0 and not summary.interrupted:
         raise DataError(f"{source}: no frames could be read (an empty video, or a camera that sends nothing)")
     log(summary.line())

@@ -70,8 +70,8 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _bilinear(taps: tuple[np.ndarray, ...], wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """Values at fractional offsets from their 2x2 taps (00, 01, 10, 11): across first, then down, in float32
-    as PIL's two passes store them."""
+    """Values at fractional offsets from their 2x2 taps (00, 01, 10, 11) as PIL's two passes make them: across,
+    then down, each summed in double and stored as float32 (float32 sums break int8 logits' exact ties)."""
     top = (taps[0] * (1.0 - wx) + taps[1] * wx).astype(np.float32)
     bottom = (taps[2] * (1.0 - wx) + taps[3] * wx).astype(np.float32)
     return (top * (1.0 - wy) + bottom * wy).astype(np.float32)
@@ -95,42 +95,43 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     filters over more than two taps.
     """
     crop = np.asarray(crop, dtype=np.float32)
-    height, width, classes = crop.shape
+    height, width = crop.shape[:2]
     y0, _, fy = _taps(height, size[1])
     x0, _, fx = _taps(width, size[0])
-    edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")  # tap i + 1 clamps to the last row/column
-    taps = (edge[:-1, :-1], edge[:-1, 1:], edge[1:, :-1], edge[1:, 1:])
-    winner = np.argmax(crop, axis=-1).astype(np.intp)
-    padded = np.pad(winner, ((0, 1), (0, 1)), mode="edge")
-    uniform = ((padded[:-1, :-1] == padded[1:, :-1]) & (padded[:-1, :-1] == padded[:-1, 1:])
-               & (padded[:-1, :-1] == padded[1:, 1:]))
-    out = winner[y0][:, x0]
-    ys, xs = np.nonzero(~uniform[y0][:, x0])
-    if not ys.size:
+    rows_of = np.bincount(y0, minlength=height)  # output rows whose top tap is source row i (consecutive)
+    cols_of = np.bincount(x0, minlength=width)
+    first_row, first_col = np.cumsum(rows_of) - rows_of, np.cumsum(cols_of) - cols_of
+    winner = np.argmax(crop, axis=-1).astype(np.uint8 if crop.shape[-1] <= 256 else np.intp)
+    out = np.repeat(np.repeat(winner, rows_of, axis=0), cols_of, axis=1)  # each block's pixels: its top-left class
+    padded = np.pad(winner, ((0, 1), (0, 1)), mode="edge")  # tap i + 1 clamps to the last row/column
+    mixed = ~((padded[:-1, :-1] == padded[1:, :-1]) & (padded[:-1, :-1] == padded[:-1, 1:])
+              & (padded[:-1, :-1] == padded[1:, 1:]))
+    if not mixed.any():
         return out
     # the mixed blocks: which classes can win in each (ascending), and their four taps
-    mixed = ~uniform
-    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))[mixed]
-    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))[mixed]
-    candidates = highest >= lowest.max(axis=-1, keepdims=True)  # (blocks, C)
+    edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    taps = (edge[:-1, :-1][mixed], edge[:-1, 1:][mixed], edge[1:, :-1][mixed], edge[1:, 1:][mixed])  # (blocks, C)
+    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))
+    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
+    candidates = highest >= lowest.max(axis=-1, keepdims=True)
     count = candidates.sum(axis=-1)
-    values = np.stack([t[mixed] for t in taps], axis=1)  # (blocks, 4, C)
-    block = np.full(uniform.shape, -1, dtype=np.intp)
-    block[mixed] = np.arange(int(mixed.sum()))
-    pixel_block = block[y0[ys], x0[xs]]
-    pixel_count = count[pixel_block]
-    wx, wy = fx[xs], fy[ys]
-    for n in np.unique(pixel_count):  # one vectorised pass per candidate count: gathers n classes, not C
-        in_blocks = count == n
-        classes_n = np.nonzero(candidates[in_blocks])[1].reshape(-1, n)  # row-major: ascending per block
-        taps_n = np.take_along_axis(values[in_blocks], classes_n[:, None, :], axis=2)  # (blocks_n, 4, n)
-        rank = np.cumsum(in_blocks) - 1
-        chosen = pixel_count == n
-        row = rank[pixel_block[chosen]]
-        corner = taps_n[row]
+    values = np.stack(taps, axis=1)  # (blocks, 4, C)
+    block_y, block_x = np.nonzero(mixed)
+    for n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
+        chosen = count == n
+        classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, n)  # row-major: ascending per block
+        taps_n = np.take_along_axis(values[chosen], classes_n[:, None, :], axis=2)  # (blocks_n, 4, n)
+        by, bx = block_y[chosen], block_x[chosen]
+        heights, widths = rows_of[by], cols_of[bx]
+        sizes = heights * widths
+        owner = np.repeat(np.arange(len(sizes)), sizes)  # each output pixel of these blocks -> its block
+        local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        ys = first_row[by][owner] + local // widths[owner]
+        xs = first_col[bx][owner] + local % widths[owner]
+        corner = taps_n[owner]
         mixed_values = _bilinear((corner[:, 0], corner[:, 1], corner[:, 2], corner[:, 3]),
-                                 wx[chosen][:, None], wy[chosen][:, None])
-        out[ys[chosen], xs[chosen]] = classes_n[row, np.argmax(mixed_values, axis=1)]
+                                 fx[xs][:, None], fy[ys][:, None])
+        out[ys, xs] = classes_n[owner, np.argmax(mixed_values, axis=1)]
     return out
 
 

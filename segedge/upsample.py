@@ -69,14 +69,6 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, np.minimum(first + 1, n_in - 1), position - first
 
 
-def _bilinear(taps: tuple[np.ndarray, ...], wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """Values at fractional offsets from their 2x2 taps (00, 01, 10, 11) as PIL's two passes make them: across,
-    then down, each summed in double and stored as float32 (float32 sums break int8 logits' exact ties)."""
-    top = (taps[0] * (1.0 - wx) + taps[1] * wx).astype(np.float32)
-    bottom = (taps[2] * (1.0 - wx) + taps[3] * wx).astype(np.float32)
-    return (top * (1.0 - wy) + bottom * wy).astype(np.float32)
-
-
 def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
 
@@ -117,20 +109,28 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     count = candidates.sum(axis=-1)
     values = np.stack(taps, axis=1)  # (blocks, 4, C)
     block_y, block_x = np.nonzero(mixed)
-    for n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
-        chosen = count == n
-        classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, n)  # row-major: ascending per block
+    for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
+        chosen = count == width_n
+        classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, width_n)  # row-major: ascending per block
         taps_n = np.take_along_axis(values[chosen], classes_n[:, None, :], axis=2)  # (blocks_n, 4, n)
         by, bx = block_y[chosen], block_x[chosen]
         heights, widths = rows_of[by], cols_of[bx]
+        # across each block's output columns once (shared by all its rows), then down per pixel
+        column_owner = np.repeat(np.arange(len(widths)), widths)
+        column_start = np.cumsum(widths) - widths
+        column = np.arange(int(widths.sum())) - column_start[column_owner]
+        wx = fx[first_col[bx][column_owner] + column][:, None]
+        top = (taps_n[column_owner, 0] * (1.0 - wx) + taps_n[column_owner, 1] * wx).astype(np.float32)
+        bottom = (taps_n[column_owner, 2] * (1.0 - wx) + taps_n[column_owner, 3] * wx).astype(np.float32)
         sizes = heights * widths
         owner = np.repeat(np.arange(len(sizes)), sizes)  # each output pixel of these blocks -> its block
         local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        ys = first_row[by][owner] + local // widths[owner]
-        xs = first_col[bx][owner] + local % widths[owner]
-        corner = taps_n[owner]
-        mixed_values = _bilinear((corner[:, 0], corner[:, 1], corner[:, 2], corner[:, 3]),
-                                 fx[xs][:, None], fy[ys][:, None])
+        row, col = local // widths[owner], local % widths[owner]
+        ys = first_row[by][owner] + row
+        xs = first_col[bx][owner] + col
+        at = column_start[owner] + col
+        wy = fy[ys][:, None]
+        mixed_values = (top[at] * (1.0 - wy) + bottom[at] * wy).astype(np.float32)
         out[ys, xs] = classes_n[owner, np.argmax(mixed_values, axis=1)]
     return out
 

@@ -144,3 +144,35 @@ def test_an_error_in_the_inference_thread_is_raised_after_a_clean_stop():
                                               ("videos/0.avi", False)])
 def test_live_sources_drop_files_wait(source, live):
     assert is_live(source) is live
+
+
+class SplitSegmenter(StandInSegmenter):
+    """The real Segmenter's three steps, each recording which thread ran it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: dict[str, set[str]] = {"prepare": set(), "infer": set(), "full_mask": set()}
+        self.masks_made: list[int] = []
+
+    def prepare(self, rgb):
+        self.threads["prepare"].add(threading.current_thread().name)
+        return rgb[:2, :2].copy(), None, (rgb.shape[1], rgb.shape[0])
+
+    def infer(self, pixels):
+        self.threads["infer"].add(threading.current_thread().name)
+        self.predicted.append(int(pixels[0, 0, 0]))
+        return pixels[..., 0]
+
+    def full_mask(self, logits, placement, size):
+        self.threads["full_mask"].add(threading.current_thread().name)
+        self.masks_made.append(int(logits[0, 0]))
+        return np.full((size[1], size[0]), logits[0, 0], np.uint8)
+
+
+def test_each_step_runs_in_its_own_stage_and_unseen_frames_get_no_full_size_mask(tmp_path):
+    segmenter = SplitSegmenter()
+    summary, _ = _run(segmenter, CountingCapture(total=12), CameraOptions(out=tmp_path, every=4))
+    assert summary.processed == 12 and segmenter.predicted == list(range(12))
+    assert segmenter.masks_made == [0, 4, 8] and summary.written == 3  # only the frames saved
+    assert segmenter.threads == {"prepare": {"segedge-capture"}, "infer": {"segedge-inference"},
+                                 "full_mask": {threading.current_thread().name}}

@@ -235,6 +235,28 @@ def _writer(stream: IO[str]) -> Callable[[str], None]:
     return log
 
 
+class _Stages:
+    """A segmenter's predict split for the pipeline: prepare (capture thread), infer (inference thread) and
+    the full-size mask (writer, only for frames it saves, prints or shows). Anything with only ``predict``
+    (a stand-in) runs whole in the inference thread."""
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+        self.split = all(callable(getattr(segmenter, name, None)) for name in ("prepare", "infer", "full_mask"))
+
+    def prepare(self, rgb: np.ndarray) -> Any:
+        return self.segmenter.prepare(rgb) if self.split else rgb
+
+    def infer(self, prepared: Any) -> Any:
+        if not self.split:
+            return self.segmenter.predict(prepared)
+        pixels, placement, size = prepared
+        return self.segmenter.infer(pixels), placement, size
+
+    def mask(self, inferred: Any) -> np.ndarray:
+        return self.segmenter.full_mask(*inferred) if self.split else inferred
+
+
 _END = object()  # the end of the stream, passed down the queues after the last frame
 _POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
 
@@ -254,7 +276,8 @@ class _Pipeline:
     """
 
     def __init__(self, segmenter: Any, capture: Any, cv2: Any, options: CameraOptions, drop: bool) -> None:
-        self.segmenter, self.capture, self.cv2, self.options, self.drop = segmenter, capture, cv2, options, drop
+        self.stages = _Stages(segmenter)
+        self.capture, self.cv2, self.options, self.drop = capture, cv2, options, drop
         self.frames_in: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self.stop = threading.Event()
@@ -324,7 +347,8 @@ class _Pipeline:
                     break
                 index = self.read
                 self.read += 1
-                self.capture_dropped += self._send(self.frames_in, (index, frame_to_rgb(self.cv2, frame)))
+                rgb = frame_to_rgb(self.cv2, frame)
+                self.capture_dropped += self._send(self.frames_in, (index, rgb, self.stages.prepare(rgb)))
         finally:
             self._offer(self.frames_in, _END)
 
@@ -334,9 +358,8 @@ class _Pipeline:
                 item = self._get(self.frames_in)
                 if item is _END or item is None:
                     return
-                index, rgb = item
-                mask = self.segmenter.predict(rgb)
-                self.inference_dropped += self._send(self.results, (index, rgb, mask))
+                index, rgb, prepared = item
+                self.inference_dropped += self._send(self.results, (index, rgb, self.stages.infer(prepared)))
         finally:
             self._offer(self.results, _END)
 
@@ -396,18 +419,11 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
             item = pipeline.next_result()
             if item is _END or item is None:
                 break
-            index, rgb, mask = item
+            index, rgb, inferred = item
             summary.processed += 1
             fps.tick()
             keep = options.out is not None and index % options.every == 0
             showing = window is not None and window.active
-            picture = segmenter.overlay(rgb, mask, options.alpha) if showing or (keep and options.overlay) else None
-            if options.out is not None and keep:
-                _save_frame(options.out / f"frame_{index:06d}", mask, picture if options.overlay else None, segmenter)
-                summary.written += 1
-            if options.json_lines and index % options.every == 0:
-                stdout.write(json.dumps({"frame": index, "classes": segmenter.fractions(mask)}) + "\n")
-                stdout.flush()
             now = time.perf_counter()
             if now - last_status >= (0.5 if tty else 5.0):
                 last_status = now
@@ -415,6 +431,16 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
                 message = f"frame {pipeline.read}  {fps.fps:5.1f} fps  {dropped} dropped"
                 stderr.write(f"\r{message}   " if tty else message + "\n")
                 stderr.flush()
+            if not (keep or showing or (options.json_lines and index % options.every == 0)):
+                continue  # segmented, counted; its full-size mask is never looked at, so never made
+            mask = pipeline.stages.mask(inferred)
+            picture = segmenter.overlay(rgb, mask, options.alpha) if showing or (keep and options.overlay) else None
+            if options.out is not None and keep:
+                _save_frame(options.out / f"frame_{index:06d}", mask, picture if options.overlay else None, segmenter)
+                summary.written += 1
+            if options.json_lines and index % options.every == 0:
+                stdout.write(json.dumps({"frame": index, "classes": segmenter.fractions(mask)}) + "\n")
+                stdout.flush()
             if showing and window is not None and not window.show(np.asarray(picture)):
                 break
     except KeyboardInterrupt:

@@ -12,9 +12,12 @@ prepared), so load on a shared machine hits every row alike:
   (``Wy @ plane @ Wx.T`` for all classes at once), then argmax;
 * ``cv2``: ``cv2.resize(INTER_LINEAR)`` on the (h, w, C) logit planes, then
   argmax (only when OpenCV is importable; it is the optional camera extra);
-* ``boundary``: ``segedge.upsample.upsampled_argmax``, the default now: the
-  model-size argmax, enlarged, where a pixel's 2x2 source taps agree, and
-  bilinear logits only where they do not;
+* ``block``: ``segedge.upsample.upsampled_argmax``: the model-size argmax,
+  enlarged, where a pixel's 2x2 source taps agree, and bilinear logits of the
+  classes that can win only where they do not;
+* ``default``: ``segedge.upsample.full_size_mask`` as predict runs it: ``block``
+  unless its mixed pixels x candidates pass 10 % of pixels x classes (a noisy
+  model), then ``cv2`` when importable, else ``pil``;
 * ``mask``: argmax at model size, then nearest (``--upsample mask``), for scale.
 
 Upsampling inside the graph is not measured: the model's output size is fixed
@@ -71,8 +74,11 @@ def methods() -> dict[str, Callable[[np.ndarray, Placement, tuple[int, int]], np
         full = np.matmul(rows.transpose(0, 2, 1), _weights(crop.shape[1], size[0]).T)  # (h, C, w)
         return np.argmax(full, axis=1)
 
-    def boundary(logits, placement, size):
+    def block(logits, placement, size):
         return upsampled_argmax(_crop(logits, placement), size)
+
+    def default(logits, placement, size):
+        return full_size_mask(logits, placement, size, "logits", logits.shape[-1], 255)
 
     def nearest(logits, placement, size):
         return full_size_mask(logits, placement, size, "mask", logits.shape[-1], 255)
@@ -88,7 +94,8 @@ def methods() -> dict[str, Callable[[np.ndarray, Placement, tuple[int, int]], np
         found["cv2"] = opencv
     except ImportError:
         print("cv2 not importable: no cv2 row", file=sys.stderr)
-    found["boundary"] = boundary
+    found["block"] = block
+    found["default"] = default
     found["mask"] = nearest
     return found
 

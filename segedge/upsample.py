@@ -11,13 +11,17 @@ way, or the reference set would not be the device's answer. Two modes:
   bilinear value is a convex mix of its 2x2 source taps, so where the four
   taps share one argmax class the result is that class, exactly; only pixels
   whose taps disagree (class boundaries, a few % of a photo) are interpolated.
+  A noisy model has boundaries everywhere; then all planes are enlarged at
+  once (OpenCV's resize when the camera extra is installed, else PIL).
 - ``mask``: argmax at model size, then the class mask is enlarged with nearest
   neighbour: cheaper, blocky at a large upscale.
 """
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,7 +73,7 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, np.minimum(first + 1, n_in - 1), position - first
 
 
-def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | None = None) -> np.ndarray | None:
     """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
 
     Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
@@ -84,7 +88,9 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
       lowest index wins a tie, as argmax.
 
     Enlarging only (``size`` at least the crop's both ways): shrinking
-    filters over more than two taps.
+    filters over more than two taps. None when the mixed pixels times their
+    candidate classes exceed ``max_work`` (a noisy model, boundaries
+    everywhere: enlarging every plane is then cheaper).
     """
     crop = np.asarray(crop, dtype=np.float32)
     height, width = crop.shape[:2]
@@ -107,8 +113,10 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
     candidates = highest >= lowest.max(axis=-1, keepdims=True)
     count = candidates.sum(axis=-1)
-    values = np.stack(taps, axis=1)  # (blocks, 4, C)
     block_y, block_x = np.nonzero(mixed)
+    if max_work is not None and int((rows_of[block_y] * cols_of[block_x] * count).sum()) > max_work:
+        return None
+    values = np.stack(taps, axis=1)  # (blocks, 4, C)
     for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
         chosen = count == width_n
         classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, width_n)  # row-major: ascending per block
@@ -135,6 +143,32 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+BLOCK_WORK_SHARE = 0.1  # mixed pixels x candidates above this share of pixels x classes: enlarge every plane
+# (measured, benchmarks/bench_upsample.py: a value mixed per pixel costs ~10x one of OpenCV's dense resize)
+
+
+@functools.cache
+def _opencv() -> Any:
+    """OpenCV when installed (the camera extra), else None: its resize of all planes at once is the fastest."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def dense_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """argmax of every class plane enlarged bilinearly: OpenCV's resize on the (h, w, C) stack when importable
+    (the same half-pixel bilinear; equal to PIL's argmax on >= 99.999 % of pixels, float rounding apart),
+    else PIL per plane."""
+    cv2 = _opencv()
+    if cv2 is None or crop.shape[-1] > 512:  # OpenCV's channel limit
+        height, width = crop.shape[:2]
+        return np.argmax(resize_logits(crop, Placement(0, 0, width, height), size), axis=0)
+    planes = cv2.resize(np.ascontiguousarray(crop, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+    return np.argmax(planes, axis=-1) if planes.ndim == 3 else np.zeros(planes.shape, np.intp)
+
+
 def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int], mode: str,
                    num_classes: int, void: int) -> np.ndarray:
     """(H, W, C) model-size logits -> (height, width) uint8 mask for an image of ``size`` = (width, height)."""
@@ -142,7 +176,11 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
         crop = np.asarray(logits)[placement.top : placement.top + placement.height,
                                   placement.left : placement.left + placement.width]
         if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
-            return class_indices(upsampled_argmax(crop, size), num_classes, void)
+            work = BLOCK_WORK_SHARE * size[0] * size[1] * crop.shape[-1]
+            index = upsampled_argmax(crop, size, max_work=work)
+            if index is None:
+                index = dense_argmax(crop, size)
+            return class_indices(index, num_classes, void)
         return class_indices(np.argmax(resize_logits(logits, placement, size), axis=0), num_classes, void)
     if mode == Upsample.mask.value:
         return restore_mask(logits_to_mask(logits, num_classes, void), placement, size)

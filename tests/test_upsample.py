@@ -83,3 +83,16 @@ def test_shrinking_takes_the_pil_path():
     logits[:, 20:, 1] = 1.0
     mask = full_size_mask(logits, Placement(0, 0, 40, 40), (10, 10), "logits", 21, 255)
     assert (mask[:, :5] == 0).all() and (mask[:, 5:] == 1).all()
+
+
+def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
+    """Boundaries everywhere (random logits): every plane enlarged; PIL's answer exactly without OpenCV."""
+    import segedge.upsample as upsample
+
+    logits = np.random.default_rng(3).normal(0.0, 1.0, (20, 24, 21)).astype(np.float32)
+    placement, size = Placement(0, 0, 24, 20), (120, 100)
+    plain = np.argmax(resize_logits(logits, placement, size), axis=0)
+    assert upsampled_argmax(logits, size, max_work=0) is None  # too much mixing for the block path
+    assert np.mean(full_size_mask(logits, placement, size, "logits", 21, 255) == plain) >= 0.9999
+    monkeypatch.setattr(upsample, "_opencv", lambda: None)
+    assert (full_size_mask(logits, placement, size, "logits", 21, 255) == plain).all()

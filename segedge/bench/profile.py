@@ -7,19 +7,23 @@ and divided by the runs, that is milliseconds per inference.
 
 LiteRT: the Python ``Interpreter`` has no op profiler to read (its
 ``experimental_force_delegate_node_profiling`` only feeds a C++ profiler the
-Python API does not expose; per-op times need the ``benchmark_model`` binary
-with ``--enable_op_profiling``), so no time per op is reported, rather than
-an invented one. What the Python API does show is the execution plan after
-delegation: opened with delegate node fusion off, XNNPACK replaces each op it
-takes with one ``DELEGATE`` node producing that op's outputs, so an op whose
-outputs no ``DELEGATE`` node produces runs on LiteRT's own kernels, outside
-XNNPACK. Those ops are flagged.
+Python API does not expose, and no pip package ships ``benchmark_model``).
+Two things it does allow, both reported as what they are:
+
+- the execution plan after delegation: opened with delegate node fusion off,
+  XNNPACK replaces each op it takes with one ``DELEGATE`` node producing that
+  op's outputs, so an op whose outputs no ``DELEGATE`` node produces runs on
+  LiteRT's own kernels, outside XNNPACK. Those ops are flagged;
+- time per op measured in isolation (``benchmarks/bench_ops.py``'s method):
+  each operator cut out of the flatbuffer into a one-op model and timed alone.
+  The sum is shown so a reader can see how far it is from the real p50.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,9 +33,15 @@ import numpy as np
 
 DELEGATE = "DELEGATE"
 XNNPACK = "XNNPACK"
-TFLITE_NO_TIMES = ("LiteRT's Python API exposes no op profiler; time per op needs the benchmark_model binary "
-                   "(--enable_op_profiling=true). Shown: which ops XNNPACK runs and which it leaves to LiteRT's "
-                   "own kernels.")
+TFLITE_PLAN = ("XNNPACK's share of the model as LiteRT delegates it (node fusion off, so each op it takes is one "
+               "DELEGATE node); an op left to LiteRT's own kernels is flagged")
+TFLITE_ISOLATED = ("LiteRT's Python API has no op profiler, so each op is cut out of the model into a one-op model "
+                   "(weights kept, random activations) and timed alone with the same threads and XNNPACK; isolated "
+                   "times miss cross-op fusion and cache reuse and add one invoke() overhead per op, so compare "
+                   "their sum with the whole-model p50.")
+TFLITE_NO_TIMES = ("no op times: this runtime (tflite-runtime) lacks LiteRT's flatbuffer tools that cut ops out, and "
+                   "its Python API has no op profiler")
+ISOLATED_RUNS = 20  # timed calls per isolated op: ~90 ops per model, so --profile stays seconds, not minutes
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Profile:
     runs: int
     ops: list[OpType] = field(default_factory=list)
     note: str = ""
+    sum_ms: float | None = None  # the op times summed (TFLite: isolated ops; compare with the model's p50)
 
     @property
     def outside(self) -> list[OpType]:
@@ -73,7 +84,7 @@ def tflite_plan(path: str | Path, threads: int = 1) -> Profile:
                                         experimental_disable_delegate_node_fusion=True)
     except TypeError:  # an older tflite-runtime without the option: the plan cannot be read op by op
         return Profile("tflite", 0, note="this LiteRT/tflite-runtime cannot disable delegate node fusion, so "
-                                         "the per-op delegation plan is not readable; " + TFLITE_NO_TIMES)
+                                         "the per-op delegation plan is not readable")
     interpreter.allocate_tensors()
     nodes = interpreter._get_ops_details()  # noqa: SLF001 - LiteRT's documented-experimental accessor
     delegated_outputs: set[int] = set()
@@ -90,7 +101,159 @@ def tflite_plan(path: str | Path, threads: int = 1) -> Profile:
             outside[node["op_name"]] += 1
     ops = [OpType(name, count, outside[name], engine=_tflite_engine(count, outside[name]))
            for name, count in counts.most_common()]
-    return Profile("tflite", 0, ops, TFLITE_NO_TIMES)
+    return Profile("tflite", 0, ops, TFLITE_PLAN)
+
+
+def isolated_op_ms(path: str | Path, threads: int, runs: int, warmup: int = 2) -> list[tuple[str, float | None]]:
+    """(op type, median ms) per operator of subgraph 0, each cut out of the model and timed alone.
+
+    The op keeps its constant inputs (weights, quantization) and gets random activations of its
+    input types; the interpreter is LiteRT's with ``num_threads`` and its default XNNPACK delegate,
+    as the edge runs. None where an op cannot stand alone or fails to run so.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from segedge.runtime import tflite_interpreter_class
+
+    interpreter_class = tflite_interpreter_class()
+    model = fbu.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    rng = np.random.default_rng(0)
+    timed: list[tuple[str, float | None]] = []
+    for index, op in enumerate(model.subgraphs[0].operators):
+        op_type = fbu.opcode_to_name(model, op.opcodeIndex) or f"op{op.opcodeIndex}"
+        single = single_op_model(model, index)
+        if single is None:
+            timed.append((op_type, None))
+            continue
+        try:
+            interpreter = interpreter_class(model_content=bytes(fbu.convert_object_to_bytearray(single)),
+                                            num_threads=threads)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], random_input(detail["shape"], detail["dtype"], rng))
+            for _ in range(warmup):
+                interpreter.invoke()
+            samples = []
+            for _ in range(max(runs, 1)):
+                start = time.perf_counter_ns()
+                interpreter.invoke()
+                samples.append((time.perf_counter_ns() - start) / 1e6)
+            timed.append((op_type, float(np.median(samples))))
+        except (RuntimeError, ValueError):
+            timed.append((op_type, None))
+    return timed
+
+
+def tflite_profile(path: str | Path, threads: int, runs: int) -> Profile:
+    """The delegation plan plus each op type's isolated time (summed over its nodes) and share."""
+    profile = tflite_plan(path, threads)
+    try:
+        timed = isolated_op_ms(path, threads, min(runs, ISOLATED_RUNS))
+    except ImportError:  # tflite-runtime has no flatbuffer tools: the plan alone
+        profile.note = (profile.note + "; " if profile.note else "") + TFLITE_NO_TIMES
+        return profile
+    totals: dict[str, float] = defaultdict(float)
+    missing: Counter[str] = Counter()
+    for op_type, ms in timed:
+        if ms is None:
+            missing[op_type] += 1
+        else:
+            totals[op_type] += ms
+    whole = sum(totals.values())
+    for op in profile.ops:
+        if op.op in totals:
+            op.ms = totals[op.op]
+            op.share = op.ms / whole if whole else None
+    profile.ops.sort(key=lambda op: -(op.ms or 0.0))
+    profile.runs = min(runs, ISOLATED_RUNS)
+    profile.sum_ms = whole
+    skipped = ", ".join(f"{name} x{n}" for name, n in missing.items())
+    profile.note = (f"{profile.note}. Times: {TFLITE_ISOLATED} Sum of the isolated times: {whole:.3f} ms"
+                    + (f"; not timed alone: {skipped}" if skipped else "") + ".")
+    return profile
+
+
+def random_input(shape: Any, dtype: Any, rng: np.random.Generator) -> np.ndarray:
+    """Random values of a tensor's shape and type (dynamic dimensions as 1): what an isolated op is fed."""
+    shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.uniform(-1, 1, shape).astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(dtype)
+    raise ValueError(f"cannot make random input of dtype {dtype}")
+
+
+
+def single_op_model(model: Any, op_index: int) -> Any:
+    """A ModelT holding only operator ``op_index`` of subgraph 0; None if it cannot stand alone."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    graph = model.subgraphs[0]
+    op = graph.operators[op_index]
+    if op.opcodeIndex is None or (op.intermediates is not None and len(op.intermediates)):
+        return None
+    new = fb.ModelT()
+    new.version, new.description = model.version, "segedge single op"
+    new.operatorCodes = model.operatorCodes
+    new.buffers = [fb.BufferT()]
+    sub = fb.SubGraphT()
+    sub.tensors, sub.inputs, sub.outputs = [], [], []
+    remap: dict[int, int] = {}
+
+    def add(index: int) -> int:
+        if index < 0:
+            return index
+        if index in remap:
+            return remap[index]
+        old = graph.tensors[index]
+        tensor = fb.TensorT()
+        for attr in ("shape", "type", "name", "quantization", "isVariable", "sparsity", "shapeSignature",
+                     "hasRank", "variantTensors"):
+            if hasattr(old, attr):
+                setattr(tensor, attr, getattr(old, attr))
+        data = model.buffers[old.buffer].data if old.buffer else None
+        if data is not None and len(data):
+            tensor.buffer = len(new.buffers)
+            buf = fb.BufferT()
+            buf.data = data
+            new.buffers.append(buf)
+        else:
+            tensor.buffer = 0
+            sub.inputs.append(len(sub.tensors))
+        remap[index] = len(sub.tensors)
+        sub.tensors.append(tensor)
+        return remap[index]
+
+    new_op = fb.OperatorT()
+    for attr in ("opcodeIndex", "builtinOptionsType", "builtinOptions", "customOptions", "customOptionsFormat",
+                 "builtinOptions2Type", "builtinOptions2"):
+        if hasattr(op, attr):
+            setattr(new_op, attr, getattr(op, attr))
+    new_op.inputs = [add(i) for i in op.inputs]
+    outputs = []
+    for i in op.outputs:
+        if i in remap:  # an op that writes one of its inputs cannot be cut out this way
+            return None
+        remap[i] = len(sub.tensors)
+        tensor = fb.TensorT()
+        old = graph.tensors[i]
+        for attr in ("shape", "type", "name", "quantization", "shapeSignature", "hasRank"):
+            if hasattr(old, attr):
+                setattr(tensor, attr, getattr(old, attr))
+        tensor.buffer = 0
+        sub.tensors.append(tensor)
+        outputs.append(remap[i])
+    new_op.outputs = outputs
+    sub.outputs = outputs
+    sub.operators = [new_op]
+    sub.name = "op"
+    new.subgraphs = [sub]
+    return new
+
 
 
 def _tflite_engine(count: int, outside: int) -> str:
@@ -153,7 +316,7 @@ def summarize_onnx(events: list[dict[str, Any]], runs: int) -> Profile:
 def profile_artifact(runtime: str, path: str | Path, threads: int, tensor: np.ndarray, runs: int) -> Profile:
     """The profile for one artifact, by runtime; the Keras row gets none."""
     if runtime == "tflite":
-        return tflite_plan(path, threads)
+        return tflite_profile(path, threads, runs)
     if runtime == "onnx":
         return onnx_profile(path, threads, tensor, runs)
     return Profile(runtime, 0, note="no per-op profile for this runtime")
@@ -185,5 +348,8 @@ def profile_sections(rows: list[dict[str, Any]]) -> list[ProfileSection]:
         outside = f"outside XNNPACK: {flagged}" if flagged else ""
         runs = f", {data['runs']} runs" if data.get("runs") else ""
         title = f"{row['artifact']} ({data['tool']}, {row['threads']} thread{'s' * (row['threads'] != 1)}{runs})"
-        sections.append(ProfileSection(title, data.get("note", ""), cells, outside))
+        note = data.get("note", "")
+        if data.get("sum_ms") is not None and row.get("p50_ms"):
+            note += f" This row's whole-model p50: {row['p50_ms']:.3f} ms."
+        sections.append(ProfileSection(title, note, cells, outside))
     return sections

@@ -43,7 +43,7 @@ def test_tflite_plan_lists_every_operator_of_the_file(tiny_bundle, name):
     plan = tflite_plan(path)
     assert Counter({op.op: op.count for op in plan.ops}) == tflite_operator_names(path)
     assert all(0 <= op.outside <= op.count for op in plan.ops)
-    assert all(op.ms is None for op in plan.ops)  # no invented times
+    assert all(op.ms is None for op in plan.ops)  # the plan alone has no times
     convs = [op for op in plan.ops if op.op == "CONV_2D"]
     assert convs and convs[0].outside == 0 and convs[0].engine == "XNNPACK"  # XNNPACK takes convolutions
 
@@ -96,6 +96,9 @@ def test_bench_profile_writes_per_op_tables(profiled, tiny_bundle):
     assert report["settings"]["profile"] is True
     assert rows["int8"]["fps"] > 0 and rows["onnx-int8"]["fps"] > 0
     tflite = rows["int8"]["profile"]
+    timed = [op for op in tflite["ops"] if op["ms"] is not None]  # each op timed alone, cut out of the model
+    assert timed and tflite["sum_ms"] == pytest.approx(sum(op["ms"] for op in timed))
+    assert sum(op["share"] for op in timed) == pytest.approx(1.0)
     assert sum(op["count"] for op in tflite["ops"]) == sum(tflite_operator_names(_file(tiny_bundle, "int8")).values())
     assert tflite["outside_xnnpack"] == [f"{op['op']} x{op['outside']}" for op in tflite["ops"] if op["outside"]]
     onnx = rows["onnx-int8"]["profile"]
@@ -106,7 +109,7 @@ def test_bench_profile_writes_per_op_tables(profiled, tiny_bundle):
     assert sum(op["share"] for op in onnx["ops"]) == pytest.approx(1.0)
     assert all(op["ms"] >= 0 for op in onnx["ops"]) and onnx["runs"] == 3
     markdown = (out / "report.md").read_text()
-    assert "## Per-op profile (--profile)" in markdown and "### int8 (tflite, 1 thread)" in markdown
+    assert "## Per-op profile (--profile)" in markdown and "### int8 (tflite, 1 thread, 3 runs)" in markdown
     assert "throughput fps (batch 1)" in markdown
     for flagged in tflite["outside_xnnpack"]:
         assert flagged in markdown and flagged in result.output

@@ -73,7 +73,7 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, np.minimum(first + 1, n_in - 1), position - first
 
 
-def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | None = None) -> np.ndarray | None:
+def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float | None = None) -> np.ndarray | None:
     """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
 
     Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
@@ -88,8 +88,8 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | 
       lowest index wins a tie, as argmax.
 
     Enlarging only (``size`` at least the crop's both ways): shrinking
-    filters over more than two taps. None when the mixed pixels times their
-    candidate classes exceed ``max_work`` (a noisy model, boundaries
+    filters over more than two taps. None when more than ``max_mixed`` of
+    the output pixels lie in mixed blocks (a noisy model, boundaries
     everywhere: enlarging every plane is then cheaper).
     """
     crop = np.asarray(crop, dtype=np.float32)
@@ -106,6 +106,9 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | 
               & (padded[:-1, :-1] == padded[1:, 1:]))
     if not mixed.any():
         return out
+    block_y, block_x = np.nonzero(mixed)
+    if max_mixed is not None and int((rows_of[block_y] * cols_of[block_x]).sum()) > max_mixed * out.size:
+        return None
     # the mixed blocks: which classes can win in each (ascending), and their four taps
     edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")
     taps = (edge[:-1, :-1][mixed], edge[:-1, 1:][mixed], edge[1:, :-1][mixed], edge[1:, 1:][mixed])  # (blocks, C)
@@ -113,9 +116,6 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | 
     highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
     candidates = highest >= lowest.max(axis=-1, keepdims=True)
     count = candidates.sum(axis=-1)
-    block_y, block_x = np.nonzero(mixed)
-    if max_work is not None and int((rows_of[block_y] * cols_of[block_x] * count).sum()) > max_work:
-        return None
     values = np.stack(taps, axis=1)  # (blocks, 4, C)
     for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
         chosen = count == width_n
@@ -143,8 +143,10 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_work: float | 
     return out
 
 
-BLOCK_WORK_SHARE = 0.1  # mixed pixels x candidates above this share of pixels x classes: enlarge every plane
-# (measured, benchmarks/bench_upsample.py: a value mixed per pixel costs ~10x one of OpenCV's dense resize)
+# Past this share of pixels in mixed blocks, enlarging every plane is cheaper than the block path; indexed by
+# "OpenCV importable". Measured with benchmarks/bench_upsample.py on 500x375 photos, 21 classes: OpenCV's resize
+# of all planes ~3 ms CPU flat, PIL's ~3-4x that; the block path ~25-40 ms per unit share of mixed pixels.
+MAX_MIXED = {True: 0.08, False: 0.25}
 
 
 @functools.cache
@@ -176,8 +178,7 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
         crop = np.asarray(logits)[placement.top : placement.top + placement.height,
                                   placement.left : placement.left + placement.width]
         if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
-            work = BLOCK_WORK_SHARE * size[0] * size[1] * crop.shape[-1]
-            index = upsampled_argmax(crop, size, max_work=work)
+            index = upsampled_argmax(crop, size, max_mixed=MAX_MIXED[_opencv() is not None])
             if index is None:
                 index = dense_argmax(crop, size)
             return class_indices(index, num_classes, void)

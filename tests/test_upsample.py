@@ -92,7 +92,7 @@ def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
     logits = np.random.default_rng(3).normal(0.0, 1.0, (20, 24, 21)).astype(np.float32)
     placement, size = Placement(0, 0, 24, 20), (120, 100)
     plain = np.argmax(resize_logits(logits, placement, size), axis=0)
-    assert upsampled_argmax(logits, size, max_work=0) is None  # too much mixing for the block path
+    assert upsampled_argmax(logits, size, max_mixed=0.0) is None  # too much mixing for the block path
     assert np.mean(full_size_mask(logits, placement, size, "logits", 21, 255) == plain) >= 0.9999
     monkeypatch.setattr(upsample, "_opencv", lambda: None)
     assert (full_size_mask(logits, placement, size, "logits", 21, 255) == plain).all()

@@ -264,9 +264,10 @@ _POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
 class _Pipeline:
     """capture -> bounded queue -> inference -> bounded queue -> the caller's writer loop.
 
-    Capture (read + BGR->RGB) and inference run in two threads, the writer
-    (overlay, files, JSON, window) in the calling thread, so reading the next
-    frame, segmenting this one and writing the last overlap; numpy, PIL and
+    Capture (read, BGR->RGB, resize to the model's input) and inference run
+    in two threads, the writer (full-size mask when needed, overlay, files,
+    JSON, window) in the calling thread, so reading the next frame,
+    segmenting this one and writing the last overlap; OpenCV, numpy, PIL and
     the runtimes release the GIL for the heavy parts. Each queue holds at
     most ``queue_size`` frames. When a queue is full a live source drops its
     oldest frame (the freshest picture wins, memory stays bounded); a video
@@ -302,7 +303,7 @@ class _Pipeline:
             self.stop.set()
 
     def _offer(self, target: queue.Queue, item: Any) -> int:
-        """Put ``item``; the frames this dropped (0 or 1). Waits (checking the stop flag) unless dropping."""
+        """Put ``item``, waiting for room (checking the stop flag); 1 when a stop made it drop a frame."""
         while not self.stop.is_set():
             try:
                 target.put(item, timeout=_POLL)

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,7 +38,14 @@ from photos import write_photo  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
-from segedge.edge.camera import CameraOptions, _save_frame, cv2_module, frame_to_rgb, open_capture, run_camera  # noqa: E402
+from segedge.edge.camera import (  # noqa: E402
+    CameraOptions,
+    _save_frame,
+    cv2_module,
+    frame_to_rgb,
+    open_capture,
+    run_camera,
+)
 from segedge.edge.predictor import Segmenter, default_threads, load  # noqa: E402
 from segedge.preprocess import resize_uint8  # noqa: E402
 
@@ -109,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     capture = open_capture(str(video))
     _, first = capture.read()
     capture.release()
-    pixels, _ = resize_uint8(__import__("PIL.Image", fromlist=["Image"]).fromarray(frame_to_rgb(cv2, first)),
-                             segmenter.manifest.preprocess)
+    pixels, _ = resize_uint8(Image.fromarray(frame_to_rgb(cv2, first)), segmenter.manifest.preprocess)
     tensor = segmenter.backend.prepare(pixels[None])
     for _ in range(5):
         segmenter.backend.invoke(tensor)

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from segedge.bench.profile import random_input, single_op_model  # noqa: E402 - after the path fix above
+from segedge.bench.op_isolation import random_input, single_op_model  # noqa: E402 - after the path fix above
 
 
 def log(message: str) -> None:

@@ -121,9 +121,9 @@ def bench(
     gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
     plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
     profile: Annotated[bool, typer.Option(
-        "--profile", help="Add a per-op table for each artifact (at its first --threads): onnxruntime's time per "
-                          "op type and share; for TFLite which ops run outside XNNPACK (LiteRT's Python API has "
-                          "no op timer).")] = False,
+        "--profile", help="Add a per-op table for each artifact (at its first --threads): time and share per op "
+                          "type (onnxruntime's profiler; TFLite: each op timed alone, as LiteRT's Python API has no "
+                          "op profiler) and, for TFLite, the ops that run outside XNNPACK.")] = False,
     old_artifacts: Annotated[list[str] | None, typer.Option("--artifacts", hidden=True)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the report segedge wrote at --out (its own files; other files there stay).")] = False,

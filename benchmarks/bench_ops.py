@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from segedge.bench.op_isolation import random_input, single_op_model  # noqa: E402 - after the path fix above
+
 
 def log(message: str) -> None:
     print(f"[ops] {message}", file=sys.stderr, flush=True)
@@ -67,19 +69,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def random_input(shape, dtype, rng: np.random.Generator) -> np.ndarray:
-    shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return rng.uniform(-1, 1, shape).astype(dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, shape).astype(dtype)
-    raise ValueError(f"cannot make random input of dtype {dtype}")
-
-
 def time_calls(fn, runs: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -103,73 +92,6 @@ def _interpreter(content: bytes, threads: int, xnnpack: bool):
     return interpreter
 
 
-def _single_op_model(model, op_index: int):
-    """A ModelT holding only operator ``op_index`` of subgraph 0; None if it cannot stand alone."""
-    from ai_edge_litert import schema_py_generated as fb
-
-    graph = model.subgraphs[0]
-    op = graph.operators[op_index]
-    if op.opcodeIndex is None or (op.intermediates is not None and len(op.intermediates)):
-        return None
-    new = fb.ModelT()
-    new.version, new.description = model.version, "bench_ops single op"
-    new.operatorCodes = model.operatorCodes
-    new.buffers = [fb.BufferT()]
-    sub = fb.SubGraphT()
-    sub.tensors, sub.inputs, sub.outputs = [], [], []
-    remap: dict[int, int] = {}
-
-    def add(index: int) -> int:
-        if index < 0:
-            return index
-        if index in remap:
-            return remap[index]
-        old = graph.tensors[index]
-        tensor = fb.TensorT()
-        for attr in ("shape", "type", "name", "quantization", "isVariable", "sparsity", "shapeSignature",
-                     "hasRank", "variantTensors"):
-            if hasattr(old, attr):
-                setattr(tensor, attr, getattr(old, attr))
-        data = model.buffers[old.buffer].data if old.buffer else None
-        if data is not None and len(data):
-            tensor.buffer = len(new.buffers)
-            buf = fb.BufferT()
-            buf.data = data
-            new.buffers.append(buf)
-        else:
-            tensor.buffer = 0
-            sub.inputs.append(len(sub.tensors))
-        remap[index] = len(sub.tensors)
-        sub.tensors.append(tensor)
-        return remap[index]
-
-    new_op = fb.OperatorT()
-    for attr in ("opcodeIndex", "builtinOptionsType", "builtinOptions", "customOptions", "customOptionsFormat",
-                 "builtinOptions2Type", "builtinOptions2"):
-        if hasattr(op, attr):
-            setattr(new_op, attr, getattr(op, attr))
-    new_op.inputs = [add(i) for i in op.inputs]
-    outputs = []
-    for i in op.outputs:
-        if i in remap:  # an op that writes one of its inputs cannot be cut out this way
-            return None
-        remap[i] = len(sub.tensors)
-        tensor = fb.TensorT()
-        old = graph.tensors[i]
-        for attr in ("shape", "type", "name", "quantization", "shapeSignature", "hasRank"):
-            if hasattr(old, attr):
-                setattr(tensor, attr, getattr(old, attr))
-        tensor.buffer = 0
-        sub.tensors.append(tensor)
-        outputs.append(remap[i])
-    new_op.outputs = outputs
-    sub.outputs = outputs
-    sub.operators = [new_op]
-    sub.name = "op"
-    new.subgraphs = [sub]
-    return new
-
-
 def profile_tflite(path: str, threads: int, runs: int, warmup: int, xnnpack: bool) -> dict:
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
@@ -189,7 +111,7 @@ def profile_tflite(path: str, threads: int, runs: int, warmup: int, xnnpack: boo
         op_type = fbu.opcode_to_name(model, op.opcodeIndex) or f"op{op.opcodeIndex}"
         out_name = graph.tensors[op.outputs[0]].name
         out_name = out_name.decode() if isinstance(out_name, bytes) else str(out_name)
-        single = _single_op_model(model, index)
+        single = single_op_model(model, index)
         if single is None:
             skipped.append(f"{index}:{op_type}")
             continue

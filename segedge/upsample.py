@@ -6,13 +6,22 @@ way, or the reference set would not be the device's answer. Two modes:
 
 - ``logits``: each class's logit plane is resized bilinearly (PIL, mode "F") to
   the image size, then argmax: smooth class boundaries on a 500x375 photo.
+  When the image is at least as large as the content crop (the usual case),
+  ``full_size_mask`` gets the same mask without resizing every plane: a
+  bilinear value is a convex mix of its 2x2 source taps, so where the four
+  taps share one argmax class the result is that class, exactly; only pixels
+  whose taps disagree (class boundaries, a few % of a photo) are interpolated.
+  A noisy model has boundaries everywhere; then all planes are enlarged at
+  once (OpenCV's resize when the camera extra is installed, else PIL).
 - ``mask``: argmax at model size, then the class mask is enlarged with nearest
   neighbour: cheaper, blocky at a large upscale.
 """
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -56,10 +65,123 @@ def resize_logits(logits: np.ndarray, placement: Placement, size: tuple[int, int
     return np.stack(planes)
 
 
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps (i0, i1) and the weight of i1 per output index, as PIL's bilinear filter places them
+    when enlarging: pixel centres aligned (half-pixel), edges clamped."""
+    position = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    first = np.floor(position).astype(np.intp)
+    return first, np.minimum(first + 1, n_in - 1), position - first
+
+
+def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float | None = None) -> np.ndarray | None:
+    """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
+
+    Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
+    two ways does not decide a near-tie, without enlarging C planes. Work is
+    per 2x2 block of source taps (each output pixel mixes one block):
+
+    - all four taps have argmax k: a convex mix keeps k on top (ties go to
+      the lower index in both), so every pixel of the block is k;
+    - else only classes whose largest tap reaches the best smallest tap can
+      win anywhere in the block (any other is below that class everywhere);
+      those few logits are mixed per pixel as PIL mixes them, and the
+      lowest index wins a tie, as argmax.
+
+    Enlarging only (``size`` at least the crop's both ways): shrinking
+    filters over more than two taps. None when more than ``max_mixed`` of
+    the output pixels lie in mixed blocks (a noisy model, boundaries
+    everywhere: enlarging every plane is then cheaper).
+    """
+    crop = np.asarray(crop, dtype=np.float32)
+    height, width = crop.shape[:2]
+    y0, _, fy = _taps(height, size[1])
+    x0, _, fx = _taps(width, size[0])
+    rows_of = np.bincount(y0, minlength=height)  # output rows whose top tap is source row i (consecutive)
+    cols_of = np.bincount(x0, minlength=width)
+    first_row, first_col = np.cumsum(rows_of) - rows_of, np.cumsum(cols_of) - cols_of
+    winner = np.argmax(crop, axis=-1).astype(np.uint8 if crop.shape[-1] <= 256 else np.intp)
+    out = np.repeat(np.repeat(winner, rows_of, axis=0), cols_of, axis=1)  # each block's pixels: its top-left class
+    padded = np.pad(winner, ((0, 1), (0, 1)), mode="edge")  # tap i + 1 clamps to the last row/column
+    mixed = ~((padded[:-1, :-1] == padded[1:, :-1]) & (padded[:-1, :-1] == padded[:-1, 1:])
+              & (padded[:-1, :-1] == padded[1:, 1:]))
+    if not mixed.any():
+        return out
+    block_y, block_x = np.nonzero(mixed)
+    if max_mixed is not None and int((rows_of[block_y] * cols_of[block_x]).sum()) > max_mixed * out.size:
+        return None
+    # the mixed blocks: which classes can win in each (ascending), and their four taps
+    edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    taps = (edge[:-1, :-1][mixed], edge[:-1, 1:][mixed], edge[1:, :-1][mixed], edge[1:, 1:][mixed])  # (blocks, C)
+    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))
+    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
+    candidates = highest >= lowest.max(axis=-1, keepdims=True)
+    count = candidates.sum(axis=-1)
+    values = np.stack(taps, axis=1)  # (blocks, 4, C)
+    for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
+        chosen = count == width_n
+        classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, width_n)  # row-major: ascending per block
+        taps_n = np.take_along_axis(values[chosen], classes_n[:, None, :], axis=2)  # (blocks_n, 4, n)
+        by, bx = block_y[chosen], block_x[chosen]
+        heights, widths = rows_of[by], cols_of[bx]
+        # across each block's output columns once (shared by all its rows), then down per pixel
+        column_owner = np.repeat(np.arange(len(widths)), widths)
+        column_start = np.cumsum(widths) - widths
+        column = np.arange(int(widths.sum())) - column_start[column_owner]
+        wx = fx[first_col[bx][column_owner] + column][:, None]
+        top = (taps_n[column_owner, 0] * (1.0 - wx) + taps_n[column_owner, 1] * wx).astype(np.float32)
+        bottom = (taps_n[column_owner, 2] * (1.0 - wx) + taps_n[column_owner, 3] * wx).astype(np.float32)
+        sizes = heights * widths
+        owner = np.repeat(np.arange(len(sizes)), sizes)  # each output pixel of these blocks -> its block
+        local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        row, col = local // widths[owner], local % widths[owner]
+        ys = first_row[by][owner] + row
+        xs = first_col[bx][owner] + col
+        at = column_start[owner] + col
+        wy = fy[ys][:, None]
+        mixed_values = (top[at] * (1.0 - wy) + bottom[at] * wy).astype(np.float32)
+        out[ys, xs] = classes_n[owner, np.argmax(mixed_values, axis=1)]
+    return out
+
+
+# Past this share of pixels in mixed blocks, enlarging every plane is cheaper than the block path; indexed by
+# "OpenCV importable". Measured with benchmarks/bench_upsample.py on 500x375 photos, 21 classes: OpenCV's resize
+# of all planes ~3 ms CPU flat, PIL's ~3-4x that; the block path ~25-40 ms per unit share of mixed pixels.
+MAX_MIXED = {True: 0.08, False: 0.25}
+
+
+@functools.cache
+def _opencv() -> Any:
+    """OpenCV when installed (the camera extra), else None: its resize of all planes at once is the fastest."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def dense_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """argmax of every class plane enlarged bilinearly: OpenCV's resize on the (h, w, C) stack when importable
+    (the same half-pixel bilinear; equal to PIL's argmax on >= 99.999 % of pixels, float rounding apart),
+    else PIL per plane."""
+    cv2 = _opencv()
+    if cv2 is None or crop.shape[-1] > 512:  # OpenCV's channel limit
+        height, width = crop.shape[:2]
+        return np.argmax(resize_logits(crop, Placement(0, 0, width, height), size), axis=0)
+    planes = cv2.resize(np.ascontiguousarray(crop, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+    return np.argmax(planes, axis=-1) if planes.ndim == 3 else np.zeros(planes.shape, np.intp)
+
+
 def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int], mode: str,
                    num_classes: int, void: int) -> np.ndarray:
     """(H, W, C) model-size logits -> (height, width) uint8 mask for an image of ``size`` = (width, height)."""
     if mode == Upsample.logits.value:
+        crop = np.asarray(logits)[placement.top : placement.top + placement.height,
+                                  placement.left : placement.left + placement.width]
+        if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
+            index = upsampled_argmax(crop, size, max_mixed=MAX_MIXED[_opencv() is not None])
+            if index is None:
+                index = dense_argmax(crop, size)
+            return class_indices(index, num_classes, void)
         return class_indices(np.argmax(resize_logits(logits, placement, size), axis=0), num_classes, void)
     if mode == Upsample.mask.value:
         return restore_mask(logits_to_mask(logits, num_classes, void), placement, size)

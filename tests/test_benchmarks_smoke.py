@@ -139,3 +139,35 @@ def test_bench_input_pipeline_prints_its_table(synth_root, tmp_path):
     assert lines[-1].startswith("verdict: ")
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert [row["stage"] for row in rows] == stages
+
+
+def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
+    out = run_script("bench_photo.py", tiny_bundle, "--photos", "1", "--rounds", "1", "--warmup", "0",
+                     "--json", tmp_path / "photo.json")
+    rows = table_rows(out, ["artifact", "invoke p50 ms", "end-to-end p50 ms", "x best invoke", "bound", "within"])
+    int8 = sorted(name for name, info in load_manifest(tiny_bundle).artifacts.items() if info.precision == "int8")
+    assert sorted(r[0].split(" ")[0] for r in rows) == int8 and all(r[4] == "1.25" for r in rows)
+    assert sum("(best int8)" in r[0] for r in rows) == 1
+    best = next(r[0].split(" ")[0] for r in rows if "(best int8)" in r[0])
+    stages = table_rows(out, [f"stage ({best})", "p50 ms", "% of sum"])
+    assert [r[0] for r in stages] == ["decode", "resize + tensor", "invoke", "dequantize", "full-size mask", "colour"]
+    assert json.loads((tmp_path / "photo.json").read_text())["bound"] == 1.25
+
+
+def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):
+    out = run_script("bench_upsample.py", tiny_bundle, "--photos", "1", "--rounds", "1")
+    rows = table_rows(out, ["row", "p50 ms", "% of invoke p50", "bound %", "within", "equal px % vs pil"])
+    assert [r[0] for r in rows[1:]] == ["pil", "numpy", "cv2", "block", "default", "mask"]
+    assert rows[1][5] == "100.0000"  # pil against itself
+
+
+def test_bench_camera_prints_fps_against_the_bound(tiny_bundle, tmp_path):
+    pytest.importorskip("cv2")
+    out = run_script("bench_camera.py", tiny_bundle, "--frames", "6", "--rounds", "1", "--every", "3",
+                     "--threads", "1", "--json", tmp_path / "camera.json")
+    rows = table_rows(out, ["loop", "fps", "bound (0.9 x 1000/p50)", "within", "x model-alone fps",
+                            "dropped (median)"])
+    assert [r[0] for r in rows] == ["pipelined", "pipelined, live", "sequential"]
+    assert rows[0][5] == "0" and rows[2][5] == "0"  # a video file waits: nothing dropped
+    data = json.loads((tmp_path / "camera.json").read_text())
+    assert set(data["fps"]) == {"pipelined", "pipelined, live", "sequential"}

@@ -100,7 +100,8 @@ def test_picam_configures_rgb888_starts_and_stops(picamera2):
 
 def test_picam_frames_reach_the_model_as_rgb(picamera2):
     segmenter = RecordingSegmenter()
-    summary = run_camera(segmenter, open_source("picam"), "picam", CameraOptions(max_frames=3),
+    # drop=False: a live source would drop frames the stand-in sends faster than the loop takes them
+    summary = run_camera(segmenter, open_source("picam"), "picam", CameraOptions(max_frames=3, drop=False),
                          stderr=_Sink(), stdout=_Sink())
     assert summary.frames == 3 and len(segmenter.seen) == 3
     for rgb in segmenter.seen:

@@ -7,7 +7,7 @@ import pytest
 
 from segedge.errors import ConfigError
 from segedge.preprocess import Placement
-from segedge.upsample import check_upsample, full_size_mask
+from segedge.upsample import check_upsample, full_size_mask, resize_logits, upsampled_argmax
 
 CROSSING = 4.3  # model-pixel coordinate (pixel i spans [i, i + 1)) where class 1 starts to win
 
@@ -55,3 +55,44 @@ def test_unknown_mode_is_a_config_error():
     assert check_upsample("mask") == "mask"
     with pytest.raises(ConfigError, match="--upsample must be logits or mask, got 'cubic'"):
         check_upsample("cubic")
+
+
+@pytest.mark.parametrize(("shape", "size", "step"), [((12, 16, 5), (61, 47), 0.0), ((9, 9, 21), (500, 375), 0.25),
+                                                      ((24, 20, 3), (20, 24), 0.0), ((7, 11, 4), (11, 30), 0.5)])
+def test_block_argmax_matches_enlarging_every_plane_with_pil(shape, size, step):
+    """The block shortcut against the plain way (PIL bilinear per class, then argmax) on random logits.
+
+    ``step`` > 0 puts the logits on a coarse grid, as an int8 model's dequantized outputs are: many exact
+    ties, which both ways must give to the lower class index.
+    """
+    rng = np.random.default_rng(sum(shape) + size[0])
+    logits = rng.normal(0.0, 2.0, shape).astype(np.float32)
+    if step:
+        logits = (np.round(logits / step) * step).astype(np.float32)
+    plain = np.argmax(resize_logits(logits, Placement(0, 0, shape[1], shape[0]), size), axis=0)
+    fast = upsampled_argmax(logits, size)
+    assert fast.shape == plain.shape == (size[1], size[0])
+    assert np.mean(fast == plain) >= 0.9999  # a differing pixel needs a float-rounding near-tie
+
+
+def test_shrinking_takes_the_pil_path():
+    # class 0 at 0.5, class 1 a step 0 -> 1 at column 20: shrunk 4x with PIL's antialiasing (a triangle
+    # 8 source pixels wide), image column 4 sees 1/8 of its weight right of the step, column 5 sees 7/8
+    logits = np.zeros((40, 40, 2), np.float32)
+    logits[..., 0] = 0.5
+    logits[:, 20:, 1] = 1.0
+    mask = full_size_mask(logits, Placement(0, 0, 40, 40), (10, 10), "logits", 21, 255)
+    assert (mask[:, :5] == 0).all() and (mask[:, 5:] == 1).all()
+
+
+def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
+    """Boundaries everywhere (random logits): every plane enlarged; PIL's answer exactly without OpenCV."""
+    import segedge.upsample as upsample
+
+    logits = np.random.default_rng(3).normal(0.0, 1.0, (20, 24, 21)).astype(np.float32)
+    placement, size = Placement(0, 0, 24, 20), (120, 100)
+    plain = np.argmax(resize_logits(logits, placement, size), axis=0)
+    assert upsampled_argmax(logits, size, max_mixed=0.0) is None  # too much mixing for the block path
+    assert np.mean(full_size_mask(logits, placement, size, "logits", 21, 255) == plain) >= 0.9999
+    monkeypatch.setattr(upsample, "_opencv", lambda: None)
+    assert (full_size_mask(logits, placement, size, "logits", 21, 255) == plain).all()

@@ -22,7 +22,14 @@ import numpy as np
 from segedge import fileio
 from segedge.bench.machine import installed_version
 from segedge.bench.stats import NS_PER_MS, summarize_ns
-from segedge.bench.timing import current_rss_mb, peak_rss_mb, time_call, time_end_to_end, time_invoke
+from segedge.bench.timing import (
+    current_rss_mb,
+    peak_rss_mb,
+    throughput_fps,
+    time_call,
+    time_end_to_end,
+    time_invoke,
+)
 from segedge.data.images import read_upright
 from segedge.edge.predictor import Segmenter
 from segedge.errors import SegedgeError
@@ -59,6 +66,7 @@ class ChildJob:
     manifest: str = ""  # the bundle's manifest.json: what the Segmenter reads (labels, void, upsample)
     min_secs: float = 0.0  # time budget (benchmark_model's): at least `runs` calls AND min_secs ...
     max_secs: float | None = None  # ... but stop at max_secs
+    profile: int = 0  # > 0: profile per op type over this many runs (segedge.bench.profile)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +142,8 @@ def measure(job: ChildJob) -> dict[str, Any]:
     backend, init_ns = time_call(lambda: _open(job))
     tensor = feed(backend, sample, spec)
     _, first_ns = time_call(lambda: backend.invoke(tensor))
-    samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs, job.min_secs, job.max_secs)
+    wall: list[int] = []
+    samples = time_invoke(backend.invoke, tensor, job.warmup, job.runs, job.min_secs, job.max_secs, wall)
     peak = peak_rss_mb()  # before end-to-end and prediction buffers can add to it
     result: dict[str, Any] = {
         "ok": True,
@@ -147,6 +156,7 @@ def measure(job: ChildJob) -> dict[str, Any]:
         "init_ms": init_ns / NS_PER_MS,
         "first_ms": first_ns / NS_PER_MS,
         **summarize_ns(samples),
+        "fps": throughput_fps(len(samples), wall[0]) if wall else None,
         "samples_ms": [v / NS_PER_MS for v in samples],
         "base_rss_mb": base_rss,
         "peak_rss_mb": peak,
@@ -159,6 +169,10 @@ def measure(job: ChildJob) -> dict[str, Any]:
             return full_size_mask(logits, placement, size, segmenter.upsample, manifest.num_classes, manifest.void)
 
         result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_upright, to_mask))
+    if job.profile > 0 and job.runtime != KERAS:
+        from segedge.bench.profile import profile_artifact
+
+        result["profile"] = profile_artifact(job.runtime, job.path, job.threads, tensor, job.profile).to_dict()
     for predict_job in job.predict:
         _predict(segmenter or segmenter_for(job, backend), predict_job)
     backend.close()

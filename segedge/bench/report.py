@@ -20,6 +20,7 @@ from typing import Any
 import segedge
 from segedge import fileio, outputs
 from segedge.bench.gallery import Strip, build_gallery
+from segedge.bench.profile import PROFILE_HEAD, profile_sections
 from segedge.bench.report_html import render_html
 from segedge.bench.report_plot import plot_latency_vs_miou
 from segedge.bench.report_table import E2E_COLUMNS, columns_for, fmt_percent, machine_lines, per_class_rows
@@ -93,7 +94,8 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
     out = ["# segedge bench report", "",
            f"Bundle: `{Path(config.bundle).resolve()}`  ",
            f"Latency: batch 1, {config.warmup} warm-up + {config.runs} timed runs of the runtime call alone; "
-           f"threads {', '.join(map(str, config.threads))}; every row measured in its own fresh process.  ",
+           f"threads {', '.join(map(str, config.threads))}; every row measured in its own fresh process; "
+           "throughput = frames per second of those calls back to back (batch 1, the row's threads).  ",
            f"mIoU on {main.get('eval_set')} ({main.get('eval_images')} images, "
            f"{result.manifest.num_classes} classes, void ignored) at each image's original resolution: one "
            "confusion matrix over the set (the VOC protocol), every mask made by the predict path "
@@ -117,6 +119,15 @@ def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]
     errors = [r for r in rows if r.get("error")]
     if errors:
         out += ["", "## Errors", ""] + [f"- {r['artifact']} ({r['threads']} threads): {r['error']}" for r in errors]
+    sections = profile_sections(rows)
+    if sections:
+        out += ["", "## Per-op profile (--profile)", ""]
+        for section in sections:
+            out += [f"### {section.title}", ""]
+            out += [f"**{section.outside}**", ""] if section.outside else []
+            out += ["| " + " | ".join(PROFILE_HEAD) + " |", "|:---|---:|---:|---:|:---|"]
+            out += ["| " + " | ".join(cells) + " |" for cells in section.rows]
+            out += ["", section.note, ""] if section.note else [""]
     names, class_rows = per_class_rows(result)
     if class_rows:
         out += ["", "## Per-class IoU %", "", "| class | " + " | ".join(names) + " |",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from segedge.bench.gallery import Strip
+from segedge.bench.profile import PROFILE_HEAD, profile_sections
 from segedge.bench.report_table import E2E_COLUMNS, columns_for, machine_lines, per_class_rows
 from segedge.bench.run import BenchResult
 
@@ -57,6 +58,17 @@ def render_html(result: BenchResult, files: dict[str, Any], notes: list[str], pl
         parts.append("<h2>Errors</h2><ul>" + "".join(
             f"<li>{escape(str(r['artifact']))} ({r['threads']} threads): {escape(str(r['error']))}</li>"
             for r in errors) + "</ul>")
+    sections = profile_sections(rows)
+    if sections:
+        parts.append("<h2>Per-op profile (--profile)</h2>")
+    for section in sections:
+        head = "".join(f"<th>{escape(h)}</th>" for h in PROFILE_HEAD)
+        body = "".join("<tr>" + "".join(f"<td class='{'n' if 0 < k < 4 else ''}'>{escape(c)}</td>"
+                                        for k, c in enumerate(cells)) + "</tr>" for cells in section.rows)
+        parts.append(f"<h3>{escape(section.title)}</h3>"
+                     + (f"<p class='fail'>{escape(section.outside)}</p>" if section.outside else "")
+                     + f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                     + (f"<p>{escape(section.note)}</p>" if section.note else ""))
     names, class_rows = per_class_rows(result)
     if class_rows:
         head = "".join(f"<th>{escape(n)}</th>" for n in ["class", *names])

@@ -64,6 +64,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("size MB", "size_mb", _number(1), compact=True, short="MB"),
     Column("init ms", "init_ms", _number(1)),
     Column("p50 ms", "p50_ms", _number(2), compact=True, short="p50 ms"),
+    Column("throughput fps (batch 1)", "fps", _number(1)),
     Column("p90 ms", "p90_ms", _number(2)),
     Column("p99 ms", "p99_ms", _number(2)),
     Column("peak RSS MB", "peak_rss_mb", _number(0), compact=True, short="RSS MB"),

@@ -33,7 +33,7 @@ from segedge.optional import installed, require_runtimes
 MB = 1_000_000  # size_mb in report.json and the tables: SI megabytes, as export prints them
 ROW_KEYS: tuple[str, ...] = (
     "artifact", "runtime", "dtype", "input_dtype", "threads", "file", "size_mb",
-    "init_ms", "first_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",
+    "init_ms", "first_ms", "mean_ms", "fps", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",
     "e2e_load_ms", "e2e_preprocess_ms", "e2e_infer_ms", "e2e_postprocess_ms", "e2e_total_ms", "e2e_p50_ms",
     "e2e_images", "base_rss_mb", "peak_rss_mb",
     "miou", "miou_delta_pts", "agreement", "miou_vs_keras",
@@ -81,6 +81,7 @@ class BenchConfig:
     max_secs: float | None = None  # ... but stop here (TFLite benchmark_model's --min_secs / --max_secs)
     cooldown: float = 0.0  # seconds of idle between artifacts, so a hot Pi starts each one cooler
     child_timeout: float = DEFAULT_CHILD_TIMEOUT
+    profile: bool = False  # per-op profile of each artifact, at its first thread count (--profile)
 
     def check(self) -> None:
         if self.runs < 1:
@@ -108,7 +109,7 @@ class BenchConfig:
                 "e2e_images": self.e2e_images, "limit": self.limit, "keras": self.keras,
                 "keras_model": str(self.keras_model) if self.keras_model else None,
                 "min_secs": self.min_secs, "max_secs": self.max_secs, "cooldown_s": self.cooldown,
-                "child_timeout_s": self.child_timeout, "gate": self.bounds.to_dict()}
+                "child_timeout_s": self.child_timeout, "profile": self.profile, "gate": self.bounds.to_dict()}
 
 
 @dataclass
@@ -221,7 +222,7 @@ def _row(target: _Target, threads: int, measured: dict[str, Any]) -> dict[str, A
     if target.path.is_file():
         row["size_mb"] = target.path.stat().st_size / MB
     if measured.get("ok"):
-        row.update({k: v for k, v in measured.items() if k in ROW_KEYS or k == "samples_ms"})
+        row.update({k: v for k, v in measured.items() if k in ROW_KEYS or k in ("samples_ms", "profile")})
     else:
         row["error"] = measured.get("error") or target.error or "not measured"
     return row
@@ -300,7 +301,8 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                 job = ChildJob(target.name, str(target.path), target.runtime, threads, config.warmup, config.runs,
                                spec.to_dict(), str(workdir / "reference.npy"), e2e, predict,
                                manifest=str(config.bundle / MANIFEST_NAME),
-                               min_secs=config.min_secs, max_secs=config.max_secs)
+                               min_secs=config.min_secs, max_secs=config.max_secs,
+                               profile=config.runs if config.profile and position == 0 else 0)
                 before = heat_state()
                 measured = run_child(job, workdir, step, config.child_timeout)
                 after = heat_state()

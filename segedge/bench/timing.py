@@ -41,12 +41,15 @@ def time_call(fn: Callable[[], Any]) -> tuple[Any, int]:
 
 
 def time_invoke(invoke: Callable[[Any], Any], tensor: Any, warmup: int, runs: int,
-                min_secs: float = 0.0, max_secs: float | None = None) -> list[int]:
+                min_secs: float = 0.0, max_secs: float | None = None, wall: list[int] | None = None) -> list[int]:
     """``warmup`` untimed calls, then timed calls each on its own, in nanoseconds.
 
     As TFLite's ``benchmark_model``: keep running until at least ``runs`` calls
     AND ``min_secs`` of timed calls, but stop once ``max_secs`` have passed
     (at least one call is always timed). With the defaults exactly ``runs``.
+    ``wall`` (a list) receives the nanoseconds from the first timed call's start to
+    the last one's end: back-to-back calls, the clock reads and the loop included,
+    which is what a stream of frames at batch 1 gets (``throughput_fps``).
     The garbage collector is paused while timing (as ``timeit`` does) so a
     collection triggered by our own bookkeeping does not land in a sample.
     """
@@ -75,7 +78,14 @@ def time_invoke(invoke: Callable[[Any], Any], tensor: Any, warmup: int, runs: in
     finally:
         if collecting:
             gc.enable()
+    if wall is not None and samples:
+        wall.append(end - began)
     return samples
+
+
+def throughput_fps(calls: int, wall_ns: int) -> float | None:
+    """Frames per second of ``calls`` back-to-back batch-1 calls that took ``wall_ns`` in all."""
+    return calls / (wall_ns / 1e9) if calls and wall_ns > 0 else None
 
 
 def logits_to_mask(logits: np.ndarray) -> np.ndarray:

@@ -56,6 +56,11 @@ def _print_table(result, files) -> None:
         if row.get("error"):
             line = f"{row['artifact']} ({row['threads']} threads): {row['error']}"
             console.print(f"[red]{escape(line)}[/]", highlight=False)
+    for row in result.rows:
+        flagged = (row.get("profile") or {}).get("outside_xnnpack")
+        if flagged:
+            console.print(f"profile: {escape(row['artifact'])}: outside XNNPACK: {escape(', '.join(flagged))}",
+                          highlight=False)
     for note in files.notes:
         console.print(f"note: {escape(note)}", highlight=False)  # unescaped, rich took "[bench]" for markup
     verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
@@ -115,6 +120,10 @@ def bench(
              "to override one format, e.g. --min-agreement 0.98 --min-agreement int8=0.97.")] = None,
     gallery: Annotated[int, typer.Option(min=0, help="Gallery strips (worst and median agreement).")] = 4,
     plot: Annotated[bool, typer.Option(help="Draw latency_vs_miou.png (needs matplotlib).")] = True,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Add a per-op table for each artifact (at its first --threads): time and share per op "
+                          "type (onnxruntime's profiler; TFLite: each op timed alone, as LiteRT's Python API has no "
+                          "op profiler) and, for TFLite, the ops that run outside XNNPACK.")] = False,
     old_artifacts: Annotated[list[str] | None, typer.Option("--artifacts", hidden=True)] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the report segedge wrote at --out (its own files; other files there stay).")] = False,
@@ -146,7 +155,7 @@ def bench(
         threads=parse_threads(",".join(threads)) if threads else default_threads(),
         warmup=warmup, runs=runs, e2e_images=e2e_images, keras=keras, keras_model=keras_model,
         bounds=GateBounds(max_miou_drop, default_agreement, per_format),
-        min_secs=min_secs, max_secs=max_secs, cooldown=cooldown, child_timeout=child_timeout,
+        min_secs=min_secs, max_secs=max_secs, cooldown=cooldown, child_timeout=child_timeout, profile=profile,
     )
     with _progress() as step:
         result = run_bench(config, on_step=step)

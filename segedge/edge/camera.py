@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from segedge.edge.pipeline import END, Pipeline, frame_to_rgb  # noqa: F401 - frame_to_rgb: camera API too
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.errors import DataError, MissingExtraError
 
@@ -115,15 +116,6 @@ def open_source(source: str) -> Any:
     return open_picamera() if source.strip().lower() == PICAM else open_capture(source)
 
 
-def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
-    """OpenCV's BGR (or grey, or BGRA from some USB cameras) -> the RGB the model was trained on."""
-    if frame.ndim == 2 or frame.shape[2] == 1:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-
 def display_problem() -> str | None:
     """Why a window cannot open here, or None when a display exists."""
     if sys.platform.startswith(("win", "darwin")):
@@ -150,6 +142,16 @@ class RollingFps:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+QUEUE_SIZE = 2  # frames waiting between two stages: enough to overlap them, too few to add latency
+LIVE_PREFIXES = ("/dev/",)
+
+
+def is_live(source: str) -> bool:
+    """A camera (index, device, picam) or a stream URL: frames come at the sensor's pace and cannot wait."""
+    text = source.strip()
+    return text.isdigit() or text.lower() == PICAM or text.startswith(LIVE_PREFIXES) or "://" in text
+
+
 @dataclass
 class CameraOptions:
     out: Path | None = None
@@ -159,25 +161,32 @@ class CameraOptions:
     overlay: bool = True
     alpha: float = 0.5
     json_lines: bool = False
+    queue_size: int = QUEUE_SIZE
+    drop: bool | None = None  # a full queue drops a frame (True) or waits (False); None: drop when live
 
 
 @dataclass
 class CameraSummary:
+    """``frames`` read from the source = ``processed`` (segmented and handed to the writer) + ``dropped``."""
+
     source: str
     frames: int = 0
+    processed: int = 0
+    dropped: int = 0
     written: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    peak_queued: int = 0  # the most frames ever waiting in one queue (at most queue_size)
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
         how = "stopped by Ctrl-C" if self.interrupted else "done"
         saved = f", wrote {self.written} frame(s)" if self.written else ""
         return (f"camera {self.source}: {how}: {self.frames} frame(s) in {self.seconds:.1f} s "
-                f"({self.fps:.1f} fps){saved}")
+                f"({self.fps:.1f} fps), {self.dropped} dropped{saved}")
 
 
 class _Window:
@@ -218,7 +227,12 @@ def _writer(stream: IO[str]) -> Callable[[str], None]:
 
 def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions,
                stderr: IO[str] | None = None, stdout: IO[str] | None = None) -> CameraSummary:
-    """Segment frames until the source ends, ``max_frames``, q/Esc in the window, or Ctrl-C."""
+    """Segment frames until the source ends, ``max_frames`` read, q/Esc in the window, or Ctrl-C.
+
+    Capture, inference and writing run as a pipeline (``segedge.edge.pipeline.Pipeline``); the
+    summary line gives frames read, the FPS of frames processed and the
+    frames dropped.
+    """
     cv2 = cv2_module()
     stderr, stdout = stderr or sys.stderr, stdout or sys.stdout
     log, tty = _writer(stderr), stderr.isatty()
@@ -229,20 +243,31 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
             log(problem)
         else:
             window = _Window(cv2, log)
+    drop = is_live(source) if options.drop is None else options.drop
+    pipeline = Pipeline(segmenter, capture, cv2, options, drop)
     summary, fps = CameraSummary(source), RollingFps()
     start = last_status = time.perf_counter()
+    pipeline.start()
     try:
-        while options.max_frames is None or summary.frames < options.max_frames:
-            ok, frame = capture.read()
-            if not ok or frame is None:
+        while True:
+            item = pipeline.next_result()
+            if item is END or item is None:
                 break
-            rgb = frame_to_rgb(cv2, frame)
-            mask = segmenter.predict(rgb)
-            index = summary.frames
-            summary.frames += 1
+            index, rgb, inferred = item
+            summary.processed += 1
             fps.tick()
             keep = options.out is not None and index % options.every == 0
             showing = window is not None and window.active
+            now = time.perf_counter()
+            if now - last_status >= (0.5 if tty else 5.0):
+                last_status = now
+                dropped = pipeline.capture_dropped + pipeline.inference_dropped
+                message = f"frame {pipeline.read}  {fps.fps:5.1f} fps  {dropped} dropped"
+                stderr.write(f"\r{message}   " if tty else message + "\n")
+                stderr.flush()
+            if not (keep or showing or (options.json_lines and index % options.every == 0)):
+                continue  # segmented, counted; its full-size mask is never looked at, so never made
+            mask = pipeline.stages.mask(inferred)
             picture = segmenter.overlay(rgb, mask, options.alpha) if showing or (keep and options.overlay) else None
             if options.out is not None and keep:
                 _save_frame(options.out / f"frame_{index:06d}", mask, picture if options.overlay else None, segmenter)
@@ -250,23 +275,22 @@ def run_camera(segmenter: Any, capture: Any, source: str, options: CameraOptions
             if options.json_lines and index % options.every == 0:
                 stdout.write(json.dumps({"frame": index, "classes": segmenter.fractions(mask)}) + "\n")
                 stdout.flush()
-            now = time.perf_counter()
-            if now - last_status >= (0.5 if tty else 5.0):
-                last_status = now
-                message = f"frame {summary.frames}  {fps.fps:5.1f} fps"
-                stderr.write(f"\r{message}   " if tty else message + "\n")
-                stderr.flush()
             if showing and window is not None and not window.show(np.asarray(picture)):
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        summary.dropped = pipeline.close()
+        summary.frames, summary.peak_queued = pipeline.read, pipeline.peak
+        summary.interrupted = summary.interrupted or pipeline.interrupted
         capture.release()
         if window is not None:
             window.close()
         summary.seconds = time.perf_counter() - start
         if tty:
             stderr.write("\r")
+    if pipeline.error is not None:
+        raise pipeline.error
     if summary.frames == 0 and not summary.interrupted:
         raise DataError(f"{source}: no frames could be read (an empty video, or a camera that sends nothing)")
     log(summary.line())

@@ -195,6 +195,26 @@ class Segmenter:
         # uint8 pixels: the backend feeds them as they are to a pixel-input model (issue 16)
         return self.backend.run(np.stack(inputs)), placements
 
+    def prepare(self, image: ImageInput) -> tuple[np.ndarray, Placement, tuple[int, int]]:
+        """One image -> (model-size uint8 pixels, where they sit, the upright image's (width, height)).
+
+        ``prepare``, ``infer`` and ``full_mask`` are ``predict`` in three steps, so a
+        pipeline (the camera loop) can run each in its own thread and skip the
+        full-size mask of a frame nobody looks at.
+        """
+        rgb = as_rgb(image)
+        pixels, placement = resize_uint8(rgb, self.manifest.preprocess)
+        return pixels, placement, rgb.size
+
+    def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """Model-size uint8 pixels (H, W, 3) -> float logits (H, W, C): the runtime call and dequantizing."""
+        return self.backend.run(pixels[None])[0]
+
+    def full_mask(self, logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
+        """Logits from ``infer`` -> the HxW uint8 mask at ``size`` = (width, height), as ``predict`` makes it."""
+        return image_masks(logits[None], [placement], [size], self.upsample, self.manifest.num_classes,
+                           self.manifest.void)[0]
+
     def model_masks(self, images: Sequence[ImageInput]) -> np.ndarray:
         """(N, H, W) masks at model size (void mapped to 255), before resizing back."""
         logits, _ = self.logits(images)
@@ -220,7 +240,8 @@ class Segmenter:
         applied, alpha dropped, 16-bit and palette images converted to RGB.
         Anything else raises a one-line ConfigError.
         """
-        return self.predict_batch([image])[0]
+        pixels, placement, size = self.prepare(image)
+        return self.full_mask(self.infer(pixels), placement, size)
 
     def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
         """The upright image with ``mask`` drawn over it in the bundle's palette, plus a legend."""

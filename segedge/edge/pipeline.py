@@ -1,0 +1,181 @@
+"""The camera loop's pipeline: capture -> bounded queue -> inference -> bounded queue -> the writer.
+
+``segedge.edge.camera.run_camera`` drives it; this module holds the threads,
+the queues and the drop policy, so each can be tested with stand-in sources
+(tests/test_camera_pipeline.py) and the loop itself stays readable.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR (or grey, or BGRA from some USB cameras) -> the RGB the model was trained on."""
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+class Stages:
+    """A segmenter's predict split for the pipeline: prepare (capture thread), infer (inference thread) and
+    the full-size mask (writer, only for frames it saves, prints or shows). Anything with only ``predict``
+    (a stand-in) runs whole in the inference thread."""
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+        self.split = all(callable(getattr(segmenter, name, None)) for name in ("prepare", "infer", "full_mask"))
+
+    def prepare(self, rgb: np.ndarray) -> Any:
+        return self.segmenter.prepare(rgb) if self.split else rgb
+
+    def infer(self, prepared: Any) -> Any:
+        if not self.split:
+            return self.segmenter.predict(prepared)
+        pixels, placement, size = prepared
+        return self.segmenter.infer(pixels), placement, size
+
+    def mask(self, inferred: Any) -> np.ndarray:
+        return self.segmenter.full_mask(*inferred) if self.split else inferred
+
+
+END = object()  # the end of the stream, passed down the queues after the last frame
+_POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
+
+
+class Pipeline:
+    """capture -> bounded queue -> inference -> bounded queue -> the caller's writer loop.
+
+    Capture (read, BGR->RGB, resize to the model's input) and inference run
+    in two threads, the writer (full-size mask when needed, overlay, files,
+    JSON, window) in the calling thread, so reading the next frame,
+    segmenting this one and writing the last overlap; OpenCV, numpy, PIL and
+    the runtimes release the GIL for the heavy parts. Each queue holds at
+    most ``queue_size`` frames. When a queue is full a live source drops its
+    oldest frame (the freshest picture wins, memory stays bounded); a video
+    file waits instead, so every frame of it is segmented. Each thread counts
+    what it drops, and frames still queued at a stop count as dropped, so
+    ``frames = processed + dropped`` always holds.
+    """
+
+    def __init__(self, segmenter: Any, capture: Any, cv2: Any, options: Any, drop: bool) -> None:
+        self.stages = Stages(segmenter)
+        self.capture, self.cv2, self.options, self.drop = capture, cv2, options, drop
+        self.frames_in: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.results: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.stop = threading.Event()
+        self.read = self.capture_dropped = self.inference_dropped = self.peak = 0
+        self.interrupted = False
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._guard, args=(self._capture,), name="segedge-capture",
+                                         daemon=True),
+                        threading.Thread(target=self._guard, args=(self._infer,), name="segedge-inference",
+                                         daemon=True)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def _guard(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            if self.error is None:
+                self.error = exc
+            self.stop.set()
+
+    def _offer(self, target: queue.Queue, item: Any) -> int:
+        """Put ``item``, waiting for room (checking the stop flag); 1 when a stop made it drop a frame."""
+        while not self.stop.is_set():
+            try:
+                target.put(item, timeout=_POLL)
+            except queue.Full:
+                continue
+            self.peak = max(self.peak, target.qsize())
+            return 0
+        return 0 if item is END else 1
+
+    def _offer_dropping(self, target: queue.Queue, item: Any) -> int:
+        """Put ``item`` without waiting: a full queue loses its oldest frame first."""
+        dropped = 0
+        while True:
+            try:
+                target.put_nowait(item)
+                self.peak = max(self.peak, target.qsize())
+                return dropped
+            except queue.Full:
+                try:
+                    if target.get_nowait() is not END:
+                        dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _send(self, target: queue.Queue, item: Any) -> int:
+        if self.stop.is_set():
+            return 0 if item is END else 1
+        if self.drop and item is not END:
+            return self._offer_dropping(target, item)
+        return self._offer(target, item)
+
+    def _capture(self) -> None:
+        limit = self.options.max_frames
+        try:
+            while not self.stop.is_set() and (limit is None or self.read < limit):
+                try:
+                    ok, frame = self.capture.read()
+                except KeyboardInterrupt:  # a capture library that turns Ctrl-C into an exception here
+                    self.interrupted = True
+                    break
+                if not ok or frame is None:
+                    break
+                index = self.read
+                self.read += 1
+                rgb = frame_to_rgb(self.cv2, frame)
+                self.capture_dropped += self._send(self.frames_in, (index, rgb, self.stages.prepare(rgb)))
+        finally:
+            self._offer(self.frames_in, END)
+
+    def _infer(self) -> None:
+        try:
+            while True:
+                item = self._get(self.frames_in)
+                if item is END or item is None:
+                    return
+                index, rgb, prepared = item
+                self.inference_dropped += self._send(self.results, (index, rgb, self.stages.infer(prepared)))
+        finally:
+            self._offer(self.results, END)
+
+    def _get(self, source: queue.Queue) -> Any:
+        """The next item, or None once stopped."""
+        while not self.stop.is_set():
+            try:
+                return source.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+        return None
+
+    def next_result(self) -> Any:
+        """The writer's next (index, rgb, mask), ``END`` at the end of the stream; None once stopped."""
+        return self._get(self.results)
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Stop both threads; the frames dropped in all (those still queued included)."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        left = 0
+        for pending in (self.frames_in, self.results):
+            while True:
+                try:
+                    left += pending.get_nowait() is not END
+                except queue.Empty:
+                    break
+        return self.capture_dropped + self.inference_dropped + left

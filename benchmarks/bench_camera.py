@@ -22,6 +22,7 @@ first; then, in interleaved rounds (order rotating each round):
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import sys
@@ -89,16 +90,6 @@ def sequential(segmenter: Segmenter, video: Path, out: Path, every: int) -> tupl
     return frames, time.perf_counter() - start
 
 
-class _Quiet:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -141,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 dropped[kind].append(0)
             else:
                 options = CameraOptions(out=out, every=args.every, drop=kind.endswith("live"))
-                summary = run_camera(segmenter, open_capture(str(video)), str(video), options, stderr=_Quiet(),
-                                     stdout=_Quiet())
+                summary = run_camera(segmenter, open_capture(str(video)), str(video), options, stderr=io.StringIO(),
+                                     stdout=io.StringIO())
                 fps[kind].append(summary.fps)
                 dropped[kind].append(summary.dropped)
     p50 = statistics.median(invoke_ms)

@@ -159,13 +159,22 @@ def _names(value: Any, where: str, error: type[SegedgeError]) -> tuple[str, ...]
     for index, name in enumerate(names):
         if not name:
             raise error(f"{where}: class {index} has an empty name")
-    seen: dict[str, int] = {}
-    for index, name in enumerate(names):
-        if name in seen:
-            raise error(f"{where}: class name {name!r} appears twice (indices {seen[name]} and {index}); "
-                        "names must be unique")
-        seen[name] = index
+    repeat = _first_repeat(names)
+    if repeat:
+        first, index = repeat
+        raise error(f"{where}: class name {names[index]!r} appears twice (indices {first} and {index}); "
+                    "names must be unique")
     return tuple(names)
+
+
+def _first_repeat(items: Sequence[Any]) -> tuple[int, int] | None:
+    """(first index, repeat index) of the first item seen twice, or None."""
+    seen: dict[Any, int] = {}
+    for index, item in enumerate(items):
+        if item in seen:
+            return seen[item], index
+        seen[item] = index
+    return None
 
 
 def _void(value: Any, count: int, where: str, error: type[SegedgeError]) -> int:
@@ -190,11 +199,10 @@ def _palette(value: Any, count: int, where: str, error: type[SegedgeError]) -> t
                 or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in rgb)):
             raise error(f"{where}: palette entry {index} is {rgb!r}; expected [r, g, b] with integers 0-255")
         colours.append((int(rgb[0]), int(rgb[1]), int(rgb[2])))
-    seen: dict[RGB, int] = {}
-    for index, rgb in enumerate(colours):
-        if rgb in seen:
-            raise error(f"{where}: palette colour {list(rgb)} is used by classes {seen[rgb]} and {index}; "
-                        "each class needs its own colour")
-        seen[rgb] = index
+    repeat = _first_repeat(colours)
+    if repeat:
+        first, index = repeat
+        raise error(f"{where}: palette colour {list(colours[index])} is used by classes {first} and {index}; "
+                    "each class needs its own colour")
     return tuple(colours)
 

@@ -43,31 +43,27 @@ def _assert_skipped(result: subprocess.CompletedProcess[str], reason: str, home:
     assert not (home / ".cache").exists()  # a skip builds and caches nothing
 
 
-def test_not_root_is_skipped_in_one_line(tmp_path: Path) -> None:
+def _bin_with(tmp_path: Path, **outputs: str) -> Path:
+    """A folder of stand-in commands (``id="0"``: `id -u` prints 0) to put first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    _fake(bin_dir, "id", "1000")
-    result = _run(bin_dir, tmp_path, f"{bin_dir}:{os.environ['PATH']}")
-    _assert_skipped(result, "needs root", tmp_path)
+    for name, output in outputs.items():
+        _fake(bin_dir, name, output)
+    return bin_dir
 
 
-def test_arm_host_is_skipped_in_one_line(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _fake(bin_dir, "id", "0")
-    _fake(bin_dir, "uname", "aarch64")
-    result = _run(bin_dir, tmp_path, f"{bin_dir}:{os.environ['PATH']}")
-    _assert_skipped(result, "x86-64 host; this is aarch64", tmp_path)
-
-
-def test_missing_tools_without_apt_is_skipped_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("outputs", "own_path_only", "reason"), [
+    ({"id": "1000"}, False, "needs root"),
+    ({"id": "0", "uname": "aarch64"}, False, "x86-64 host; this is aarch64"),
     # root on an x86-64 machine whose PATH has neither the tools nor apt-get to install them
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _fake(bin_dir, "id", "0")
-    _fake(bin_dir, "uname", "x86_64")
-    result = _run(bin_dir, tmp_path, str(bin_dir))
-    _assert_skipped(result, "mmdebstrap qemu-user-static binfmt-support arch-test missing and no apt-get", tmp_path)
+    ({"id": "0", "uname": "x86_64"}, True,
+     "mmdebstrap qemu-user-static binfmt-support arch-test missing and no apt-get"),
+], ids=["not-root", "arm-host", "no-tools-no-apt"])
+def test_a_machine_that_cannot_run_the_check_is_skipped_in_one_line(tmp_path: Path, outputs, own_path_only,
+                                                                   reason) -> None:
+    bin_dir = _bin_with(tmp_path, **outputs)
+    result = _run(bin_dir, tmp_path, str(bin_dir) if own_path_only else f"{bin_dir}:{os.environ['PATH']}")
+    _assert_skipped(result, reason, tmp_path)
 
 
 def _compare_masks():
@@ -116,10 +112,7 @@ def test_mask_comparison_fails_on_a_missing_mask(tmp_path: Path, capsys) -> None
 
 def test_a_folder_at_the_root_path_that_the_check_did_not_build_is_refused_and_kept(tmp_path: Path) -> None:
     """SEGEDGE_ARM64_ROOT pointing at a user's folder: one error line, exit 1, nothing removed."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    _fake(bin_dir, "id", "0")
-    _fake(bin_dir, "uname", "x86_64")
+    bin_dir = _bin_with(tmp_path, id="0", uname="x86_64")
     theirs = tmp_path / "my-folder"
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine")

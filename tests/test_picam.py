@@ -9,6 +9,7 @@ B, G, R per pixel. Untested on camera hardware here.
 
 from __future__ import annotations
 
+import io
 import sys
 import types
 
@@ -102,7 +103,7 @@ def test_picam_frames_reach_the_model_as_rgb(picamera2):
     segmenter = RecordingSegmenter()
     # drop=False: a live source would drop frames the stand-in sends faster than the loop takes them
     summary = run_camera(segmenter, open_source("picam"), "picam", CameraOptions(max_frames=3, drop=False),
-                         stderr=_Sink(), stdout=_Sink())
+                         stderr=io.StringIO(), stdout=io.StringIO())
     assert summary.frames == 3 and len(segmenter.seen) == 3
     for rgb in segmenter.seen:
         assert rgb.shape == (48, 64, 3)
@@ -131,13 +132,3 @@ def test_other_sources_still_go_through_opencv(tmp_path):
     with pytest.raises(DataError, match="no such camera device or video file"):
         open_source(str(tmp_path / "missing.avi"))
 
-
-class _Sink:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False

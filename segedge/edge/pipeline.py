@@ -84,10 +84,10 @@ class Pipeline:
 
     Capture (read, BGR->RGB or, for photos, decode + EXIF; resize to the
     model's input) and inference run in two threads, the writer (full-size
-    mask when needed, overlay, files, JSON, window) in the calling thread, so reading the next frame,
-    segmenting this one and writing the last overlap; OpenCV, numpy, PIL and
-    the runtimes release the GIL for the heavy parts. Each queue holds at
-    most ``queue_size`` frames. When a queue is full a live source drops its
+    mask when needed, overlay, files, JSON, window) in the calling thread,
+    so reading the next frame, segmenting this one and writing the last
+    overlap; OpenCV, numpy, PIL and the runtimes release the GIL for the
+    heavy parts. Each queue holds at most ``queue_size`` frames. When a queue is full a live source drops its
     oldest frame (the freshest picture wins, memory stays bounded); a video
     file waits instead, so every frame of it is segmented. Each thread counts
     what it drops, and frames still queued at a stop count as dropped, so

@@ -152,10 +152,12 @@ def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     stages = table_rows(out, [f"stage ({best})", "p50 ms", "% of sum"])
     assert [r[0] for r in stages] == ["decode", "resize + tensor", "invoke", "dequantize", "full-size mask", "colour"]
     assert json.loads((tmp_path / "photo.json").read_text())["bound"] == 1.25
-    streams = table_rows(out, ["artifact", "row", "ms per photo", "x best invoke", "bound", "within"])
+    streams = table_rows(out, ["artifact", "row", "ms per photo", "cpu ms per photo", "x best invoke", "bound",
+                               "within"])
     assert [r[1] for r in streams] == ["bare invoke p50", "latency: one photo alone", "stream one after another, "
                                        "per photo", "stream pipelined, per photo"] * len(int8)
-    assert all(float(r[2]) > 0 for r in streams) and {r[4] for r in streams} == {"", "1.25"}
+    assert all(float(r[2]) > 0 for r in streams) and {r[5] for r in streams} == {"", "1.25"}
+    assert [bool(r[3]) for r in streams] == [False, False, True, True] * len(int8)
 
 
 def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):

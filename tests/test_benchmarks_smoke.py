@@ -143,7 +143,7 @@ def test_bench_input_pipeline_prints_its_table(synth_root, tmp_path):
 
 def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     out = run_script("bench_photo.py", tiny_bundle, "--photos", "1", "--rounds", "1", "--warmup", "0",
-                     "--json", tmp_path / "photo.json")
+                     "--stream", "2", "--json", tmp_path / "photo.json")
     rows = table_rows(out, ["artifact", "invoke p50 ms", "end-to-end p50 ms", "x best invoke", "bound", "within"])
     int8 = sorted(name for name, info in load_manifest(tiny_bundle).artifacts.items() if info.precision == "int8")
     assert sorted(r[0].split(" ")[0] for r in rows) == int8 and all(r[4] == "1.25" for r in rows)
@@ -152,6 +152,12 @@ def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     stages = table_rows(out, [f"stage ({best})", "p50 ms", "% of sum"])
     assert [r[0] for r in stages] == ["decode", "resize + tensor", "invoke", "dequantize", "full-size mask", "colour"]
     assert json.loads((tmp_path / "photo.json").read_text())["bound"] == 1.25
+    streams = table_rows(out, ["artifact", "row", "ms per photo", "cpu ms per photo", "x best invoke", "bound",
+                               "within"])
+    assert [r[1] for r in streams] == ["bare invoke p50", "latency: one photo alone", "stream one after another, "
+                                       "per photo", "stream pipelined, per photo"] * len(int8)
+    assert all(float(r[2]) > 0 for r in streams) and {r[5] for r in streams} == {"", "1.25"}
+    assert [bool(r[3]) for r in streams] == [False, False, True, True] * len(int8)
 
 
 def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):

@@ -1,15 +1,18 @@
-"""The camera loop's pipeline: capture -> bounded queue -> inference -> bounded queue -> the writer.
+"""The predict pipeline: read -> bounded queue -> inference -> bounded queue -> the writer.
 
-``segedge.edge.camera.run_camera`` drives it; this module holds the threads,
-the queues and the drop policy, so each can be tested with stand-in sources
-(tests/test_camera_pipeline.py) and the loop itself stays readable.
+``segedge.edge.camera.run_camera`` (camera frames) and
+``segedge.edge.runner.predict_files`` (a list of photos) drive it; this
+module holds the threads, the queues and the drop policy, so each can be
+tested with stand-in sources (tests/test_camera_pipeline.py) and the loops
+themselves stay readable.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,32 @@ class Stages:
         return self.segmenter.full_mask(*inferred) if self.split else inferred
 
 
+@dataclass
+class StreamOptions:
+    """What ``Pipeline`` reads of its options (``CameraOptions`` has these fields too)."""
+
+    queue_size: int = 2
+    max_frames: int | None = None
+
+
+class ListSource:
+    """A list (of photo files) as a capture: ``read()`` gives the items in order, then (False, None).
+
+    Like a video file it is never dropped from: the reader waits for room.
+    """
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items: Iterator[Any] = iter(items)
+
+    def read(self) -> tuple[bool, Any]:
+        for item in self._items:
+            return True, item
+        return False, None
+
+    def release(self) -> None:
+        """Nothing to release; here so a list fits where a capture goes."""
+
+
 END = object()  # the end of the stream, passed down the queues after the last frame
 _POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
 
@@ -53,20 +82,25 @@ _POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
 class Pipeline:
     """capture -> bounded queue -> inference -> bounded queue -> the caller's writer loop.
 
-    Capture (read, BGR->RGB, resize to the model's input) and inference run
-    in two threads, the writer (full-size mask when needed, overlay, files,
-    JSON, window) in the calling thread, so reading the next frame,
-    segmenting this one and writing the last overlap; OpenCV, numpy, PIL and
-    the runtimes release the GIL for the heavy parts. Each queue holds at
-    most ``queue_size`` frames. When a queue is full a live source drops its
+    Capture (read, BGR->RGB or, for photos, decode + EXIF; resize to the
+    model's input) and inference run in two threads, the writer (full-size
+    mask when needed, overlay, files, JSON, window) in the calling thread,
+    so reading the next frame, segmenting this one and writing the last
+    overlap; OpenCV, numpy, PIL and the runtimes release the GIL for the
+    heavy parts. Each queue holds at most ``queue_size`` frames. When a queue is full a live source drops its
     oldest frame (the freshest picture wins, memory stays bounded); a video
     file waits instead, so every frame of it is segmented. Each thread counts
     what it drops, and frames still queued at a stop count as dropped, so
     ``frames = processed + dropped`` always holds.
     """
 
-    def __init__(self, segmenter: Any, capture: Any, cv2: Any, options: Any, drop: bool) -> None:
+    def __init__(self, segmenter: Any, capture: Any, cv2: Any, options: Any, drop: bool,
+                 load: Callable[[Any], tuple[Any, Any]] | None = None) -> None:
+        """``load(item) -> (payload, prepared)`` runs in the reader thread on each item ``capture.read()``
+        gives; the default turns an OpenCV frame into (RGB, prepared input). A prepared value of None
+        (an unreadable photo) skips inference and reaches the writer as (index, payload, None)."""
         self.stages = Stages(segmenter)
+        self.load = load or self._load_frame
         self.capture, self.cv2, self.options, self.drop = capture, cv2, options, drop
         self.frames_in: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self.results: queue.Queue = queue.Queue(maxsize=options.queue_size)
@@ -124,6 +158,10 @@ class Pipeline:
             return self._offer_dropping(target, item)
         return self._offer(target, item)
 
+    def _load_frame(self, frame: np.ndarray) -> tuple[np.ndarray, Any]:
+        rgb = frame_to_rgb(self.cv2, frame)
+        return rgb, self.stages.prepare(rgb)
+
     def _capture(self) -> None:
         limit = self.options.max_frames
         try:
@@ -137,8 +175,8 @@ class Pipeline:
                     break
                 index = self.read
                 self.read += 1
-                rgb = frame_to_rgb(self.cv2, frame)
-                self.capture_dropped += self._send(self.frames_in, (index, rgb, self.stages.prepare(rgb)))
+                payload, prepared = self.load(frame)
+                self.capture_dropped += self._send(self.frames_in, (index, payload, prepared))
         finally:
             self._offer(self.frames_in, END)
 
@@ -148,8 +186,9 @@ class Pipeline:
                 item = self._get(self.frames_in)
                 if item is END or item is None:
                     return
-                index, rgb, prepared = item
-                self.inference_dropped += self._send(self.results, (index, rgb, self.stages.infer(prepared)))
+                index, payload, prepared = item
+                inferred = None if prepared is None else self.stages.infer(prepared)
+                self.inference_dropped += self._send(self.results, (index, payload, inferred))
         finally:
             self._offer(self.results, END)
 
@@ -163,8 +202,16 @@ class Pipeline:
         return None
 
     def next_result(self) -> Any:
-        """The writer's next (index, rgb, mask), ``END`` at the end of the stream; None once stopped."""
+        """The writer's next (index, payload, inferred), ``END`` at the end of the stream; None once stopped."""
         return self._get(self.results)
+
+    def results_in_order(self) -> Iterator[Any]:
+        """Every result (index, payload, inferred) until the stream ends or the pipeline stops."""
+        while True:
+            item = self.next_result()
+            if item is END or item is None:
+                return
+            yield item
 
     def close(self, timeout: float = 5.0) -> int:
         """Stop both threads; the frames dropped in all (those still queued included)."""

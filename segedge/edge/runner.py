@@ -12,12 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from segedge import outputs
 from segedge.data.images import read_upright
+from segedge.edge.pipeline import ListSource, Pipeline, StreamOptions
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
@@ -84,6 +86,8 @@ def check_kept(sources: Sequence[Source], target: outputs.Claim, overlay: bool) 
                               "or choose a new or empty --out")
 
 
+QUEUE_SIZE = 2  # photos waiting between two stages: enough to overlap them, memory stays flat
+
 FRAME_FILE = re.compile(r"frame_\d{6}(\.png|_overlay\.jpg)")  # what camera mode writes (segedge.edge.camera)
 
 
@@ -95,25 +99,40 @@ def check_frames_kept(target: outputs.Claim) -> None:
                           "replace it; move it away, or choose a new or empty --out")
 
 
-def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image.Image | None:
-    """The image upright as a viewer shows it (EXIF orientation applied: phone photos), or None if unreadable."""
+def _read_or_error(source: Source) -> Image.Image | DataError:
+    """The image upright as a viewer shows it (EXIF orientation applied: phone photos), or why it is unreadable."""
     try:
         return read_upright(source.path)  # the same reader as Segmenter.predict(path)
     except Image.DecompressionBombError as exc:
-        error = DataError(f"{source.path}: image is too large to decode safely ({exc})")
+        return DataError(f"{source.path}: image is too large to decode safely ({exc})")
     except DataError as exc:
-        error = exc
+        return exc
+
+
+def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image.Image | None:
+    """The upright image, or None after recording why it is unreadable (raised for a single named image)."""
+    image = _read_or_error(source)
+    if not isinstance(image, DataError):
+        return image
     if single:
-        raise error
-    failed.append((source.path, error.message))
+        raise image
+    failed.append((source.path, image.message))
     return None
 
 
 def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool = True,
-                  batch: int = 1, alpha: float = 0.5, single: bool = False, keep_masks: bool = False) -> RunResult:
-    """Segment every source; write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) under ``out`` if given."""
+                  batch: int = 1, alpha: float = 0.5, single: bool = False, keep_masks: bool = False,
+                  pipelined: bool = True) -> RunResult:
+    """Segment every source; write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) under ``out`` if given.
+
+    Several photos at batch 1 go through ``Pipeline`` (reading the next photo, segmenting this one
+    and writing the last overlap); one photo, ``--batch`` above 1, or ``pipelined=False`` run one
+    after another. Both give the same bytes: the same three steps run, only in other threads.
+    """
     result = RunResult()
-    palette = segmenter.manifest.palette
+    if pipelined and batch == 1 and len(sources) > 1 and not single:
+        _predict_pipelined(segmenter, sources, out, overlay, alpha, keep_masks, result)
+        return result
     for chunk in batched(track(sources, "predicting", total=len(sources)), batch):
         loaded = [(source, image) for source in chunk
                   if (image := _read(source, single, result.failed)) is not None]
@@ -121,11 +140,43 @@ def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | N
             continue
         masks = segmenter.predict_batch([image for _, image in loaded])
         for (source, image), mask in zip(loaded, masks, strict=True):
-            item = ImageResult(source, image.size, segmenter.fractions(mask), mask if keep_masks else None)
-            if out is not None:
-                item.mask_path = save_mask(source.mask_path(out), mask, palette)
-                if overlay:
-                    item.overlay_path = save_image(source.overlay_path(out), segmenter.overlay(image, mask, alpha))
-            result.images.append(item)
+            result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
     return result
 
+
+def _write(segmenter: Segmenter, source: Source, image: Image.Image, mask: np.ndarray, out: Path | None,
+           overlay: bool, alpha: float, keep_masks: bool) -> ImageResult:
+    """One photo's mask PNG (and overlay) under ``out``, and its JSON entry."""
+    item = ImageResult(source, image.size, segmenter.fractions(mask), mask if keep_masks else None)
+    if out is not None:
+        item.mask_path = save_mask(source.mask_path(out), mask, segmenter.manifest.palette)
+        if overlay:
+            item.overlay_path = save_image(source.overlay_path(out), segmenter.overlay(image, mask, alpha))
+    return item
+
+
+def _predict_pipelined(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool,
+                       alpha: float, keep_masks: bool, result: RunResult) -> None:
+    """Reader thread (decode + EXIF, resize: ``Segmenter.prepare``) -> inference thread
+    (``Segmenter.infer``) -> this thread (full-size mask, colour, files), in input order. An unreadable
+    photo skips inference and becomes its failure line here; Ctrl-C stops both threads, then propagates."""
+
+    def load(source: Source) -> tuple[tuple[Source, Image.Image | DataError], Any]:
+        image = _read_or_error(source)
+        return (source, image), None if isinstance(image, DataError) else segmenter.prepare(image)
+
+    pipeline = Pipeline(segmenter, ListSource(sources), None, StreamOptions(queue_size=QUEUE_SIZE), drop=False,
+                        load=load)
+    pipeline.start()
+    try:
+        for _index, (source, image), inferred in track(pipeline.results_in_order(), "predicting",
+                                                       total=len(sources)):
+            if isinstance(image, DataError):
+                result.failed.append((source.path, image.message))
+                continue
+            mask = pipeline.stages.mask(inferred)
+            result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
+    finally:
+        pipeline.close()
+    if pipeline.error is not None:
+        raise pipeline.error

@@ -1,0 +1,172 @@
+"""``predict_files`` over several photos runs as a pipeline (reader -> inference -> writer threads).
+
+What must hold: the same bytes as the one-after-another path, outputs in input
+order, a bad photo still one failure with the rest written, worker errors and
+Ctrl-C ending both threads. The expectations come from elsewhere: masks from
+``Segmenter.predict(path)`` one photo at a time, upright sizes from how each
+test photo was made.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segedge.data import read_mask
+from segedge.edge.predictor import load
+from segedge.edge.runner import predict_files
+from segedge.edge.sources import resolve_inputs
+from segedge.errors import DataError, ModelError
+
+ORIENTATION = 0x0112  # EXIF tag; 6: a viewer turns the stored pixels 90 degrees clockwise
+WORKERS = ("segedge-capture", "segedge-inference")
+
+
+def scene(size: tuple[int, int], seed: int) -> np.ndarray:
+    """Smooth blobs plus noise: boundaries everywhere, the mask step's hard case."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    base = np.stack([np.sin(x / (7 + c) + rng.uniform(0, 6)) * np.cos(y / (9 + c)) for c in range(3)], axis=-1)
+    noise = rng.integers(-30, 30, (size[1], size[0], 3))
+    return np.clip(127 + 100 * base + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def varied(tmp_path) -> tuple[Path, dict[str, tuple[int, int]]]:
+    """Photos of many kinds and sizes, a broken JPEG among them; name -> upright (width, height)."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    upright: dict[str, tuple[int, int]] = {}
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    Image.fromarray(scene((120, 70), 1)).save(root / "a_rotated.jpg", quality=92, exif=exif)
+    upright["a_rotated"] = (70, 120)  # stored 120x70, shown turned
+    rgba = np.dstack([scene((90, 61), 2), np.linspace(0, 255, 90 * 61).reshape(61, 90).astype(np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(root / "b_alpha.png")
+    upright["b_alpha"] = (90, 61)
+    Image.fromarray(scene((33, 47), 3)[..., 0], "L").save(root / "c_grey.png")
+    upright["c_grey"] = (33, 47)
+    (root / "d_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    Image.fromarray(scene((500, 375), 4)).save(root / "e_photo.jpg", quality=90)
+    upright["e_photo"] = (500, 375)
+    Image.fromarray(scene((64, 64), 5)).convert("P", palette=Image.ADAPTIVE).save(root / "f_palette.png")
+    upright["f_palette"] = (64, 64)
+    for i in range(6):  # enough photos for both queues to fill
+        Image.fromarray(scene((150 + 13 * i, 100 + 7 * i), 10 + i)).save(root / f"g_{i}.jpg", quality=85)
+        upright[f"g_{i}"] = (150 + 13 * i, 100 + 7 * i)
+    return root, upright
+
+
+class Recording:
+    """A real segmenter whose prepare/infer/full_mask note the thread they ran in (and can fail on cue)."""
+
+    def __init__(self, segmenter, fail_infer_at: int | None = None) -> None:
+        self.segmenter, self.fail_infer_at = segmenter, fail_infer_at
+        self.threads: dict[str, set[str]] = {"prepare": set(), "infer": set(), "full_mask": set()}
+        self.infers = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.segmenter, name)
+
+    def prepare(self, image):
+        self.threads["prepare"].add(threading.current_thread().name)
+        return self.segmenter.prepare(image)
+
+    def infer(self, pixels):
+        self.threads["infer"].add(threading.current_thread().name)
+        self.infers += 1
+        if self.infers == self.fail_infer_at:
+            raise ModelError("the runtime failed on cue")
+        return self.segmenter.infer(pixels)
+
+    def full_mask(self, *args):
+        self.threads["full_mask"].add(threading.current_thread().name)
+        return self.segmenter.full_mask(*args)
+
+
+def no_workers_left() -> bool:
+    return not any(t.name in WORKERS and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("artifact", ["int8", "onnx-int8"])
+def test_pipeline_writes_the_same_bytes_in_order_as_one_after_another(tiny_bundle, varied, tmp_path, artifact):
+    root, upright = varied
+    sources = resolve_inputs([str(root)]).sources
+    with load(tiny_bundle, threads=1, artifact=artifact) as segmenter:
+        recording = Recording(segmenter)
+        piped = predict_files(recording, sources, tmp_path / "piped", keep_masks=True)
+        plain = predict_files(segmenter, sources, tmp_path / "plain", keep_masks=True, pipelined=False)
+        alone = {source.stem.name: segmenter.predict(source.path) for source in sources
+                 if source.stem.name in upright}
+    # the work really ran in three threads: reader, inference, the caller
+    assert recording.threads == {"prepare": {"segedge-capture"}, "infer": {"segedge-inference"},
+                                 "full_mask": {threading.current_thread().name}}
+    expected_order = sorted(upright)
+    assert [item.source.stem.name for item in piped.images] == expected_order
+    assert [item.source.stem.name for item in plain.images] == expected_order
+    assert [path.name for path, _ in piped.failed] == ["d_broken.jpg"] == [path.name for path, _ in plain.failed]
+    assert piped.failed[0][1] == plain.failed[0][1] and "d_broken.jpg" in piped.failed[0][1]
+    for item in piped.images:
+        name = item.source.stem.name
+        assert item.size == upright[name]
+        assert item.mask.shape == (upright[name][1], upright[name][0])
+        np.testing.assert_array_equal(item.mask, alone[name], err_msg=name)
+        np.testing.assert_array_equal(read_mask(item.mask_path), alone[name], err_msg=name)
+        for kind in ("mask_path", "overlay_path"):
+            mine, theirs = getattr(item, kind), tmp_path / "plain" / getattr(item, kind).name
+            assert mine.read_bytes() == theirs.read_bytes(), f"{name}: {kind} differs"
+    assert [item.to_json()["classes"] for item in piped.images] == [item.to_json()["classes"] for item in plain.images]
+    names = {folder: sorted(p.name for p in (tmp_path / folder).iterdir()) for folder in ("piped", "plain")}
+    assert names["piped"] == names["plain"] and len(names["piped"]) == 2 * len(upright)
+    assert no_workers_left()
+
+
+def test_one_photo_runs_without_threads(tiny_bundle, varied, tmp_path, monkeypatch):
+    root, _ = varied
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: (started.append(thread.name), start(thread))[1])
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
+        result = predict_files(segmenter, resolve_inputs([str(root / "e_photo.jpg")]).sources, tmp_path / "one",
+                               single=True)
+        expected = segmenter.predict(root / "e_photo.jpg")
+    assert [item.size for item in result.images] == [(500, 375)]
+    np.testing.assert_array_equal(read_mask(tmp_path / "one" / "e_photo.png"), expected)
+    assert not [name for name in started if name in WORKERS]
+
+
+def test_a_single_unreadable_photo_is_an_error_straight_away(tiny_bundle, varied, tmp_path):
+    root, _ = varied
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter, pytest.raises(DataError, match="d_broken.jpg"):
+        predict_files(segmenter, resolve_inputs([str(root / "d_broken.jpg")]).sources, tmp_path / "one", single=True)
+
+
+def test_a_runtime_error_in_the_inference_thread_is_raised_in_the_caller(tiny_bundle, varied, tmp_path):
+    root, _ = varied
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
+        with pytest.raises(ModelError, match="failed on cue"):
+            predict_files(Recording(segmenter, fail_infer_at=3), resolve_inputs([str(root)]).sources, tmp_path / "o")
+    assert no_workers_left()
+
+
+def test_ctrl_c_in_the_writer_stops_both_threads_and_propagates(tiny_bundle, varied, tmp_path):
+    root, _ = varied
+    sources = resolve_inputs([str(root)]).sources
+    written = []
+
+    class Interrupting(Recording):
+        def fractions(self, mask):
+            written.append(mask.shape)
+            if len(written) == 2:
+                raise KeyboardInterrupt
+            return self.segmenter.fractions(mask)
+
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
+        with pytest.raises(KeyboardInterrupt):
+            predict_files(Interrupting(segmenter), sources, tmp_path / "o")
+    assert len(written) == 2 and no_workers_left()
+    assert len(list((tmp_path / "o").glob("*.png"))) == 1  # the first photo's mask; nothing after the stop

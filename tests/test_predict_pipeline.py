@@ -170,3 +170,40 @@ def test_ctrl_c_in_the_writer_stops_both_threads_and_propagates(tiny_bundle, var
             predict_files(Interrupting(segmenter), sources, tmp_path / "o")
     assert len(written) == 2 and no_workers_left()
     assert len(list((tmp_path / "o").glob("*.png"))) == 1  # the first photo's mask; nothing after the stop
+
+
+def test_predict_cli_ctrl_c_keeps_the_finished_masks_and_says_so(tiny_bundle, varied, tmp_path, monkeypatch):
+    """Exit 130 with a line that tells the truth: the masks written before Ctrl-C stay, whole, and the
+    folder's marker owns them (a later --overwrite may replace them); no worker thread is left."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from segedge.cli import app
+    from segedge.edge.predictor import Segmenter
+    from segedge.errors import EXIT_INTERRUPTED
+
+    root, upright = varied
+    calls = []
+    real = Segmenter.fractions
+
+    def fractions(self, mask):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, mask)
+
+    monkeypatch.setattr(Segmenter, "fractions", fractions)
+    out = tmp_path / "masks"
+    result = CliRunner().invoke(app, ["predict", str(tiny_bundle), str(root), "--out", str(out), "--format", "int8"])
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert f"interrupted; the masks finished before it are kept in {out} (none is half-written)" in result.output
+    assert "discarded" not in result.output
+    masks = sorted(out.glob("*.png"))
+    masks = [m for m in masks if not m.stem.endswith("_overlay")]
+    assert len(masks) == 2 and no_workers_left()
+    for mask in masks:
+        assert Image.open(mask).size == upright[mask.stem]  # complete files, each at its photo's upright size
+    owned = set(json.loads((out / ".segedge.json").read_text())["files"])
+    assert {m.name for m in masks} <= owned
+    assert not [p for p in out.iterdir() if p.name.startswith(".segedge-tmp")]

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from segedge.commands import err_console, user_errors
 from segedge.commands._vocab import renamed_list
-from segedge.errors import ConfigError, DataError
+from segedge.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from segedge.targets import parse_one_name
 
 if TYPE_CHECKING:
@@ -153,8 +153,14 @@ def predict(
         writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
     with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample) as segmenter:
         _note(f"model: {segmenter.describe()}")
-        with writing:
-            _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
+        try:
+            with writing:
+                _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
+        except KeyboardInterrupt:
+            # Each mask is written whole (temp file + rename), so what is there is complete; say so, not "discarded".
+            kept = f"the masks finished before it are kept in {out}" if out is not None else "nothing was written"
+            err_console.print(f"interrupted; {escape(kept)} (none is half-written)", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _predict_files(segmenter: Segmenter, inputs: Inputs, out: Path | None, overlay: bool, alpha: float, as_json: bool,

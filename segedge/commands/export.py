@@ -42,16 +42,15 @@ PANEL_BYO = "Your own Keras model (a .keras file instead of a run folder)"
 
 def _declared_classes(data: Path | None):
     """The classes a --data dataset declares in its classes.json (None without one, or without --data)."""
-    from segedge.data import open_dataset
     from segedge.errors import DataError
+    from segedge.export.byo_data import _open_data, declared_classes
 
     if data is None:
         return None
     try:
-        dataset = open_dataset(data)
+        return declared_classes(_open_data(data))
     except DataError:
-        return None  # a plain image folder (or a fault that export reports with the file)
-    return dataset.classes if dataset.classes_file.is_file() else None
+        return None  # export reports the fault, naming the file, when it opens --data
 
 
 def _byo_request(model: Path, values: dict, resize: ResizeMode | None, data: Path | None = None):

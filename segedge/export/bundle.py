@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from segedge import fileio, metadata, outputs
-from segedge.classes import ClassSpec
 from segedge.errors import ConfigError, ExportError, SegedgeError
 from segedge.export.byo import ByoModel, ByoRequest, check_byo_output, dataset_has_masks, fixed_size_model, open_byo
 from segedge.export.calibration import CalibrationSource, load_calibration
@@ -87,11 +86,9 @@ def _convert(target: Target, export: ExportModel, tflite: TFLiteSource, scratch:
 
 
 def labels_of(run: RunFolder | ByoModel) -> tuple[list[str], list[list[int]]]:
-    """Class names and palette: what a BYO model's user stated, or the run's dataset declared."""
-    classes = run.classes
-    if isinstance(classes, ClassSpec):  # a run: what its dataset declared (classes.json, VOC's 21 without)
-        return list(classes.names), [list(rgb) for rgb in classes.palette]
-    return list(classes), [list(rgb) for rgb in run.palette]
+    """Class names and palette as the manifest and metadata hold them: the run's dataset declared them (VOC's 21
+    without a classes.json), or a BYO model's user stated them."""
+    return list(run.classes.names), [list(rgb) for rgb in run.classes.palette]
 
 
 def export_spec(run: RunFolder | ByoModel) -> PreprocessSpec:
@@ -168,8 +165,7 @@ def _verify(folder: Path, targets: Sequence[Target], artifacts: dict[str, Artifa
     for target in targets:
         info = artifacts[target.name]
         try:
-            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run),
-                                          len(labels_of(run)[0]))
+            info.verify = verify_artifact(folder / info.file, target, reference, export_spec(run), len(run.classes))
         except SegedgeError:
             raise
         except Exception as exc:
@@ -292,5 +288,5 @@ def _open_byo_model(path: Path, out: str | os.PathLike[str], overwrite: bool, re
     model = load_keras_model(path)
     run = open_byo(path, model, Path(data_root), request, eval_count)
     model = fixed_size_model(model, (run.spec.height, run.spec.width))
-    check_byo_output(model, path, (run.spec.height, run.spec.width), run.classes)
+    check_byo_output(model, path, (run.spec.height, run.spec.width), list(run.classes.names))
     return run, model, target

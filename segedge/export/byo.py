@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segedge.classes import ClassSpec
 from segedge.data.splits import Split
 from segedge.errors import ConfigError, ModelError
-from segedge.export.byo_data import _open_data, byo_split, check_dataset_classes, dataset_has_masks
+from segedge.export.byo_data import (
+    _open_data,
+    byo_split,
+    check_dataset_classes,
+    dataset_has_masks,
+    declared_classes,
+)
 from segedge.export.byo_request import ByoRequest, describe_request
 from segedge.preprocess import PreprocessSpec
 
@@ -113,8 +120,7 @@ class ByoModel:
 
     model_path: Path
     spec: PreprocessSpec
-    classes: list[str]
-    palette: list[list[int]]
+    classes: ClassSpec  # what the user stated (or --data's classes.json declared), as a run's classes are held
     split: Split
     data_root: Path
     num_outputs: int
@@ -138,15 +144,13 @@ class ByoModel:
 def open_byo(model_path: Path, model, data_root: Path, request: ByoRequest, eval_count: int) -> ByoModel:
     """Check the model against what the user said and build the export source (one-line errors)."""
     dataset = _open_data(data_root)
-    declared = getattr(dataset, "classes", None)
-    if declared is not None and not dataset.classes_file.is_file():
-        declared = None  # no classes.json: VOC's 21 by default, not a statement about this model
-    values = describe_request(request, declared)
+    values = describe_request(request, declared_classes(dataset))
     check_dataset_classes(dataset, values["classes"])
     size = check_byo_model(model, model_path, values["size"])
     spec = PreprocessSpec(height=size[0], width=size[1], scaling=values["scaling"], resize=values["resize"],
                           mean=values.get("mean"), std=values.get("std"))
     split = byo_split(dataset, eval_count)
-    return ByoModel(model_path, spec, values["classes"], values["palette"], split, Path(data_root),
+    classes = ClassSpec(tuple(values["classes"]), tuple(tuple(rgb) for rgb in values["palette"]))
+    return ByoModel(model_path, spec, classes, split, Path(data_root),
                     num_outputs=len(values["classes"]),
                     output_kind="softmax" if is_softmax_output(model) else "logits")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from segedge.classes import ClassSpec
 from segedge.data.dataset import open_dataset
 from segedge.data.images import is_image_file, read_upright
 from segedge.data.splits import Split
@@ -71,6 +72,13 @@ def _open_data(root: str | os.PathLike[str]):
         raise DataError(f"--data {path}: no images here (nor a VOC {IMAGE_DIR}/ folder); point --data at a "
                         "dataset folder or a folder of .jpg/.png images")
     return folder
+
+
+def declared_classes(dataset) -> ClassSpec | None:
+    """The classes ``dataset``'s classes.json declares; None for a plain image folder or a dataset without the
+    file (VOC's 21 by default there, not a statement about the user's model)."""
+    classes_file = getattr(dataset, "classes_file", None)
+    return dataset.classes if classes_file is not None and classes_file.is_file() else None
 
 
 def check_dataset_classes(dataset, names: list[str]) -> None:

@@ -11,8 +11,9 @@ way, or the reference set would not be the device's answer. Two modes:
   bilinear value is a convex mix of its 2x2 source taps, so where the four
   taps share one argmax class the result is that class, exactly; only pixels
   whose taps disagree (class boundaries, a few % of a photo) are interpolated.
-  A noisy model has boundaries everywhere; then all planes are enlarged at
-  once (OpenCV's resize when the camera extra is installed, else PIL).
+  Where boundaries are many (a noisy model, a small photo) enlarging every
+  plane at once is cheaper (OpenCV's resize when the camera extra is
+  installed, else PIL); ``MaskCost`` picks the cheaper way per image.
 - ``mask``: argmax at model size, then the class mask is enlarged with nearest
   neighbour: cheaper, blocky at a large upscale.
 """
@@ -20,6 +21,8 @@ way, or the reference set would not be the device's answer. Two modes:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -73,7 +76,18 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first, np.minimum(first + 1, n_in - 1), position - first
 
 
-def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float | None = None) -> np.ndarray | None:
+def mixed_blocks(winner: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the 2x2 tap block whose top-left tap is (i, j) holds more than one argmax class
+    (taps past the last row/column clamp to it, as ``_taps`` places them)."""
+    mixed = np.zeros(winner.shape, dtype=bool)
+    np.not_equal(winner[:, :-1], winner[:, 1:], out=mixed[:, :-1])
+    mixed[:-1] |= winner[:-1] != winner[1:]
+    mixed[:-1, :-1] |= winner[:-1, :-1] != winner[1:, 1:]
+    return mixed
+
+
+def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
+                     dense_if: Callable[[int, int], bool] | None = None) -> np.ndarray | None:
     """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
 
     Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
@@ -88,9 +102,9 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float |
       lowest index wins a tie, as argmax.
 
     Enlarging only (``size`` at least the crop's both ways): shrinking
-    filters over more than two taps. None when more than ``max_mixed`` of
-    the output pixels lie in mixed blocks (a noisy model, boundaries
-    everywhere: enlarging every plane is then cheaper).
+    filters over more than two taps. None when ``dense_if(mixed blocks,
+    pixels in them)`` says enlarging every plane is cheaper (boundaries
+    everywhere; see ``block_is_slower``).
     """
     crop = np.asarray(crop, dtype=np.float32)
     height, width = crop.shape[:2]
@@ -101,22 +115,17 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float |
     first_row, first_col = np.cumsum(rows_of) - rows_of, np.cumsum(cols_of) - cols_of
     winner = np.argmax(crop, axis=-1).astype(np.uint8 if crop.shape[-1] <= 256 else np.intp)
     out = np.repeat(np.repeat(winner, rows_of, axis=0), cols_of, axis=1)  # each block's pixels: its top-left class
-    padded = np.pad(winner, ((0, 1), (0, 1)), mode="edge")  # tap i + 1 clamps to the last row/column
-    mixed = ~((padded[:-1, :-1] == padded[1:, :-1]) & (padded[:-1, :-1] == padded[:-1, 1:])
-              & (padded[:-1, :-1] == padded[1:, 1:]))
+    mixed = mixed_blocks(winner) & (rows_of > 0)[:, None] & (cols_of > 0)[None, :]  # a block no pixel uses: skip
     if not mixed.any():
         return out
     block_y, block_x = np.nonzero(mixed)
-    if max_mixed is not None and int((rows_of[block_y] * cols_of[block_x]).sum()) > max_mixed * out.size:
+    if dense_if is not None and dense_if(len(block_y), int((rows_of[block_y] * cols_of[block_x]).sum())):
         return None
-    # the mixed blocks: which classes can win in each (ascending), and their four taps
-    edge = np.pad(crop, ((0, 1), (0, 1), (0, 0)), mode="edge")
-    taps = (edge[:-1, :-1][mixed], edge[:-1, 1:][mixed], edge[1:, :-1][mixed], edge[1:, 1:][mixed])  # (blocks, C)
-    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))
-    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
-    candidates = highest >= lowest.max(axis=-1, keepdims=True)
+    # the mixed blocks' four taps (tap i + 1 clamps to the last row/column), gathered by index: (blocks, 4, C)
+    below, right = np.minimum(block_y + 1, height - 1), np.minimum(block_x + 1, width - 1)
+    values = np.stack((crop[block_y, block_x], crop[block_y, right], crop[below, block_x], crop[below, right]), axis=1)
+    candidates = values.max(axis=1) >= values.min(axis=1).max(axis=-1, keepdims=True)
     count = candidates.sum(axis=-1)
-    values = np.stack(taps, axis=1)  # (blocks, 4, C)
     for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
         chosen = count == width_n
         classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, width_n)  # row-major: ascending per block
@@ -128,12 +137,13 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float |
         column_start = np.cumsum(widths) - widths
         column = np.arange(int(widths.sum())) - column_start[column_owner]
         wx = fx[first_col[bx][column_owner] + column][:, None]
-        top = (taps_n[column_owner, 0] * (1.0 - wx) + taps_n[column_owner, 1] * wx).astype(np.float32)
-        bottom = (taps_n[column_owner, 2] * (1.0 - wx) + taps_n[column_owner, 3] * wx).astype(np.float32)
+        column_taps = taps_n[column_owner]  # (columns, 4, n)
+        top = (column_taps[:, 0] * (1.0 - wx) + column_taps[:, 1] * wx).astype(np.float32)
+        bottom = (column_taps[:, 2] * (1.0 - wx) + column_taps[:, 3] * wx).astype(np.float32)
         sizes = heights * widths
         owner = np.repeat(np.arange(len(sizes)), sizes)  # each output pixel of these blocks -> its block
         local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        row, col = local // widths[owner], local % widths[owner]
+        row, col = np.divmod(local, widths[owner])
         ys = first_row[by][owner] + row
         xs = first_col[bx][owner] + col
         at = column_start[owner] + col
@@ -143,10 +153,30 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int], max_mixed: float |
     return out
 
 
-# Past this share of pixels in mixed blocks, enlarging every plane is cheaper than the block path; indexed by
-# "OpenCV importable". Measured with benchmarks/bench_upsample.py on 500x375 photos, 21 classes: OpenCV's resize
-# of all planes ~3 ms CPU flat, PIL's ~3-4x that; the block path ~25-40 ms per unit share of mixed pixels.
-MAX_MIXED = {True: 0.08, False: 0.25}
+@dataclass(frozen=True)
+class MaskCost:
+    """Milliseconds of the two ways to the full-size mask, as fitted to 96 measured cases (two bundles, 96 and
+    224 px, 21 classes; photos 300x225 to 1024x768; this 2-core EPYC) in docs/design.md: the block path pays per
+    model pixel (argmax), per mixed block (its taps, all classes) and per pixel in one; enlarging every plane
+    pays per output pixel and class (PIL per plane ~3.5x OpenCV's all-planes resize). Only the ratio of the two
+    matters, so one machine's constants choose well on another."""
+
+    block_fixed: float = 0.30
+    block_per_model_pixel: float = 1.7e-5
+    block_per_block_class: float = 6.6e-4 / 21
+    block_per_mixed_pixel: float = 5.4e-5
+    dense_per_pixel_class: float = 1.7e-5 / 21
+    pil_factor: float = 3.5
+
+    def block_is_slower(self, model_pixels: int, classes: int, out_pixels: int, opencv: bool,
+                        blocks: int, pixels: int) -> bool:
+        block = (self.block_fixed + self.block_per_model_pixel * model_pixels
+                 + self.block_per_block_class * classes * blocks + self.block_per_mixed_pixel * pixels)
+        dense = self.dense_per_pixel_class * classes * out_pixels * (1.0 if opencv else self.pil_factor)
+        return block > dense
+
+
+MASK_COST = MaskCost()
 
 
 @functools.cache
@@ -178,7 +208,10 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
         crop = np.asarray(logits)[placement.top : placement.top + placement.height,
                                   placement.left : placement.left + placement.width]
         if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
-            index = upsampled_argmax(crop, size, max_mixed=MAX_MIXED[_opencv() is not None])
+            classes, opencv = crop.shape[-1], _opencv() is not None
+            model_pixels, out_pixels = crop.shape[0] * crop.shape[1], size[0] * size[1]
+            index = upsampled_argmax(crop, size, dense_if=functools.partial(
+                MASK_COST.block_is_slower, model_pixels, classes, out_pixels, opencv))
             if index is None:
                 index = dense_argmax(crop, size)
             return class_indices(index, num_classes, void)

@@ -54,13 +54,23 @@ def test_overlay_tints_classes_leaves_background_and_draws_a_legend():
     assert tuple(unlabeled[5, 5]) == (100, 100, 100)
 
 
-def test_overlay_on_a_tiny_image_puts_the_legend_beside_it():
+def test_overlay_keeps_the_image_size_and_shrinks_or_drops_the_legend():
+    # too small for even the smallest legend font: the picture keeps its size, without a legend
     image = Image.new("RGB", (37, 53), (100, 100, 100))
     mask = np.full((53, 37), 15, dtype=np.uint8)
     mask[0, 0] = VOID
     result = overlay(image, mask, classes=VOC_CLASSES)
-    assert result.width > 37 and result.height >= 53
-    np.testing.assert_array_equal(np.asarray(result)[:53, :37], np.asarray(overlay(image, mask, legend=False)))
+    assert result.size == image.size
+    np.testing.assert_array_equal(np.asarray(result), np.asarray(overlay(image, mask, legend=False)))
+    # a small image with room for a shrunk legend gets one, still at its own size
+    small = Image.new("RGB", (160, 120), (100, 100, 100))
+    small_mask = np.zeros((120, 160), dtype=np.uint8)
+    small_mask[60:, 80:] = 15
+    drawn = np.asarray(overlay(small, small_mask, classes=VOC_CLASSES), dtype=np.int32)
+    plain = np.asarray(overlay(small, small_mask, legend=False), dtype=np.int32)
+    assert drawn.shape == plain.shape == (120, 160, 3)
+    assert (drawn[:30, :80] != plain[:30, :80]).any()  # the legend box in the top-left corner
+    np.testing.assert_array_equal(drawn[60:, 80:], plain[60:, 80:])  # the tinted person is untouched
 
 
 def test_overlay_rejects_a_mask_of_another_size():

@@ -92,7 +92,20 @@ def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
     logits = np.random.default_rng(3).normal(0.0, 1.0, (20, 24, 21)).astype(np.float32)
     placement, size = Placement(0, 0, 24, 20), (120, 100)
     plain = np.argmax(resize_logits(logits, placement, size), axis=0)
-    assert upsampled_argmax(logits, size, max_mixed=0.0) is None  # too much mixing for the block path
+    assert upsampled_argmax(logits, size, dense_if=lambda blocks, pixels: blocks > 100) is None
+    assert upsampled_argmax(logits, size, dense_if=lambda blocks, pixels: False) is not None
     assert np.mean(full_size_mask(logits, placement, size, "logits", 21, 255) == plain) >= 0.9999
     monkeypatch.setattr(upsample, "_opencv", lambda: None)
     assert (full_size_mask(logits, placement, size, "logits", 21, 255) == plain).all()
+
+
+def test_mask_cost_picks_the_block_path_for_few_boundaries_and_dense_for_many():
+    from segedge.upsample import MASK_COST
+
+    # a 224 px model, a 1024x768 photo, 600 mixed blocks (a clean mask): enlarging 21 planes costs far more
+    assert not MASK_COST.block_is_slower(224 * 224, 21, 1024 * 768, True, blocks=600, pixels=9_000)
+    # the same model on a 300x225 photo with boundaries everywhere: the output is small, the blocks many
+    assert MASK_COST.block_is_slower(224 * 224, 21, 300 * 225, True, blocks=12_000, pixels=17_000)
+    # without OpenCV, PIL per plane is slower, so the block path keeps cases OpenCV would take
+    assert MASK_COST.block_is_slower(224 * 224, 21, 500 * 375, True, blocks=5_000, pixels=18_000)
+    assert not MASK_COST.block_is_slower(224 * 224, 21, 500 * 375, False, blocks=5_000, pixels=18_000)

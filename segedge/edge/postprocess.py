@@ -7,6 +7,7 @@ can be scored against ground truth with the same reader the dataset uses.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segedge.data.images import mask_to_image
 from segedge.fileio import atomic_path
 from segedge.labels import PALETTE
 from segedge.preprocess import Placement
@@ -52,19 +52,33 @@ def palette_table(palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     return table
 
 
+@functools.cache
+def _palette_bytes(palette: tuple[tuple[int, int, int], ...]) -> bytes:
+    """The 768-byte PIL palette for a bundle's colours, built once per palette (every frame reuses it)."""
+    return palette_table(palette).tobytes()
+
+
+def _palette_key(palette: Sequence[Sequence[int]] | None) -> tuple[tuple[int, int, int], ...]:
+    return tuple((int(rgb[0]), int(rgb[1]), int(rgb[2])) for rgb in palette or ())
+
+
 def mask_image(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> Image.Image:
-    """A class-index mask as a palette ('P') image, coloured with the bundle's palette."""
-    image = mask_to_image(mask)
-    if palette:
-        image.putpalette(palette_table(palette).ravel().tolist())
+    """A class-index mask as a palette ('P') image, coloured with the bundle's palette over VOC's."""
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), "P")
+    image.putpalette(_palette_bytes(_palette_key(palette)))
     return image
+
+
+# zlib level for mask PNGs: levels 1-3 take zlib's fast path. Measured on a 500x375 mask: 0.37 ms and 5.3 KB at
+# 3 against 0.88 ms and 3.8 KB at PIL's default 6 (17 ms at 9); lossless at every level.
+MASK_PNG_LEVEL = 3
 
 
 def save_mask(path: str | os.PathLike[str], mask: np.ndarray,
               palette: Sequence[Sequence[int]] | None = None) -> Path:
     """Write the mask PNG atomically: a half-written mask never appears under its name."""
     with atomic_path(path) as tmp:
-        mask_image(mask, palette).save(tmp, format="PNG")
+        mask_image(mask, palette).save(tmp, format="PNG", compress_level=MASK_PNG_LEVEL)
     return Path(path)
 
 
@@ -88,43 +102,64 @@ def class_fractions(mask: np.ndarray, classes: Sequence[str]) -> dict[str, float
     return {class_name(i, classes): round(int(counts[i]) / total, 6) for i in np.flatnonzero(counts)}
 
 
+@functools.lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """PIL's built-in font, scaled where this Pillow can (>= 10.1); no font files needed on a Pi."""
+    """PIL's built-in font, scaled where this Pillow can (>= 10.1); no font files needed on a Pi.
+    Cached: loading it costs more than drawing a legend, and a camera draws one per frame."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow 10.0: fixed-size bitmap font only
         return ImageFont.load_default()
 
 
+_TINT_LUT = [0] + [255] * 255  # mask value -> composite weight: background 0, any class 255
+MIN_LEGEND_FONT = 8  # px: below this the legend is unreadable; the image is shown without it
+
+
 def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = (),
             palette: Sequence[Sequence[int]] | None = None, legend: bool = True) -> Image.Image:
-    """The image with every non-background class tinted in its colour, plus a legend.
+    """The image with every non-background class tinted in its colour, plus a legend, at the image's size.
 
     Background is left untinted (its VOC colour is black, which would only
     darken the photo); the legend lists the other classes present, so a reader
-    can tell a cat from a dog without the palette in their head. On a small
-    image the legend would hide the picture, so it goes in a panel beside it.
+    can tell a cat from a dog without the palette in their head. It takes at
+    most a quarter of the picture, its font shrinking to fit; on an image too
+    small even for the smallest font it is left out rather than widening the
+    picture. The blend runs in PIL's C code (palette lookup, blend, composite): a
+    camera showing every frame pays ~1 ms at 640x480, not the 7 ms of float math.
     """
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    base = image.convert("RGB")
     mask = np.asarray(mask, dtype=np.uint8)
-    if mask.shape != base.shape[:2]:
-        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image {base.shape[1]}x{base.shape[0]}")
+    if mask.shape != (base.height, base.width):
+        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image {base.width}x{base.height}")
+    colours = mask_image(mask, palette).convert("RGB")
+    tinted = Image.fromarray(mask, "L").point(_TINT_LUT)  # 255 where a class other than background is
+    result = Image.composite(Image.blend(base, colours, alpha), base, tinted)
     table = palette_table(palette)
-    tint = (mask != 0)[..., None]
-    blended = np.where(tint, base * (1.0 - alpha) + table[mask].astype(np.float32) * alpha, base)
-    result = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), "RGB")
-    entries = [(class_name(int(i), classes), tuple(int(c) for c in table[i])) for i in np.unique(mask) if i != 0]
-    if not legend or not entries:
-        return result
-    font_size = max(10, min(result.height, result.width) // 24)
-    box = _legend_size(entries, font_size)
-    if box[0] * box[1] <= result.width * result.height // 4:
-        _draw_legend(result, entries, font_size, (0, 0))
-        return result
-    canvas = Image.new("RGB", (result.width + box[0], max(result.height, box[1])), (0, 0, 0))
-    canvas.paste(result, (0, 0))
-    _draw_legend(canvas, entries, font_size, (result.width, 0))
-    return canvas
+    present = Image.fromarray(mask, "L").histogram()  # pixel count per class index, in C
+    entries = tuple((class_name(i, classes), (int(table[i][0]), int(table[i][1]), int(table[i][2])))
+                    for i, count in enumerate(present) if count and i != 0)
+    tile = _legend_tile(entries, result.width, result.height) if legend and entries else None
+    if tile is not None:
+        result.paste(tile, (0, 0), tile)
+    return result
+
+
+LegendEntries = tuple[tuple[str, tuple[int, int, int]], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _legend_tile(entries: LegendEntries, width: int, height: int) -> Image.Image | None:
+    """The legend for an image of this size as an RGBA tile, or None when even the smallest font does not fit
+    in a quarter of it. Cached: a camera's frames keep their size and mostly their classes, and drawing text
+    costs more than the whole blend."""
+    for font_size in range(max(10, min(height, width) // 24), MIN_LEGEND_FONT - 1, -1):
+        box = _legend_size(entries, font_size)
+        if box[0] <= width and box[0] * box[1] <= width * height // 4:
+            tile = Image.new("RGBA", box, (0, 0, 0, 160))
+            _draw_legend(tile, entries, font_size)
+            return tile
+    return None
 
 
 def _legend_metrics(size: int) -> tuple[int, int]:
@@ -132,7 +167,7 @@ def _legend_metrics(size: int) -> tuple[int, int]:
     return pad, size + pad
 
 
-def _legend_size(entries: Sequence[tuple[str, tuple[int, ...]]], size: int) -> tuple[int, int]:
+def _legend_size(entries: LegendEntries, size: int) -> tuple[int, int]:
     font = _font(size)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     pad, line = _legend_metrics(size)
@@ -140,17 +175,12 @@ def _legend_size(entries: Sequence[tuple[str, tuple[int, ...]]], size: int) -> t
     return int(pad * 3 + size + width) + 1, pad * 2 + line * len(entries)
 
 
-def _draw_legend(image: Image.Image, entries: Sequence[tuple[str, tuple[int, ...]]], size: int,
-                 origin: tuple[int, int]) -> None:
-    """Colour swatch + class name per entry on a dark box at ``origin`` (in place)."""
+def _draw_legend(tile: Image.Image, entries: LegendEntries, size: int) -> None:
+    """Colour swatch + class name per entry on the tile's dark, half-transparent box (in place)."""
     font = _font(size)
-    draw = ImageDraw.Draw(image, "RGBA")
+    draw = ImageDraw.Draw(tile)
     pad, line = _legend_metrics(size)
-    box_w, box_h = _legend_size(entries, size)
-    x0, y0 = origin
-    draw.rectangle((x0, y0, x0 + box_w - 1, y0 + box_h - 1), fill=(0, 0, 0, 160))
     for row, (name, colour) in enumerate(entries):
-        top = y0 + pad + row * line
-        draw.rectangle((x0 + pad, top, x0 + pad + size, top + size), fill=(*colour[:3], 255),
-                       outline=(255, 255, 255, 255))
-        draw.text((x0 + pad * 2 + size, top), name, fill=(255, 255, 255, 255), font=font)
+        top = pad + row * line
+        draw.rectangle((pad, top, pad + size, top + size), fill=(*colour, 255), outline=(255, 255, 255, 255))
+        draw.text((pad * 2 + size, top), name, fill=(255, 255, 255, 255), font=font)

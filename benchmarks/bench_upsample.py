@@ -16,8 +16,9 @@ prepared), so load on a shared machine hits every row alike:
   enlarged, where a pixel's 2x2 source taps agree, and bilinear logits of the
   classes that can win only where they do not;
 * ``default``: ``segedge.upsample.full_size_mask`` as predict runs it: ``block``
-  unless its mixed pixels x candidates pass 10 % of pixels x classes (a noisy
-  model), then ``cv2`` when importable, else ``pil``;
+  unless ``segedge.upsample.MaskCost`` predicts enlarging every plane is
+  cheaper for this image (many mixed blocks), then ``cv2`` when importable,
+  else ``pil``;
 * ``mask``: argmax at model size, then nearest (``--upsample mask``), for scale.
 
 Upsampling inside the graph is not measured: the model's output size is fixed

@@ -155,7 +155,7 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
 
 @dataclass(frozen=True)
 class MaskCost:
-    """Milliseconds of the two ways to the full-size mask, as fitted to 96 measured cases (two bundles, 96 and
+    """Milliseconds of the two ways to the full-size mask, as fitted to 48 photos timed both ways (two bundles, 96 and
     224 px, 21 classes; photos 300x225 to 1024x768; this 2-core EPYC) in docs/design.md: the block path pays per
     model pixel (argmax), per mixed block (its taps, all classes) and per pixel in one; enlarging every plane
     pays per output pixel and class (PIL per plane ~3.5x OpenCV's all-planes resize). Only the ratio of the two

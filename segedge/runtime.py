@@ -205,15 +205,19 @@ class TFLiteBackend:
     def finish(self, raw: np.ndarray) -> np.ndarray:
         return dequantize(raw, self.output) if self.output.quantized else raw.astype(np.float32, copy=False)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        """The raw output tensor for a batch of pixels (int8 for an int8 model): ``run`` without ``finish``."""
         tensor = self.prepare(batch)
         fixed = self.input.shape[0] != -1
         if len(tensor) != self._batch and not fixed:
             self._resize_batch(len(tensor))
         if len(tensor) == self._batch:
-            return self.finish(self.invoke(tensor))
+            return self.invoke(tensor)
         # A batch-1 model (what export writes, for XNNPACK): one image at a time.
-        return np.concatenate([self.finish(self.invoke(tensor[i : i + 1])) for i in range(len(tensor))])
+        return np.concatenate([self.invoke(tensor[i : i + 1]) for i in range(len(tensor))])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.finish(self.run_raw(batch))
 
     def close(self) -> None:
         self._interpreter = None
@@ -267,11 +271,15 @@ class OnnxBackend:
             raw = raw.transpose(0, 2, 3, 1)
         return np.asarray(raw, dtype=np.float32)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        """The raw output for a batch of pixels (NCHW when the model is): ``run`` without ``finish``."""
         tensor = self.prepare(batch)
         if self.input.shape[0] not in (-1, len(tensor)):
-            return np.concatenate([self.finish(self.invoke(tensor[i : i + 1])) for i in range(len(tensor))])
-        return self.finish(self.invoke(tensor))
+            return np.concatenate([self.invoke(tensor[i : i + 1]) for i in range(len(tensor))])
+        return self.invoke(tensor)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.finish(self.run_raw(batch))
 
     def close(self) -> None:
         self._session = None

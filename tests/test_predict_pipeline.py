@@ -77,11 +77,17 @@ class Recording:
         return self.segmenter.prepare(image)
 
     def infer(self, pixels):
+        return self._infer(pixels, self.segmenter.infer)
+
+    def infer_raw(self, pixels):
+        return self._infer(pixels, self.segmenter.infer_raw)
+
+    def _infer(self, pixels, step):
         self.threads["infer"].add(threading.current_thread().name)
         self.infers += 1
         if self.infers == self.fail_infer_at:
             raise ModelError("the runtime failed on cue")
-        return self.segmenter.infer(pixels)
+        return step(pixels)
 
     def full_mask(self, *args):
         self.threads["full_mask"].add(threading.current_thread().name)
@@ -207,3 +213,21 @@ def test_predict_cli_ctrl_c_keeps_the_finished_masks_and_says_so(tiny_bundle, va
     owned = set(json.loads((out / ".segedge.json").read_text())["files"])
     assert {m.name for m in masks} <= owned
     assert not [p for p in out.iterdir() if p.name.startswith(".segedge-tmp")]
+
+
+@pytest.mark.parametrize("artifact", ["int8", "onnx-int8"])
+def test_the_inference_stage_hands_on_the_raw_output_and_the_mask_stage_dequantizes(tiny_bundle, varied, artifact):
+    """Dequantizing moves out of the inference thread: what it passes on is the runtime's own output (int8 for
+    TFLite int8), and the mask made from it later is the one predict() makes in one go."""
+    from segedge.edge.pipeline import Stages
+
+    root, _ = varied
+    photo = sorted(root.iterdir())[0]
+    with load(tiny_bundle, threads=1, artifact=artifact) as segmenter:
+        stages = Stages(segmenter)
+        inferred = stages.infer(stages.prepare(photo))
+        raw = inferred[0]
+        if artifact == "int8":
+            assert raw.dtype in (np.int8, np.uint8)  # not yet float: nothing was dequantized
+        np.testing.assert_array_equal(segmenter.logits_from(raw), segmenter.infer(segmenter.prepare(photo)[0]))
+        np.testing.assert_array_equal(stages.mask(inferred), segmenter.predict(photo))

@@ -29,12 +29,14 @@ def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
 
 class Stages:
     """A segmenter's predict split for the pipeline: prepare (capture thread), infer (inference thread) and
-    the full-size mask (writer, only for frames it saves, prints or shows). Anything with only ``predict``
-    (a stand-in) runs whole in the inference thread."""
+    the full-size mask (writer, only for frames it saves, prints or shows; dequantizing goes with it).
+    Anything with only ``predict`` (a stand-in) runs whole in the inference thread."""
 
     def __init__(self, segmenter: Any) -> None:
         self.segmenter = segmenter
         self.split = all(callable(getattr(segmenter, name, None)) for name in ("prepare", "infer", "full_mask"))
+        # dequantizing deferred to the writer (Segmenter.infer_raw / logits_from), where the segmenter has both
+        self.raw = self.split and all(callable(getattr(segmenter, name, None)) for name in ("infer_raw", "logits_from"))
 
     def prepare(self, rgb: np.ndarray) -> Any:
         return self.segmenter.prepare(rgb) if self.split else rgb
@@ -43,10 +45,14 @@ class Stages:
         if not self.split:
             return self.segmenter.predict(prepared)
         pixels, placement, size = prepared
-        return self.segmenter.infer(pixels), placement, size
+        return (self.segmenter.infer_raw if self.raw else self.segmenter.infer)(pixels), placement, size
 
     def mask(self, inferred: Any) -> np.ndarray:
-        return self.segmenter.full_mask(*inferred) if self.split else inferred
+        if not self.split:
+            return inferred
+        output, placement, size = inferred
+        logits = self.segmenter.logits_from(output) if self.raw else output
+        return self.segmenter.full_mask(logits, placement, size)
 
 
 @dataclass

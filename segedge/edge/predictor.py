@@ -210,6 +210,19 @@ class Segmenter:
         """Model-size uint8 pixels (H, W, 3) -> float logits (H, W, C): the runtime call and dequantizing."""
         return self.backend.run(pixels[None])[0]
 
+    def infer_raw(self, pixels: np.ndarray) -> np.ndarray:
+        """``infer`` without dequantizing: the runtime's output as it comes (int8 for an int8 model).
+
+        The pipeline's inference thread calls this and leaves ``logits_from`` to
+        the writer, for the frames whose mask is made: a camera frame that is
+        neither saved, printed nor shown is never dequantized.
+        """
+        return self.backend.run_raw(pixels[None])
+
+    def logits_from(self, raw: np.ndarray) -> np.ndarray:
+        """``infer_raw``'s output -> the float logits (H, W, C) ``infer`` gives."""
+        return self.backend.finish(raw)[0]
+
     def full_mask(self, logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
         """Logits from ``infer`` -> the HxW uint8 mask at ``size`` = (width, height), as ``predict`` makes it."""
         return image_masks(logits[None], [placement], [size], self.upsample, self.manifest.num_classes,

@@ -149,12 +149,16 @@ def _tflite_spec(detail: dict) -> TensorSpec:
     return TensorSpec(detail["name"], shape, dtype)
 
 
-def ort_session_options(ort: Any, threads: int) -> Any:
+def ort_session_options(ort: Any, threads: int, spin: bool = True) -> Any:
     """The session options every onnxruntime session in segedge (and its benchmarks) uses.
 
     One intra-op pool of ``threads`` (the calling thread included), sequential execution,
     every graph optimisation; the same settings in the edge backend and in
     ``benchmarks/bench_ops.py`` so a profile explains the latency that bench reports.
+    ``spin=False`` stops the pool's idle threads spinning between runs (onnxruntime's
+    ``session.intra_op.allow_spinning``): slower alone, but in predict's pipelines the
+    reader and writer threads get those cores (224 px onnx-int8, 2 threads, camera loop:
+    98 -> 114 fps, docs/design.md).
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -162,6 +166,8 @@ def ort_session_options(ort: Any, threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -232,14 +238,15 @@ class OnnxBackend:
 
     runtime = Runtime.onnx
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1, spec: PreprocessSpec | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, spec: PreprocessSpec | None = None,
+                 spin: bool = True) -> None:
         self.path, self.threads = Path(path), threads
         _check_readable(self.path)
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise MissingExtraError("onnxruntime", "edge") from exc
-        options = ort_session_options(ort, threads)
+        options = ort_session_options(ort, threads, spin)
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
@@ -285,15 +292,18 @@ class OnnxBackend:
         self._session = None
 
 
-def open_backend(path: str | os.PathLike[str], runtime: Runtime | str | None = None,
-                 threads: int = 1, spec: PreprocessSpec | None = None) -> TFLiteBackend | OnnxBackend:
+def open_backend(path: str | os.PathLike[str], runtime: Runtime | str | None = None, threads: int = 1,
+                 spec: PreprocessSpec | None = None, spin: bool = True) -> TFLiteBackend | OnnxBackend:
     """Open an artifact with the runtime its extension implies (or the one asked for).
 
     ``spec`` (the manifest's pre-processing) is used only when the file carries no
     embedded metadata (an older export); the file's own metadata wins otherwise.
+    ``spin=False``: onnxruntime's idle pool threads sleep instead of spinning (``ort_session_options``);
+    LiteRT has no such setting.
     """
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     chosen = Runtime(runtime) if runtime else runtime_for_file(str(path))
-    backend = TFLiteBackend if chosen is Runtime.tflite else OnnxBackend
-    return backend(path, threads, spec)
+    if chosen is Runtime.tflite:
+        return TFLiteBackend(path, threads, spec)
+    return OnnxBackend(path, threads, spec, spin)

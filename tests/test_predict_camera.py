@@ -133,3 +133,26 @@ def test_frames_become_rgb_whatever_the_camera_sends():
     assert tuple(frame_to_rgb(cv2, bgr)[0, 0]) == (0, 0, 255)
     assert frame_to_rgb(cv2, np.full((2, 2), 7, dtype=np.uint8)).shape == (2, 2, 3)
     assert tuple(frame_to_rgb(cv2, np.dstack([bgr, np.full((2, 2), 9, np.uint8)]))[0, 0]) == (0, 0, 255)
+
+
+def test_a_camera_run_lets_onnxruntime_idle_threads_sleep(tiny_bundle, tmp_path, monkeypatch):
+    """In the camera loop the capture and writer threads need the cores onnxruntime's pool would spin on."""
+    import onnxruntime as ort
+
+    import segedge.runtime as runtime
+
+    real, spins = runtime.ort_session_options, []
+
+    def recording(module, threads, spin=True):
+        spins.append(spin)
+        return real(module, threads, spin)
+
+    monkeypatch.setattr(runtime, "ort_session_options", recording)
+    video = write_video(tmp_path / "clip.avi")
+    result = CliRunner().invoke(app, ["predict", str(tiny_bundle), "--camera", str(video), "--max-frames", "2",
+                                      "--format", artifact_name(tiny_bundle, "onnx", "fp32")])
+    assert result.exit_code == 0, result.output
+    assert spins == [False]
+    assert real(ort, 2, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # left unset by default: onnxruntime spins
+        real(ort, 2).get_session_config_entry("session.intra_op.allow_spinning")

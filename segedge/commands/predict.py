@@ -135,7 +135,8 @@ def predict(
                 from segedge.edge.runner import check_frames_kept
 
                 check_frames_kept(target)
-            with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample) as segmenter:
+            with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample,
+                      spin=False) as segmenter:  # the capture and writer threads need the cores too
                 _note(f"model: {segmenter.describe()}")
                 with outputs.writing(target) if target is not None else contextlib.nullcontext():
                     run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
@@ -151,7 +152,8 @@ def predict(
         check_no_overwrite(found.sources, out, overlay)
         check_kept(found.sources, target, overlay)
         writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
-    with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample) as segmenter:
+    with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample,
+              spin=len(found.sources) < 2) as segmenter:  # several photos run as a pipeline: no idle spinning
         _note(f"model: {segmenter.describe()}")
         try:
             with writing:

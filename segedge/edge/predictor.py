@@ -274,11 +274,13 @@ class Segmenter:
 
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
-         artifact: str | None = None, upsample: str | None = None) -> Segmenter:
+         artifact: str | None = None, upsample: str | None = None, spin: bool = True) -> Segmenter:
     """Open a bundle folder (default artifact) or a model file (checked against the manifest beside it, or run
     on its embedded metadata when there is none).
 
-    ``upsample`` (logits | mask) overrides the manifest's post-processing choice.
+    ``upsample`` (logits | mask) overrides the manifest's post-processing choice. ``spin=False`` lets
+    onnxruntime's idle threads sleep between runs: for a pipeline whose other threads need the cores
+    (``segedge predict`` on a camera or several photos), not for timing one model alone.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
     kind = runtime_for_file(model.name).value
@@ -290,9 +292,9 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     if upsample is not None:
         check_upsample(upsample)
     if manifest is None:
-        return _load_bare(model, artifact, threads, upsample)
+        return _load_bare(model, artifact, threads, upsample, spin)
     verify_artifact_file(model, info)
-    backend = open_backend(model, kind, threads, spec=manifest.preprocess)
+    backend = open_backend(model, kind, threads, spec=manifest.preprocess, spin=spin)
     try:
         check_compatible(model, manifest, info, backend)
         metadata.check_manifest(model, backend.metadata, manifest)
@@ -302,14 +304,15 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     return Segmenter(model, manifest, name, info, backend, upsample)
 
 
-def _load_bare(model: Path, artifact: str | None, threads: int, upsample: str | None = None) -> Segmenter:
+def _load_bare(model: Path, artifact: str | None, threads: int, upsample: str | None = None,
+               spin: bool = True) -> Segmenter:
     """A model file with no manifest.json beside it: labels, palette and pre-processing from its metadata."""
     missing = (f"{model}: no {MANIFEST_NAME} beside it and no segedge metadata inside; predict needs the "
                "bundle's manifest (input size, scaling, labels), so copy the model together with its manifest.json")
     if model.suffix == ".tflite" and metadata.read_tflite(model) is None:
         raise ModelError(missing)  # before the interpreter: random bytes get the manifest hint, not a parse error
     try:
-        backend = open_backend(model, runtime_for_file(model.name), threads)
+        backend = open_backend(model, runtime_for_file(model.name), threads, spin=spin)
     except ModelError as exc:
         raise ModelError(f"{missing} ({exc.message})") from exc
     try:

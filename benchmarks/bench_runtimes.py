@@ -115,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=20, help="timed runs per row (default 20; use >= 30 to report)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per row first (default 3)")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds the runs are split into (default 4)")
+    p.add_argument("--also", default="",
+                   help="comma list of extra .tflite/.onnx files (another bundle's, an experiment's) timed in the "
+                        "same interleaved rounds; rows 'also:PARENT/FILE'")
     p.add_argument("--only", default="", help="comma list of substrings: time only artifacts whose name has one")
     p.add_argument("--workdir", help="synthetic: keep artifacts here and reuse them on the next run")
     p.add_argument("--build-only", action="store_true", help="synthetic: convert (into --workdir) and stop")
@@ -339,6 +342,16 @@ def bundle_plan(args) -> dict:
     return plan
 
 
+def add_also(plan: dict, files: list[str]) -> None:
+    """Extra artifact files timed beside the plan's (an A/B of two exports in one run)."""
+    for text in files:
+        path = Path(text)
+        if not path.is_file():
+            raise SystemExit(f"error: --also {text}: no such file")
+        plan["artifacts"].append({"artifact": f"also:{path.parent.name}/{path.name}", "path": str(path),
+                                  "variant": "also", "target": path.suffix.lstrip(".")})
+
+
 # --------------------------------------------------------------------------- timing (worker side)
 
 def _percentile(values: list[float], q: float) -> float:
@@ -512,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         else:
             plan = bundle_plan(args)
+        add_also(plan, csv_list(args.also))
         only = csv_list(args.only)
         if only:
             plan["artifacts"] = [a for a in plan["artifacts"] if any(s in a["artifact"] for s in only)]

@@ -71,11 +71,12 @@ def trained_keras_model(tiny_run: Path, tmp_path_factory) -> Path:
 
 
 def test_bench_runtimes_bundle_with_a_trained_keras_model(tiny_bundle, trained_keras_model, tmp_path):
+    also = tiny_bundle / "model_int8.onnx"  # --also: an A/B of two exports in one run (here, the same file)
     out = run_script("bench_runtimes.py", tiny_bundle, "--model", trained_keras_model, *QUICK,
-                     "--json", tmp_path / "rows.json")
+                     "--json", tmp_path / "rows.json", "--also", also)
     rows = table_rows(out, RUNTIMES_HEAD)
     files = sorted(info.file for info in load_manifest(tiny_bundle).artifacts.values())
-    assert sorted(r[0] for r in rows if r[0] != "keras") == files
+    assert sorted(r[0] for r in rows if r[0] != "keras") == sorted([*files, f"also:{tiny_bundle.name}/{also.name}"])
     assert sorted(r[1] for r in rows if r[0] == "keras") == ["keras-call", "keras-predict"]
     data = json.loads((tmp_path / "rows.json").read_text())
     assert len(data["rows"]) == len(rows)

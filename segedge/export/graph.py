@@ -63,6 +63,14 @@ def rewrite_plan(target) -> RewritePlan:
       re-quantizes it with ``nodes_to_exclude`` naming the int8 model's nodes (a second
       conversion of a graph, in another process, did not reproduce tf2onnx's node names:
       "Conv__287" became "Conv__289").
+    - onnxruntime, the logits layer (issue 20, 224 px, AVX-512 VNNI): its phase convolutions get
+      output channels padded to a multiple of 4 (21 -> 24 zero filters, one Slice after the
+      shuffle). onnxruntime's int8 convolution took 0.93 ms for a 2x2 conv with 21 outputs at
+      112x112x160 and 0.55 with 20 or 24 (0.79 with 40, 1.18 with 42); the four logits convs
+      went from 2.39 to 1.50 ms, the Slice costs 0.15. The fp32 ONNX is the same graph and
+      measured the same (25.4 vs 25.3 ms under the profiler). The int8 model's concatenations
+      share one scale (``segedge.export.onnx_scales``), which is a quantization choice, not a
+      graph change.
     """
     from segedge.targets import Precision, Runtime
 

@@ -85,6 +85,19 @@ def test_bench_runtimes_bundle_with_a_trained_keras_model(tiny_bundle, trained_k
     assert by_file["model_fp32.tflite"]["agree"] >= 0.99 and by_file["model_fp32.onnx"]["agree"] >= 0.99
 
 
+def test_bench_runtimes_isolate_pools_each_rows_processes(tiny_bundle, tmp_path):
+    """--isolate: one process per row and round; the rounds' samples are pooled into one row each."""
+    args = ["--batches", "1", "--threads", "1", "--runs", "2", "--warmup", "0", "--rounds", "2"]
+    out = run_script("bench_runtimes.py", tiny_bundle, "--keras", "", "--only", "int8", *args, "--isolate",
+                     "--json", tmp_path / "rows.json")
+    rows = table_rows(out, RUNTIMES_HEAD)
+    assert sorted(r[0] for r in rows) == ["model_int8.onnx", "model_int8.tflite"]
+    assert "one process per row and round" in out
+    data = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(r["runs"], r["isolated"], r["agree"]) for r in data] == [(2, True, None)] * 2
+    assert all(r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] and "samples_ms" not in r for r in data)
+
+
 def test_bench_runtimes_synthetic_builds_every_variant(tmp_path):
     out = run_script("bench_runtimes.py", "--synthetic", "--size", "32", "--variants", ",".join(VARIANTS),
                      "--targets", "fp32", *QUICK, "--workdir", tmp_path / "work")

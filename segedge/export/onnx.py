@@ -129,7 +129,10 @@ def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource
     if share_concat_scales:
         from segedge.export.onnx_scales import shared_range_overrides
 
-        cache = calibration_cache if calibration_cache is not None else scratch / "onnx_calibration.json"
+        cache = calibration_cache
+        if cache is None:  # this call's own: never another graph's ranges left in the same scratch
+            cache = scratch / "onnx_calibration.json"
+            cache.unlink(missing_ok=True)
         ranges = calibrated_ranges(prepared, scratch, calibration, input_name, method, cache)
         graph = onnx.load(str(prepared), load_external_data=False).graph
         overrides = shared_range_overrides(graph, {name: ranges[name].range_value for name in ranges},

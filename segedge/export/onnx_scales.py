@@ -7,13 +7,17 @@ When an input's scale and zero point equal the output's, the kernel copies that 
 concatenations (three per sub-pixel "interleave" shuffle, one per skip connection)
 requantized every input: 15 % of the 224 px int8 model's time at one thread, more at two.
 
-Here every tensor that meets a concatenation (its inputs, its output, and what a Reshape
-passes through unchanged, since the quantizer gives a Reshape's output its input's
-parameters) is calibrated to the union of their ranges (``TensorQuantOverrides`` rmin /
-rmax), so they all get one scale and zero point. TFLite's int8 specification asks the
-same of CONCATENATION. The union is what the concatenated tensor holds anyway; an input
-with a narrower range than the union is stored with a coarser step. No float value
-changes; which tensors share is decided from the graph alone.
+Here the tensors that meet a concatenation (its output, the inputs that only Concat /
+Reshape-like ops read, and what a Reshape passes through unchanged, since the quantizer
+gives a Reshape's output its input's parameters) are calibrated to the union of their
+ranges (``TensorQuantOverrides`` rmin / rmax), so they all get one scale and zero point.
+TFLite's int8 specification asks the same of CONCATENATION. The union is what the
+concatenated tensor holds anyway; an input with a narrower range than the union is stored
+with a coarser step, where before it was rounded to its own step and then requantized to
+the union's. No float value changes; which tensors share is decided from the graph alone.
+Measured at 224 px, one thread: QLinearConcat x19 1.45 -> 0.85 ms; the rest is the four skip
+connections, whose encoder tensor (also read by the encoder, and a ReLU6 output whose clamp
+the union would exceed) keeps its own range.
 """
 
 from __future__ import annotations

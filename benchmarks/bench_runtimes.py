@@ -15,6 +15,9 @@ How the numbers are made honest on a shared, noisy machine:
 * every measured thing is opened first, warmed up, and then timed in
   interleaved rounds (a few runs of each, round-robin), so a load spike from
   someone else's job hits all rows alike instead of one;
+* ``--isolate`` gives every row and round a process of its own: with 2 threads on
+  2 cores, idle runtime thread pools that spin after a run (onnxruntime, XNNPACK)
+  slow down whichever row runs next in a shared worker;
 * an artifact is timed through ``segedge.runtime.open_backend``'s
   ``prepare -> invoke -> finish`` (float in, float logits out, the same work
   ``predict`` does); ``invoke_p50_ms`` is the runtime alone;
@@ -25,6 +28,8 @@ Examples::
 
     python benchmarks/bench_runtimes.py --synthetic                       # minutes
     python benchmarks/bench_runtimes.py BUNDLE --model RUN/model.keras --json out.json
+    python benchmarks/bench_runtimes.py BUNDLE --model RUN/model.keras --keras predict --batches 1 \
+        --isolate --also OTHER_BUNDLE/model_int8.onnx          # A/B, each row in its own process
     python benchmarks/bench_runtimes.py --synthetic --variants original,subpixel \\
         --targets fp32,int8,onnx,onnx-int8,onnx-int8-u8 --batches 1 --runs 30 --workdir /tmp/sp224
 """
@@ -115,6 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=20, help="timed runs per row (default 20; use >= 30 to report)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs per row first (default 3)")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds the runs are split into (default 4)")
+    p.add_argument("--also", default="",
+                   help="comma list of extra .tflite/.onnx files (another bundle's, an experiment's) timed in the "
+                        "same interleaved rounds; rows 'also:PARENT/FILE'")
+    p.add_argument("--isolate", action="store_true",
+                   help="time every row in a process of its own, alternating rows round by round (honest "
+                        "2-thread figures on a 2-core machine; no 'agree' column)")
     p.add_argument("--only", default="", help="comma list of substrings: time only artifacts whose name has one")
     p.add_argument("--workdir", help="synthetic: keep artifacts here and reuse them on the next run")
     p.add_argument("--build-only", action="store_true", help="synthetic: convert (into --workdir) and stop")
@@ -339,6 +350,16 @@ def bundle_plan(args) -> dict:
     return plan
 
 
+def add_also(plan: dict, files: list[str]) -> None:
+    """Extra artifact files timed beside the plan's (an A/B of two exports in one run)."""
+    for text in files:
+        path = Path(text)
+        if not path.is_file():
+            raise SystemExit(f"error: --also {text}: no such file")
+        plan["artifacts"].append({"artifact": f"also:{path.parent.name}/{path.name}", "path": str(path),
+                                  "variant": "also", "target": path.suffix.lstrip(".")})
+
+
 # --------------------------------------------------------------------------- timing (worker side)
 
 def _percentile(values: list[float], q: float) -> float:
@@ -459,6 +480,8 @@ def worker(plan_path: str) -> None:
                    "agree": agree[i], "load1_start": round(load_start, 2), "load1_end": round(os.getloadavg()[0], 2)}
             if not meta["runtime"].startswith("keras"):
                 row["invoke_p50_ms"] = round(statistics.median(invokes[i]) * 1e3, 3)
+            if job.get("raw"):  # --isolate: the driver pools the samples of every round's process
+                row["samples_ms"], row["invokes_ms"] = ms, [t * 1e3 for t in invokes[i]]
             rows.append(row)
     Path(job["out"]).write_text(json.dumps(rows))
 
@@ -473,6 +496,54 @@ def wait_for_quiet(max_load: float | None, max_wait: float) -> None:
     while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
         log(f"load average {os.getloadavg()[0]:.2f} >= {max_load}: waiting")
         time.sleep(15)
+
+
+def run_worker(job: dict, job_path: Path, threads: int) -> list[dict]:
+    job_path.write_text(json.dumps(job))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, __file__, "--worker", str(job_path)], check=True, env=env)
+    return json.loads(Path(job["out"]).read_text())
+
+
+def isolated_rows(plan: dict, args, tmp: str) -> list[dict]:
+    """--isolate: every row in a process of its own, rows alternating round by round.
+
+    With 2 threads on a 2-core machine, the runtimes sharing one worker disturb each other:
+    onnxruntime's and XNNPACK's idle pool threads spin for a while after a run, on the core the
+    next row needs. Measured: the same ORT int8 model at 5.9-6.2 ms p50 in the shared worker and
+    4.4 ms alone. Argmax agreement needs the Keras output in the same process, so it is left out.
+    """
+    units = [{"keras": [entry], "keras_modes": [mode], "artifacts": []}
+             for entry in plan["keras"] for mode in csv_list(args.keras)]
+    units += [{"keras": [], "keras_modes": [], "artifacts": [a]} for a in plan["artifacts"]]
+    per_round = [args.runs // args.rounds + (1 if r < args.runs % args.rounds else 0) for r in range(args.rounds)]
+    pooled: dict[tuple, dict] = {}
+    for threads in args.threads:
+        for n in per_round:
+            wait_for_quiet(args.max_load, args.max_wait)
+            for index, unit in enumerate(units):
+                job = {**plan, **unit, "threads": threads, "batches": args.batches, "runs": n, "rounds": 1,
+                       "warmup": args.warmup, "seed": args.seed, "raw": True,
+                       "out": str(Path(tmp) / f"rows_{threads}_{index}.json")}
+                for row in run_worker(job, Path(tmp) / f"job_{threads}_{index}.json", threads):
+                    key = (row["artifact"], row["runtime"], row["batch"], threads)
+                    into = pooled.setdefault(key, {**row, "samples_ms": [], "invokes_ms": [],
+                                                   "load1_start": row["load1_start"]})
+                    into["samples_ms"] += row["samples_ms"]
+                    into["invokes_ms"] += row["invokes_ms"]
+                    into["load1_end"] = row["load1_end"]
+    rows = []
+    for row in pooled.values():
+        ms, invokes = row.pop("samples_ms"), row.pop("invokes_ms")
+        row.update({"p50_ms": round(statistics.median(ms), 3), "p90_ms": round(_percentile(ms, 90), 3),
+                    "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3), "runs": len(ms),
+                    "isolated": True})
+        if "invoke_p50_ms" in row:
+            row["invoke_p50_ms"] = round(statistics.median(invokes), 3)
+        if not row["runtime"].startswith("keras"):
+            row["agree"] = None
+        rows.append(row)
+    return rows
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -512,26 +583,24 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         else:
             plan = bundle_plan(args)
+        add_also(plan, csv_list(args.also))
         only = csv_list(args.only)
         if only:
             plan["artifacts"] = [a for a in plan["artifacts"] if any(s in a["artifact"] for s in only)]
-        rows: list[dict] = []
-        for threads in args.threads:
+        rows: list[dict] = isolated_rows(plan, args, tmp) if args.isolate else []
+        for threads in [] if args.isolate else args.threads:
             job = {**plan, "threads": threads, "batches": args.batches, "runs": args.runs, "rounds": args.rounds,
                    "warmup": args.warmup, "seed": args.seed, "keras_modes": csv_list(args.keras),
                    "out": str(Path(tmp) / f"rows_{threads}.json")}
-            job_path = Path(tmp) / f"job_{threads}.json"
-            job_path.write_text(json.dumps(job))
             wait_for_quiet(args.max_load, args.max_wait)
             log(f"worker: {threads} thread(s), {len(plan['artifacts'])} artifacts + "
                 f"{len(plan['keras']) * len(job['keras_modes'])} Keras rows")
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(threads)}
-            subprocess.run([sys.executable, __file__, "--worker", str(job_path)], check=True, env=env)
-            rows.extend(json.loads(Path(job["out"]).read_text()))
+            rows.extend(run_worker(job, Path(tmp) / f"job_{threads}.json", threads))
     add_ratios(rows)
     load = os.getloadavg()
+    mode = "one process per row and round" if args.isolate else "one process per thread count"
     print(f"\n{plan['size']}x{plan.get('width', plan['size'])}, runs {args.runs} after {args.warmup} warmup, "
-          f"{args.rounds} interleaved rounds; load avg {load[0]:.2f}/{load[1]:.2f}; "
+          f"{args.rounds} interleaved rounds ({mode}); load avg {load[0]:.2f}/{load[1]:.2f}; "
           f"x keras = p50 / Keras fp32 predict p50 at the same batch and threads\n")
     print_table(rows)
     if args.json_path:

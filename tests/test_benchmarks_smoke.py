@@ -71,17 +71,31 @@ def trained_keras_model(tiny_run: Path, tmp_path_factory) -> Path:
 
 
 def test_bench_runtimes_bundle_with_a_trained_keras_model(tiny_bundle, trained_keras_model, tmp_path):
+    also = tiny_bundle / "model_int8.onnx"  # --also: an A/B of two exports in one run (here, the same file)
     out = run_script("bench_runtimes.py", tiny_bundle, "--model", trained_keras_model, *QUICK,
-                     "--json", tmp_path / "rows.json")
+                     "--json", tmp_path / "rows.json", "--also", also)
     rows = table_rows(out, RUNTIMES_HEAD)
     files = sorted(info.file for info in load_manifest(tiny_bundle).artifacts.values())
-    assert sorted(r[0] for r in rows if r[0] != "keras") == files
+    assert sorted(r[0] for r in rows if r[0] != "keras") == sorted([*files, f"also:{tiny_bundle.name}/{also.name}"])
     assert sorted(r[1] for r in rows if r[0] == "keras") == ["keras-call", "keras-predict"]
     data = json.loads((tmp_path / "rows.json").read_text())
     assert len(data["rows"]) == len(rows)
     by_file = {row["artifact"]: row for row in data["rows"]}
     # The exported float artifacts were verified against this very model: argmax agreement is near total.
     assert by_file["model_fp32.tflite"]["agree"] >= 0.99 and by_file["model_fp32.onnx"]["agree"] >= 0.99
+
+
+def test_bench_runtimes_isolate_pools_each_rows_processes(tiny_bundle, tmp_path):
+    """--isolate: one process per row and round; the rounds' samples are pooled into one row each."""
+    args = ["--batches", "1", "--threads", "1", "--runs", "2", "--warmup", "0", "--rounds", "2"]
+    out = run_script("bench_runtimes.py", tiny_bundle, "--keras", "", "--only", "int8", *args, "--isolate",
+                     "--json", tmp_path / "rows.json")
+    rows = table_rows(out, RUNTIMES_HEAD)
+    assert sorted(r[0] for r in rows) == ["model_int8.onnx", "model_int8.tflite"]
+    assert "one process per row and round" in out
+    data = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(r["runs"], r["isolated"], r["agree"]) for r in data] == [(2, True, None)] * 2
+    assert all(r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] and "samples_ms" not in r for r in data)
 
 
 def test_bench_runtimes_synthetic_builds_every_variant(tmp_path):

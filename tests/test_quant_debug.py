@@ -75,7 +75,7 @@ def test_report_lists_every_quantized_layer_with_its_error(debugged):
     bundle_int8 = _quantized_compute_outputs(ctx.bundle / ctx.manifest.artifacts["int8"].file)
     names = {r["name"] for r in layers}
     assert len(layers) == len(names) >= 30
-    # the int8 output before the uint8 QUANTIZE carries one more suffix digit than its float name
+    # an int8 output made by a QUANTIZE carries one more suffix digit than its float name
     missing = {n for n in bundle_int8 - names if layer_name(n) not in names}
     assert not missing
     assert len(bundle_int8 & names) >= len(layers) - 1
@@ -96,10 +96,10 @@ def test_fallback_layers_are_float_in_the_produced_model(debugged):
     assert dtypes == {name: "float32" for name in result.float_layers}
     # a layer reported as not float really is not float32 in the model
     assert all(d != "float32" for d in float_layer_dtypes(result.model, trial.not_float).values())
-    # the layers not denylisted are still int8, and the io stays uint8
+    # the layers not denylisted are still int8, and the io stays as export writes it (uint8 in, int8 logits)
     kept = float_layer_dtypes(result.model, report.worst(8)[3:])
     assert set(kept.values()) == {"int8"}
-    assert result.io_dtype == {"input": "uint8", "output": "uint8"}
+    assert result.io_dtype == {"input": "uint8", "output": "int8"}
 
 
 def test_onnx_fallback_excluded_nodes_turn_float(debugged):

@@ -13,6 +13,7 @@ tf = pytest.importorskip("tensorflow")
 from segedge.export.subpixel import (  # noqa: E402
     VARIANTS,
     DepthToSpace,
+    KeepChannels,
     count_transposed_convs,
     rewrite_transposed_convs,
     subpixel_kernels,
@@ -75,6 +76,30 @@ def test_tap_mapping_on_one_layer_with_bias_and_odd_shapes():
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=variant)
 
 
+@pytest.mark.parametrize("variant", ["phases", "interleave", "rows"])
+def test_padded_output_channels_are_sliced_back_exactly(variant):
+    """channel_multiple=4: the 21-filter layer's convolutions get 24 outputs (3 zero filters), KeepChannels
+    returns the 21 real ones, and the result equals the transposed convolution (bias, relu, odd shape)."""
+    keras.utils.set_random_seed(6)
+    inp = keras.Input(batch_shape=(1, 5, 7, 6))
+    out = keras.layers.Conv2DTranspose(21, 3, strides=2, padding="same", activation="relu",
+                                       bias_initializer="random_normal", name="logits")(inp)
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(6).normal(size=(1, 5, 7, 6)).astype(np.float32)
+    expected = model(x).numpy()
+    rewritten = rewrite_transposed_convs(model, variant=variant, channel_multiple=4)
+    got = rewritten(x).numpy()
+    assert got.shape == expected.shape == (1, 10, 14, 21)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    convs = [layer for layer in rewritten.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.filters % 4 == 0 for layer in convs)
+    assert [layer.count for layer in rewritten.layers if isinstance(layer, KeepChannels)] == [21]
+    assert rewritten.layers[-1].name == "logits"  # the output keeps the layer's name
+    # a layer already a multiple of 4 is left as it was
+    assert not any(isinstance(layer, KeepChannels)
+                   for layer in rewrite_transposed_convs(model, variant=variant, channel_multiple=3).layers)
+
+
 def test_subpixel_kernel_layout():
     kernel = np.arange(3 * 3 * 2 * 1, dtype=np.float32).reshape(3, 3, 2, 1)  # (kh, kw, Cout, Cin)
     dense = subpixel_kernels(kernel)
@@ -102,9 +127,10 @@ def test_rewritten_unet_is_exact(unet, rewritten, images, reference):
     assert (got.argmax(-1) == reference.argmax(-1)).mean() == 1.0
 
 
-@pytest.mark.parametrize("variant", ["dense", "transpose", "interleave"])
+@pytest.mark.parametrize("variant", ["dense", "transpose", "interleave", "rows", "interleave-c4"])
 def test_other_variants_are_exact(unet, images, reference, variant):
-    model = rewrite_transposed_convs(unet, variant=variant, batch_size=None)
+    variant, _, pad = variant.partition("-c")
+    model = rewrite_transposed_convs(unet, variant=variant, batch_size=None, channel_multiple=int(pad or 0) or None)
     assert count_transposed_convs(model) == (5 if variant == "transpose" else 0)
     got = model(images, training=False).numpy()
     assert np.abs(got - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())

@@ -106,7 +106,8 @@ def export(
         "--eval-images", metavar="N",
         help="Held-out (test, else val) images in reference.npz and used to verify each artifact.")] = 100,
     int8_io: Annotated[IntIO, typer.Option(
-        "--int8-io", help="Input/output type of the int8 TFLite model: uint8 (camera frames as is) or int8.")]
+        "--int8-io", help="Input type of the int8 TFLite model: uint8 (camera frames as is) or int8 "
+                          "(its logits are int8 either way).")]
     = IntIO.uint8,
     calib_method: Annotated[CalibMethod, typer.Option(
         "--calib-method", help="ONNX int8 calibration method (TFLite int8 always uses min/max).")]

@@ -17,6 +17,7 @@ import inspect
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from segedge.export.calibration import CalibrationSource, OrtCalibrationReader
 from segedge.export.graph import ExportModel
@@ -63,15 +64,46 @@ def _ort_method(method: CalibMethod):
             CalibMethod.percentile: CalibrationMethod.Percentile}[method]
 
 
+def calibrated_ranges(prepared: Path, scratch: Path, calibration: CalibrationSource, input_name: str,
+                      method: CalibMethod, cache: Path | None = None) -> Any:
+    """onnxruntime's calibration of ``prepared`` (``TensorsData``), read from ``cache`` when it exists.
+
+    The same calibrator ``quantize_static`` builds (all tensors, the given method); a fresh
+    result is written to ``cache`` where this onnxruntime can read it back
+    (``quantize_static(calibration_cache_path=...)``), so the quantizer does not calibrate again.
+    """
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    try:
+        from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
+    except ImportError:  # onnxruntime without calibration caches: quantize_static calibrates again
+        load_tensors_data = save_tensors_data = None
+    if cache is not None and cache.is_file() and load_tensors_data is not None:
+        return load_tensors_data(cache)
+    calibrator = create_calibrator(prepared, [], augmented_model_path=str(scratch / "onnx_augmented.onnx"),
+                                   calibrate_method=_ort_method(method))
+    calibrator.collect_data(OrtCalibrationReader(calibration, input_name))
+    ranges = calibrator.compute_data()
+    del calibrator
+    if cache is not None and save_tensors_data is not None:
+        save_tensors_data(ranges, cache)
+    return ranges
+
+
 def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource, input_name: str,
                   method: CalibMethod = CalibMethod.minmax, reduce_range: bool = True,
-                  nodes_to_exclude: Sequence[str] = (), calibration_cache: Path | None = None) -> Converted:
+                  nodes_to_exclude: Sequence[str] = (), calibration_cache: Path | None = None,
+                  share_concat_scales: bool = True) -> Converted:
     """int8 QDQ ONNX from an fp32 ONNX file, calibrated on ``calibration``.
 
     ``nodes_to_exclude`` (names in the pre-processed graph, which keeps tf2onnx's node
     names) stay float: the float fallback of ``segedge.quant.fallback``, which also passes
     ``calibration_cache`` so that every K reuses one calibration (where ``quantize_static``
     takes ``calibration_cache_path``; older onnxruntime calibrates again, with the same result).
+
+    ``share_concat_scales``: every tensor that meets a concatenation is quantized with the
+    union of their calibrated ranges, so onnxruntime's QLinearConcat copies instead of
+    requantizing (``segedge.export.onnx_scales``).
 
     ``reduce_range`` (7-bit weights) is on by default, for every CPU the bundle may run on:
     onnxruntime's u8s8 kernels on x86 without VNNI (AVX2) sum pairs of u8*s8 products in
@@ -83,25 +115,48 @@ def quantize_onnx(fp32_path: Path, scratch: Path, calibration: CalibrationSource
     documents the option for x86 without VNNI, so on ARM it should cost no more than on
     VNNI. The bundle cannot know its CPU, so on stays the default.
     """
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = scratch / "onnx_preprocessed.onnx"
     quantized = scratch / "onnx_int8.onnx"
     quant_pre_process(str(fp32_path), str(prepared))
-    extra = {}
-    if calibration_cache is not None and "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+    extra: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    cache_supported = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+    shared = 0
+    if share_concat_scales:
+        from segedge.export.onnx_scales import shared_range_overrides
+
+        cache = calibration_cache
+        if cache is None:  # this call's own: never another graph's ranges left in the same scratch
+            cache = scratch / "onnx_calibration.json"
+            cache.unlink(missing_ok=True)
+        ranges = calibrated_ranges(prepared, scratch, calibration, input_name, method, cache)
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        overrides = shared_range_overrides(graph, {name: ranges[name].range_value for name in ranges},
+                                           skip=nodes_to_exclude)
+        shared = len(overrides)
+        if overrides:
+            options["TensorQuantOverrides"] = overrides
+        if cache_supported and cache.is_file():
+            extra["calibration_cache_path"] = str(cache)
+    elif calibration_cache is not None and cache_supported:
         extra["calibration_cache_path"] = str(calibration_cache)
     quantize_static(
         str(prepared), str(quantized), OrtCalibrationReader(calibration, input_name),
         quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=_ort_method(method), nodes_to_exclude=list(nodes_to_exclude) or None, **extra,
+        calibrate_method=_ort_method(method), nodes_to_exclude=list(nodes_to_exclude) or None,
+        extra_options=options or None, **extra,
     )
     reason = REDUCE_RANGE_REASON if reduce_range else "off as asked: u8s8 may saturate on x86 CPUs without VNNI"
     details = {"quant_format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
                "reduce_range": reduce_range, "reduce_range_reason": reason, "calibration_method": method.value,
                "calibration_count": len(calibration), "preprocess": "quant_pre_process"}
+    if share_concat_scales:
+        details["concat_scales"] = f"shared: {shared} tensors around Concat ops calibrated to one range per concat"
     if nodes_to_exclude:
         details["nodes_to_exclude"] = list(nodes_to_exclude)
     return Converted(quantized.read_bytes(), QUANTIZER, details)

@@ -47,11 +47,11 @@ from __future__ import annotations
 import keras
 
 from segedge.export.subpixel_graph import is_rewritable, plan_rewrites
-from segedge.export.subpixel_layers import DepthToSpace, emit, subpixel_kernels
+from segedge.export.subpixel_layers import DepthToSpace, KeepChannels, emit, subpixel_kernels
 
-VARIANTS = ("phases", "dense", "transpose", "interleave")
-__all__ = ["VARIANTS", "DepthToSpace", "count_transposed_convs", "is_rewritable", "rewrite_transposed_convs",
-           "subpixel_kernels"]
+VARIANTS = ("phases", "dense", "transpose", "interleave", "rows")
+__all__ = ["VARIANTS", "DepthToSpace", "KeepChannels", "count_transposed_convs", "is_rewritable",
+           "rewrite_transposed_convs", "subpixel_kernels"]
 
 
 def _copy_layer(layer, cache: dict):
@@ -63,7 +63,7 @@ def _copy_layer(layer, cache: dict):
 
 def rewrite_transposed_convs(model: keras.Model, *, batch_size: int | None = 1, variant: str = "phases",
                              fold_batchnorm: bool = True, fuse_activation: bool = True,
-                             max_filters: int | None = None) -> keras.Model:
+                             max_filters: int | None = None, channel_multiple: int | None = None) -> keras.Model:
     """An inference copy of ``model`` with every 3x3/stride-2/'same' Conv2DTranspose made sub-pixel.
 
     Weights are copied, never shared with ``model``. ``batch_size`` fixes the
@@ -94,7 +94,7 @@ def rewrite_transposed_convs(model: keras.Model, *, batch_size: int | None = 1, 
             continue
         args, kwargs = node.arguments.fill_in(tensors)
         if id(layer) in plans:
-            outputs = emit(plans[id(layer)], args[0], variant)
+            outputs = emit(plans[id(layer)], args[0], variant, channel_multiple)
         elif not isinstance(layer, keras.layers.Layer):  # a stateless keras.ops operation: reuse it
             outputs = layer(*args, **kwargs)
         else:

@@ -5,7 +5,7 @@ bundle's own calibration ids) is re-quantized with those layers' output
 tensors in ``denylisted_nodes``. The re-quantization is the very call
 ``TFLiteConverter`` makes for int8 (``mlir_quantize(calibrated,
 input_data_type=..., output_data_type=...)``), so the model keeps the
-bundle's uint8 (or int8) input/output; the debugger's own
+bundle's uint8 (or int8) input and int8 output; the debugger's own
 ``get_nondebug_quantized_model`` would give float (or int8) io, so it is only
 the route when that internal call is unavailable (the io dtype actually
 written is read back from the model and recorded in the manifest). Float
@@ -33,7 +33,7 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
     """The calibrated model quantized with ``float_layers`` left in float; uint8/int8 io kept."""
     import tensorflow as tf
 
-    io_type = tf.uint8 if int8_io == "uint8" else tf.int8
+    io_type = tf.uint8 if int8_io == "uint8" else tf.int8  # the input; logits stay int8 as export writes them
     try:
         from tensorflow.lite.python.convert import mlir_quantize
     except ImportError:  # internal module moved: the debugger's own route (float io)
@@ -43,7 +43,7 @@ def requantize(debugger: Any, float_layers: Sequence[str], int8_io: str) -> byte
             return mlir_quantize(
                 debugger.calibrated_model,
                 disable_per_channel=debugger.converter._experimental_disable_per_channel,
-                input_data_type=io_type, output_data_type=io_type,
+                input_data_type=io_type, output_data_type=tf.int8,
                 denylisted_nodes=list(float_layers) or None)
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_layers))
         return debugger.get_nondebug_quantized_model()

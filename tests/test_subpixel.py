@@ -138,7 +138,7 @@ def test_other_variants_are_exact(unet, images, reference, variant):
 
 
 def test_max_filters_rewrites_only_the_narrow_layers_and_stays_exact(unet, images, reference):
-    """TFLite int8 rewrites only <= 64-filter layers (segedge.export.graph.rewrite_plan)."""
+    """max_filters: only the narrow layers (what TFLite int8 exported before issue 20)."""
     model = rewrite_transposed_convs(unet, max_filters=64)
     kept = sorted(layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2DTranspose))
     assert kept == [128, 256, 512]  # the logits (21) and the last decoder block (64) became sub-pixel

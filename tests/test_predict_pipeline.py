@@ -9,6 +9,7 @@ test photo was made.
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -17,13 +18,14 @@ import pytest
 from PIL import Image
 
 from segedge.data import read_mask
+from segedge.edge.pipeline import YIELD_NICE
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
 from segedge.errors import DataError, ModelError
 
 ORIENTATION = 0x0112  # EXIF tag; 6: a viewer turns the stored pixels 90 degrees clockwise
-WORKERS = ("segedge-capture", "segedge-inference")
+WORKERS = ("segedge-capture", "segedge-inference", "segedge-writer")
 
 
 def scene(size: tuple[int, int], seed: int) -> np.ndarray:
@@ -108,9 +110,9 @@ def test_pipeline_writes_the_same_bytes_in_order_as_one_after_another(tiny_bundl
         plain = predict_files(segmenter, sources, tmp_path / "plain", keep_masks=True, pipelined=False)
         alone = {source.stem.name: segmenter.predict(source.path) for source in sources
                  if source.stem.name in upright}
-    # the work really ran in three threads: reader, inference, the caller
+    # the work really ran in three threads: reader, inference, writer
     assert recording.threads == {"prepare": {"segedge-capture"}, "infer": {"segedge-inference"},
-                                 "full_mask": {threading.current_thread().name}}
+                                 "full_mask": {"segedge-writer"}}
     expected_order = sorted(upright)
     assert [item.source.stem.name for item in piped.images] == expected_order
     assert [item.source.stem.name for item in plain.images] == expected_order
@@ -231,3 +233,38 @@ def test_the_inference_stage_hands_on_the_raw_output_and_the_mask_stage_dequanti
             assert raw.dtype in (np.int8, np.uint8)  # not yet float: nothing was dequantized
         np.testing.assert_array_equal(segmenter.logits_from(raw), segmenter.infer(segmenter.prepare(photo)[0]))
         np.testing.assert_array_equal(stages.mask(inferred), segmenter.predict(photo))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_the_reader_and_writer_yield_to_the_model_thread_and_the_caller_keeps_its_priority(tiny_bundle, varied,
+                                                                                           tmp_path):
+    """The model's thread is the slowest stage: the reader and the writer lower their own priority so it runs
+    first; the inference thread, and the caller after the run, keep the caller's."""
+    import os
+
+    root, _ = varied
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, set[int]] = {"prepare": set(), "infer": set(), "full_mask": set()}
+
+    class Nice(Recording):
+        def _note(self, step):
+            seen[step].add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        def prepare(self, image):
+            self._note("prepare")
+            return super().prepare(image)
+
+        def infer_raw(self, pixels):
+            self._note("infer")
+            return super().infer_raw(pixels)
+
+        def full_mask(self, *args):
+            self._note("full_mask")
+            return super().full_mask(*args)
+
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
+        predict_files(Nice(segmenter), resolve_inputs([str(root)]).sources, tmp_path / "o")
+    assert seen["prepare"] == seen["full_mask"] == {max(own, YIELD_NICE)}
+    assert seen["infer"] == {own}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    assert no_workers_left()

@@ -9,13 +9,35 @@ themselves stay readable.
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+YIELD_NICE = 10  # niceness a pre/post-processing thread takes so that the model's thread runs first
+
+
+def lower_priority(nice: int = YIELD_NICE) -> bool:
+    """Make the calling thread yield the CPU to the process's other threads; False where that is not possible.
+
+    Linux only: there a thread id names one thread for ``setpriority`` (on macOS the same call
+    would name a process). Only a pipeline's own reader and writer threads call this, and they end
+    with the pipeline, so the caller's threads, and the inference thread started from them, keep
+    their priority (a process without CAP_SYS_NICE could not raise a lowered thread back).
+    """
+    if not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
+        return False
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, max(os.getpriority(os.PRIO_PROCESS, thread), nice))
+    except OSError:
+        return False
+    return True
 
 
 def frame_to_rgb(cv2: Any, frame: np.ndarray) -> np.ndarray:
@@ -61,6 +83,7 @@ class StreamOptions:
 
     queue_size: int = 2
     max_frames: int | None = None
+    yield_to_model: bool = False  # the reader thread lowers its priority (``lower_priority``)
 
 
 class ListSource:
@@ -114,14 +137,16 @@ class Pipeline:
         self.read = self.capture_dropped = self.inference_dropped = self.peak = 0
         self.interrupted = False
         self.error: BaseException | None = None
-        self.threads = [threading.Thread(target=self._guard, args=(self._capture,), name="segedge-capture",
-                                         daemon=True),
-                        threading.Thread(target=self._guard, args=(self._infer,), name="segedge-inference",
-                                         daemon=True)]
+        self.threads = [self.guarded(self._capture, "segedge-capture"), self.guarded(self._infer, "segedge-inference")]
 
     def start(self) -> None:
         for thread in self.threads:
             thread.start()
+
+    def guarded(self, body: Callable[[], None], name: str) -> threading.Thread:
+        """A daemon thread (not started) running ``body``; an exception in it stops the pipeline and is
+        kept in ``error`` for the caller to raise."""
+        return threading.Thread(target=self._guard, args=(body,), name=name, daemon=True)
 
     def _guard(self, body: Callable[[], None]) -> None:
         try:
@@ -169,6 +194,8 @@ class Pipeline:
         return rgb, self.stages.prepare(rgb)
 
     def _capture(self) -> None:
+        if getattr(self.options, "yield_to_model", False):
+            lower_priority()
         limit = self.options.max_frames
         try:
             while not self.stop.is_set() and (limit is None or self.read < limit):

@@ -8,8 +8,9 @@ A single named image that cannot be read is an error straight away.
 
 from __future__ import annotations
 
+import queue
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PIL import Image
 
 from segedge import outputs
 from segedge.data.images import read_upright
-from segedge.edge.pipeline import ListSource, Pipeline, StreamOptions
+from segedge.edge.pipeline import ListSource, Pipeline, StreamOptions, lower_priority
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
@@ -155,28 +156,64 @@ def _write(segmenter: Segmenter, source: Source, image: Image.Image, mask: np.nd
     return item
 
 
+WRITER_THREAD = "segedge-writer"
+_POLL = 0.1  # seconds between checks that the writer is still running
+
+
+_WRITER_ENDED = object()  # the writer's last word: the stream ended, or a stop or an error ended it
+
+
+def _finished(done: queue.Queue) -> Iterator[None]:
+    """One item per photo the writer has finished, until it says it ended."""
+    while True:
+        try:
+            item = done.get(timeout=_POLL)  # a timeout keeps Ctrl-C prompt on every platform
+        except queue.Empty:
+            continue
+        if item is _WRITER_ENDED:
+            return
+        yield None
+
+
 def _predict_pipelined(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool,
                        alpha: float, keep_masks: bool, result: RunResult) -> None:
     """Reader thread (decode + EXIF, resize: ``Segmenter.prepare``) -> inference thread
-    (``Segmenter.infer``) -> this thread (full-size mask, colour, files), in input order. An unreadable
-    photo skips inference and becomes its failure line here; Ctrl-C stops both threads, then propagates."""
+    (``Segmenter.infer``) -> writer thread (full-size mask, colour, files), in input order, while this
+    thread shows progress. The reader and the writer lower their priority (``lower_priority``): on a
+    machine with as many cores as threads minus one the model's thread, the slowest stage, then runs
+    first and the others fill the gaps (224 px, 2 cores: 1.29x -> 1.20x of the bare invoke per photo).
+    An unreadable photo skips inference and becomes its failure line in the writer; an error or Ctrl-C
+    stops all three threads, then propagates here (the photo being written is finished first)."""
 
     def load(source: Source) -> tuple[tuple[Source, Image.Image | DataError], Any]:
         image = _read_or_error(source)
         return (source, image), None if isinstance(image, DataError) else segmenter.prepare(image)
 
-    pipeline = Pipeline(segmenter, ListSource(sources), None, StreamOptions(queue_size=QUEUE_SIZE), drop=False,
-                        load=load)
+    pipeline = Pipeline(segmenter, ListSource(sources), None,
+                        StreamOptions(queue_size=QUEUE_SIZE, yield_to_model=True), drop=False, load=load)
+    done: queue.Queue = queue.Queue()
+
+    def write_all() -> None:
+        try:
+            lower_priority()
+            for _index, (source, image), inferred in pipeline.results_in_order():
+                if isinstance(image, DataError):
+                    result.failed.append((source.path, image.message))
+                else:
+                    mask = pipeline.stages.mask(inferred)
+                    result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
+                done.put(None)
+        finally:
+            done.put(_WRITER_ENDED)
+
+    writer = pipeline.guarded(write_all, WRITER_THREAD)
     pipeline.start()
+    writer.start()
     try:
-        for _index, (source, image), inferred in track(pipeline.results_in_order(), "predicting",
-                                                       total=len(sources)):
-            if isinstance(image, DataError):
-                result.failed.append((source.path, image.message))
-                continue
-            mask = pipeline.stages.mask(inferred)
-            result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
+        for _ in track(_finished(done), "predicting", total=len(sources)):
+            pass
     finally:
         pipeline.close()
+        writer.join()
     if pipeline.error is not None:
         raise pipeline.error

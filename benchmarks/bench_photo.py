@@ -41,8 +41,8 @@ from photos import write_photos  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
-from segedge.data.images import read_upright  # noqa: E402
-from segedge.edge.postprocess import image_masks, mask_image  # noqa: E402
+from segedge.data.images import mask_to_image, read_upright  # noqa: E402
+from segedge.edge.postprocess import image_masks  # noqa: E402
 from segedge.edge.predictor import Segmenter, load  # noqa: E402
 from segedge.edge.runner import predict_files  # noqa: E402
 from segedge.edge.sources import Source, resolve_inputs  # noqa: E402
@@ -62,7 +62,7 @@ def int8_artifacts(bundle: Path) -> list[str]:
 
 def end_to_end(segmenter: Segmenter, path: Path) -> None:
     """What the issue times: the JPEG from disk to the coloured mask."""
-    mask_image(segmenter.predict(path), segmenter.manifest.palette)
+    mask_to_image(segmenter.predict(path), segmenter.manifest.palette)
 
 
 def stream(segmenter: Segmenter, sources: list[Source], out: Path, pipelined: bool) -> None:
@@ -87,7 +87,7 @@ def stages(segmenter: Segmenter, path: Path) -> list[int]:
     t4 = clock()
     mask = image_masks(logits, [placement], [image.size], segmenter.upsample, manifest.num_classes, manifest.void)[0]
     t5 = clock()
-    mask_image(mask, manifest.palette)
+    mask_to_image(mask, manifest.palette)
     t6 = clock()
     return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5]
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from segedge.bench.data import EvalSet
-from segedge.edge.postprocess import palette_table
+from segedge.data.images import palette_table
 from segedge.labels import VOID
 
 LABEL_HEIGHT = 14

@@ -7,6 +7,7 @@ converted to 8-bit RGB rather than rejected. What cannot be decoded raises a
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -233,23 +234,36 @@ def read_mask(path: str | os.PathLike[str], classes: ClassSpec | None = None) ->
     return to_canonical_void(mask, classes)
 
 
+def palette_table(palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """(256, 3) uint8 colours: ``palette`` (one RGB per class, extra values ignored) over VOC's.
+
+    Read-only and cached per palette: a camera colours every frame with the same bundle's colours.
+    """
+    return _palette_table(tuple((int(rgb[0]), int(rgb[1]), int(rgb[2])) for rgb in palette or ()))
+
+
+@functools.lru_cache(maxsize=64)
+def _palette_table(colours: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    table = np.asarray(PALETTE, dtype=np.uint8).copy()
+    for index, rgb in enumerate(colours):
+        table[index] = rgb
+    table.setflags(write=False)
+    return table
+
+
 def mask_to_image(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> Image.Image:
     """A class-index mask as a palette PNG image (the format VOC itself uses).
 
     ``palette`` (one RGB per class; default VOC's) colours the first indices, VOC's colours the rest (255 = void).
     """
     image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    colours = [tuple(rgb[:3]) for rgb in palette or ()] + list(PALETTE[len(palette or ()):])
-    image.putpalette([int(channel) for rgb in colours for channel in rgb])
+    image.putpalette(palette_table(palette).tobytes())
     return image
 
 
 def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """HxW class indices to HxWx3 uint8 colours: ``palette`` (one RGB per class) over VOC's."""
-    table = np.asarray(PALETTE, dtype=np.uint8).copy()
-    for index, rgb in enumerate(palette or ()):
-        table[index] = rgb[:3]
-    return table[np.asarray(mask, dtype=np.uint8)]
+    return palette_table(palette)[np.asarray(mask, dtype=np.uint8)]
 
 
 def is_image_file(path: Path) -> bool:

@@ -105,7 +105,7 @@ class ListSource:
 
 
 END = object()  # the end of the stream, passed down the queues after the last frame
-_POLL = 0.1  # seconds between checks of the stop flag while waiting on a queue
+POLL_SECONDS = 0.1  # longest wait on a queue before a thread checks the stop flag (or Ctrl-C lands)
 
 
 class Pipeline:
@@ -160,7 +160,7 @@ class Pipeline:
         """Put ``item``, waiting for room (checking the stop flag); 1 when a stop made it drop a frame."""
         while not self.stop.is_set():
             try:
-                target.put(item, timeout=_POLL)
+                target.put(item, timeout=POLL_SECONDS)
             except queue.Full:
                 continue
             self.peak = max(self.peak, target.qsize())
@@ -229,7 +229,7 @@ class Pipeline:
         """The next item, or None once stopped."""
         while not self.stop.is_set():
             try:
-                return source.get(timeout=_POLL)
+                return source.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 continue
         return None

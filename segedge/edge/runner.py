@@ -20,7 +20,7 @@ from PIL import Image
 
 from segedge import outputs
 from segedge.data.images import read_upright
-from segedge.edge.pipeline import ListSource, Pipeline, StreamOptions, lower_priority
+from segedge.edge.pipeline import POLL_SECONDS, ListSource, Pipeline, StreamOptions, lower_priority
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
@@ -157,9 +157,6 @@ def _write(segmenter: Segmenter, source: Source, image: Image.Image, mask: np.nd
 
 
 WRITER_THREAD = "segedge-writer"
-_POLL = 0.1  # seconds between checks that the writer is still running
-
-
 _WRITER_ENDED = object()  # the writer's last word: the stream ended, or a stop or an error ended it
 
 
@@ -167,7 +164,7 @@ def _finished(done: queue.Queue) -> Iterator[None]:
     """One item per photo the writer has finished, until it says it ended."""
     while True:
         try:
-            item = done.get(timeout=_POLL)  # a timeout keeps Ctrl-C prompt on every platform
+            item = done.get(timeout=POLL_SECONDS)  # a timeout keeps Ctrl-C prompt on every platform
         except queue.Empty:
             continue
         if item is _WRITER_ENDED:

@@ -10,9 +10,12 @@ first; then, in interleaved rounds (order rotating each round):
   (its p50 gives the bound), on the artifact opened as bench opens it;
 * ``pipelined``: ``run_camera`` on the video as ``predict --camera`` runs a
   file (a full queue waits: no frame lost), saving mask + overlay every
-  ``--every`` frames, on the artifact opened as predict opens it for a camera
-  (onnxruntime's idle threads not spinning);
-* ``pipelined, live``: the same with the live-camera policy (a full queue
+  ``--every`` frames, on the artifact opened as predict opens it for a video
+  file: one copy of the model per thread (``--workers``), onnxruntime's idle
+  threads not spinning;
+* ``pipelined, 1 copy``: the same with one copy on all the threads (predict's
+  choice for a live camera, and the loop before ``--workers``);
+* ``pipelined, live``: one copy with the live-camera policy (a full queue
   drops its oldest frame), with the drop count;
 * ``sequential``: the same work in one thread (read, convert, predict, draw
   and save), the loop before issue 20, for scale.
@@ -40,6 +43,7 @@ from photos import write_photo  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
+from segedge.commands.predict import stream_workers  # noqa: E402
 from segedge.edge.camera import (  # noqa: E402
     CameraOptions,
     _save_frame,
@@ -105,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="segedge-camera-"))
     video = write_video(work / "clip.avi", args.frames)
     segmenter = load(args.bundle, threads=args.threads, artifact=args.format)  # the model alone: as bench times it
-    looping = load(args.bundle, threads=args.threads, artifact=args.format, spin=False)  # as predict --camera opens it
+    # as predict --camera opens a video file (one copy per thread) and a live camera (one copy)
+    looping = load(args.bundle, threads=args.threads, artifact=args.format, spin=False,
+                   workers=stream_workers(None, args.threads, str(video)))
+    single = load(args.bundle, threads=args.threads, artifact=args.format, spin=False)
     cv2 = cv2_module()
     capture = open_capture(str(video))
     _, first = capture.read()
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     tensor = segmenter.backend.prepare(pixels[None])
     for _ in range(5):
         segmenter.backend.invoke(tensor)
-    kinds = ["invoke", "pipelined", "pipelined, live", "sequential"]
+    kinds = ["invoke", "pipelined", "pipelined, 1 copy", "pipelined, live", "sequential"]
     invoke_ms: list[float] = []
     fps: dict[str, list[float]] = {kind: [] for kind in kinds[1:]}
     dropped: dict[str, list[int]] = {kind: [] for kind in kinds[1:]}
@@ -129,19 +136,21 @@ def main(argv: list[str] | None = None) -> int:
                     segmenter.backend.invoke(tensor)
                     invoke_ms.append((time.perf_counter_ns() - start) / NS_PER_MS)
             elif kind == "sequential":
-                frames, seconds = sequential(looping, video, out, args.every)
+                frames, seconds = sequential(single, video, out, args.every)
                 fps[kind].append(frames / seconds)
                 dropped[kind].append(0)
             else:
                 options = CameraOptions(out=out, every=args.every, drop=kind.endswith("live"))
-                summary = run_camera(looping, open_capture(str(video)), str(video), options, stderr=io.StringIO(),
+                chosen = looping if kind == "pipelined" else single
+                summary = run_camera(chosen, open_capture(str(video)), str(video), options, stderr=io.StringIO(),
                                      stdout=io.StringIO())
                 fps[kind].append(summary.fps)
                 dropped[kind].append(summary.dropped)
     p50 = statistics.median(invoke_ms)
     bound = BOUND * 1000.0 / p50
-    print(f"{segmenter.describe()}; {args.frames} frames {SIZE[0]}x{SIZE[1]} MJPG, mask + overlay saved every "
-          f"{args.every}; invoke p50 {p50:.3f} ms -> model alone {1000 / p50:.1f} fps; medians of {args.rounds} "
+    print(f"{segmenter.describe()}; pipelined: {looping.describe()};")
+    print(f"{args.frames} frames {SIZE[0]}x{SIZE[1]} MJPG, mask + overlay saved every {args.every}; "
+          f"invoke p50 {p50:.3f} ms -> model alone {1000 / p50:.1f} fps; medians of {args.rounds} "
           "rounds")
     rows = []
     for kind in kinds[1:]:
@@ -154,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"invoke_p50_ms": p50, "bound_fps": bound,
                                          "fps": {k: statistics.median(v) for k, v in fps.items()},
                                          "dropped": dropped}, indent=2))
-    segmenter.close()
-    looping.close()
+    for opened in (segmenter, looping, single):
+        opened.close()
     return 0
 
 

@@ -9,6 +9,7 @@ themselves stay readable.
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
 import sys
@@ -112,11 +113,14 @@ class Pipeline:
     """capture -> bounded queue -> inference -> bounded queue -> the caller's writer loop.
 
     Capture (read, BGR->RGB or, for photos, decode + EXIF; resize to the
-    model's input) and inference run in two threads, the writer (full-size
+    model's input) and inference run in their own threads, the writer (full-size
     mask when needed, overlay, files, JSON, window) in the calling thread,
     so reading the next frame, segmenting this one and writing the last
     overlap; OpenCV, numpy, PIL and the runtimes release the GIL for the
-    heavy parts. Each queue holds at most ``queue_size`` frames. When a queue is full a live source drops its
+    heavy parts. A segmenter with several copies of its model
+    (``Segmenter.workers``) gets one inference thread per copy; the writer
+    still receives the frames in the order they were read. Each queue holds at
+    most ``queue_size`` frames. When a queue is full a live source drops its
     oldest frame (the freshest picture wins, memory stays bounded); a video
     file waits instead, so every frame of it is segmented. Each thread counts
     what it drops, and frames still queued at a stop count as dropped, so
@@ -137,7 +141,20 @@ class Pipeline:
         self.read = self.capture_dropped = self.inference_dropped = self.peak = 0
         self.interrupted = False
         self.error: BaseException | None = None
-        self.threads = [self.guarded(self._capture, "segedge-capture"), self.guarded(self._infer, "segedge-inference")]
+        # Several inference threads: each frame gets a ticket as it leaves the first queue, in order;
+        # the writer's side puts results back in ticket order (``next_result``) and skips the tickets
+        # of results the live policy dropped.
+        self.workers = max(1, int(getattr(segmenter, "workers", 1)))
+        self._lock = threading.Lock()  # the counters and the skipped tickets; never held while waiting
+        self._taking = threading.Lock()  # one inference thread at a time takes a frame and its ticket
+        self._tickets = self._next_ticket = 0
+        self._running = self.workers
+        self._waiting: list[tuple[int, Any]] = []  # results that arrived before an earlier ticket's
+        self._skipped: set[int] = set()
+        self._ended = False
+        self.threads = [self.guarded(self._capture, "segedge-capture")] + [
+            self.guarded(self._infer, "segedge-inference" + (f"-{n}" if self.workers > 1 else ""))
+            for n in range(self.workers)]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -177,10 +194,15 @@ class Pipeline:
                 return dropped
             except queue.Full:
                 try:
-                    if target.get_nowait() is not END:
-                        dropped += 1
+                    lost = target.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                if lost is END:
+                    continue
+                dropped += 1
+                if target is self.results:
+                    with self._lock:
+                        self._skipped.add(lost[0])  # the writer stops waiting for this ticket
 
     def _send(self, target: queue.Queue, item: Any) -> int:
         if self.stop.is_set():
@@ -211,19 +233,31 @@ class Pipeline:
                 payload, prepared = self.load(frame)
                 self.capture_dropped += self._send(self.frames_in, (index, payload, prepared))
         finally:
-            self._offer(self.frames_in, END)
+            for _ in range(self.workers):  # one end for each inference thread
+                self._offer(self.frames_in, END)
 
     def _infer(self) -> None:
         try:
             while True:
-                item = self._get(self.frames_in)
+                with self._taking:  # taking a frame and its ticket at once keeps tickets in reading order
+                    item = self._get(self.frames_in)
+                    ticket = self._tickets
+                    if item is not END and item is not None:
+                        self._tickets += 1
                 if item is END or item is None:
                     return
                 index, payload, prepared = item
                 inferred = None if prepared is None else self.stages.infer(prepared)
-                self.inference_dropped += self._send(self.results, (index, payload, inferred))
+                dropped = self._send(self.results, (ticket, (index, payload, inferred)))
+                if dropped:
+                    with self._lock:
+                        self.inference_dropped += dropped
         finally:
-            self._offer(self.results, END)
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:  # the writer's end comes after every inference thread's last result
+                self._offer(self.results, END)
 
     def _get(self, source: queue.Queue) -> Any:
         """The next item, or None once stopped."""
@@ -235,8 +269,25 @@ class Pipeline:
         return None
 
     def next_result(self) -> Any:
-        """The writer's next (index, payload, inferred), ``END`` at the end of the stream; None once stopped."""
-        return self._get(self.results)
+        """The writer's next (index, payload, inferred) in reading order, ``END`` at the end of the stream;
+        None once stopped."""
+        while True:
+            with self._lock:
+                while self._next_ticket in self._skipped:
+                    self._skipped.discard(self._next_ticket)
+                    self._next_ticket += 1
+            if self._waiting and (self._waiting[0][0] == self._next_ticket or self._ended):
+                self._next_ticket = self._waiting[0][0] + 1
+                return heapq.heappop(self._waiting)[1]
+            if self._ended:
+                return END
+            item = self._get(self.results)
+            if item is None:
+                return None
+            if item is END:
+                self._ended = True
+            else:
+                heapq.heappush(self._waiting, item)
 
     def results_in_order(self) -> Iterator[Any]:
         """Every result (index, payload, inferred) until the stream ends or the pipeline stops."""
@@ -251,7 +302,8 @@ class Pipeline:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout)
-        left = 0
+        left = len(self._waiting)
+        self._waiting.clear()
         for pending in (self.frames_in, self.results):
             while True:
                 try:

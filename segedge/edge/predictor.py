@@ -23,7 +23,7 @@ from segedge.edge.postprocess import class_fractions, image_masks, logits_to_mas
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
 from segedge.preprocess import Placement, resize_uint8
-from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
+from segedge.runtime import BackendPool, OnnxBackend, TensorSpec, TFLiteBackend, open_backend
 from segedge.targets import TARGETS, Runtime, runtime_for_file
 from segedge.upsample import check_upsample
 
@@ -169,7 +169,7 @@ class Segmenter:
     """One loaded artifact plus its manifest: images in, class-index masks out at the image's size."""
 
     def __init__(self, model: Path, manifest: Manifest, artifact: str, info: ArtifactInfo,
-                 backend: TFLiteBackend | OnnxBackend, upsample: str | None = None) -> None:
+                 backend: TFLiteBackend | OnnxBackend | BackendPool, upsample: str | None = None) -> None:
         self.path, self.manifest, self.artifact, self.info, self.backend = model, manifest, artifact, info, backend
         # logits | mask: the manifest's choice (made at export, the reference set's too) unless overridden
         self.upsample = check_upsample(upsample) if upsample is not None else manifest.upsample
@@ -178,9 +178,16 @@ class Segmenter:
     def classes(self) -> list[str]:
         return self.manifest.classes
 
+    @property
+    def workers(self) -> int:
+        """Copies of the model that can segment frames at once (``load(workers=...)``); the pipeline runs
+        one inference thread per copy."""
+        return int(getattr(self.backend, "workers", 1))
+
     def describe(self) -> str:
-        return (f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, "
-                f"{self.backend.threads} thread{'s' if self.backend.threads != 1 else ''})")
+        threads = f"{self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}"
+        copies = f"{self.workers} workers x " if self.workers > 1 else ""
+        return f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, {copies}{threads})"
 
     def logits(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[Placement]]:
         """Float logits at model size for a batch, and where each image sits in the input."""
@@ -274,13 +281,16 @@ class Segmenter:
 
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
-         artifact: str | None = None, upsample: str | None = None, spin: bool = True) -> Segmenter:
+         artifact: str | None = None, upsample: str | None = None, spin: bool = True,
+         workers: int = 1) -> Segmenter:
     """Open a bundle folder (default artifact) or a model file (checked against the manifest beside it, or run
     on its embedded metadata when there is none).
 
     ``upsample`` (logits | mask) overrides the manifest's post-processing choice. ``spin=False`` lets
     onnxruntime's idle threads sleep between runs: for a pipeline whose other threads need the cores
     (``segedge predict`` on a camera or several photos), not for timing one model alone.
+    ``workers`` > 1 opens that many copies of the model and shares ``threads`` among them (at least
+    one each, ``runtime.BackendPool``): a pipeline then segments that many frames at once.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
     kind = runtime_for_file(model.name).value
@@ -289,19 +299,34 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    threads = max(1, threads // workers)  # per copy of the model
     if upsample is not None:
         check_upsample(upsample)
     if manifest is None:
-        return _load_bare(model, artifact, threads, upsample, spin)
-    verify_artifact_file(model, info)
-    backend = open_backend(model, kind, threads, spec=manifest.preprocess, spin=spin)
-    try:
-        check_compatible(model, manifest, info, backend)
-        metadata.check_manifest(model, backend.metadata, manifest)
-    except ModelError:
-        backend.close()
-        raise
-    return Segmenter(model, manifest, name, info, backend, upsample)
+        segmenter = _load_bare(model, artifact, threads, upsample, spin)
+    else:
+        verify_artifact_file(model, info)
+        backend = open_backend(model, kind, threads, spec=manifest.preprocess, spin=spin)
+        try:
+            check_compatible(model, manifest, info, backend)
+            metadata.check_manifest(model, backend.metadata, manifest)
+        except ModelError:
+            backend.close()
+            raise
+        segmenter = Segmenter(model, manifest, name, info, backend, upsample)
+    if workers > 1:  # the copies are the file just checked: open them as the first was opened
+        spec = manifest.preprocess if manifest is not None else None
+        copies = [segmenter.backend]
+        try:
+            copies += [open_backend(model, kind, threads, spec=spec, spin=spin) for _ in range(workers - 1)]
+        except BaseException:
+            for backend in copies:
+                backend.close()
+            raise
+        segmenter.backend = BackendPool(copies)
+    return segmenter
 
 
 def _load_bare(model: Path, artifact: str | None, threads: int, upsample: str | None = None,

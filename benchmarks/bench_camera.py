@@ -11,10 +11,10 @@ first; then, in interleaved rounds (order rotating each round):
 * ``pipelined``: ``run_camera`` on the video as ``predict --camera`` runs a
   file (a full queue waits: no frame lost), saving mask + overlay every
   ``--every`` frames, on the artifact opened as predict opens it for a video
-  file: one copy of the model per thread (``--workers``), onnxruntime's idle
+  file: one copy of the model per thread (``--copies``), onnxruntime's idle
   threads not spinning;
 * ``pipelined, 1 copy``: the same with one copy on all the threads (predict's
-  choice for a live camera, and the loop before ``--workers``);
+  choice for a live camera, and the loop before ``--copies``);
 * ``pipelined, live``: one copy with the live-camera policy (a full queue
   drops its oldest frame), with the drop count;
 * ``sequential``: the same work in one thread (read, convert, predict, draw
@@ -43,7 +43,7 @@ from photos import write_photo  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
-from segedge.commands.predict import stream_workers  # noqa: E402
+from segedge.commands.predict import stream_copies  # noqa: E402
 from segedge.edge.camera import (  # noqa: E402
     CameraOptions,
     _save_frame,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     segmenter = load(args.bundle, threads=args.threads, artifact=args.format)  # the model alone: as bench times it
     # as predict --camera opens a video file (one copy per thread) and a live camera (one copy)
     looping = load(args.bundle, threads=args.threads, artifact=args.format, spin=False,
-                   workers=stream_workers(None, args.threads, str(video)))
+                   copies=stream_copies(None, args.threads, str(video)))
     single = load(args.bundle, threads=args.threads, artifact=args.format, spin=False)
     cv2 = cv2_module()
     capture = open_capture(str(video))

@@ -298,12 +298,12 @@ class OnnxBackend:
 class BackendPool:
     """Several copies of one model behind one backend's calls: each call borrows a copy nobody is using.
 
-    A stream (camera frames, a list of photos) on N cores runs faster as N
+    A stream of frames (a video file) on N cores runs faster as N
     one-thread interpreters working on N frames at once than as one N-thread
     interpreter on one frame: each interpreter runs a whole frame on its core
     with no hand-off between threads inside a layer, and a core the reader or
     writer needs for a moment delays one frame, not every layer of all of them
-    (224 px int8, 2 cores, ``predict --camera``: 166 -> 205 fps,
+    (224 px int8, 2 cores, ``predict --camera`` on a video: 165 -> 199 fps,
     docs/design.md). Each frame then waits one core's time rather than N
     cores', which a live view shows as that much more lag.
     """
@@ -317,7 +317,7 @@ class BackendPool:
         self.metadata, self.preprocess = first.metadata, first.preprocess
         self.nchw = bool(getattr(first, "nchw", False))
         self.threads = first.threads  # per copy: what each frame runs on
-        self.workers = len(self.backends)
+        self.copies = len(self.backends)
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for backend in self.backends:
             self._free.put(backend)

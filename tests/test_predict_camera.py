@@ -152,7 +152,7 @@ def test_a_camera_run_lets_onnxruntime_idle_threads_sleep(tiny_bundle, tmp_path,
     result = CliRunner().invoke(app, ["predict", str(tiny_bundle), "--camera", str(video), "--max-frames", "2",
                                       "--threads", "2", "--format", artifact_name(tiny_bundle, "onnx", "fp32")])
     assert result.exit_code == 0, result.output
-    assert spins == [False, False]  # a video file: one session per thread (--workers), none spinning
+    assert spins == [False, False]  # a video file: one session per thread (--copies), none spinning
     assert real(ort, 2, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
     with pytest.raises(RuntimeError, match="allow_spinning"):  # left unset by default: onnxruntime spins
         real(ort, 2).get_session_config_entry("session.intra_op.allow_spinning")

@@ -43,12 +43,12 @@ def _note(message: str) -> None:
 
 def _check_options(input_: str | None, out: Path | None, camera: str | None, threads: int | None,
                    every: int | None, show: bool, max_frames: int | None, batch: int, alpha: float,
-                   as_json: bool, workers: int | None = None) -> None:
+                   as_json: bool, copies: int | None = None) -> None:
     """Every bad combination is refused before a model is loaded (seconds on a Pi)."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if copies is not None and copies < 1:
+        raise ConfigError(f"--copies must be at least 1, got {copies}")
     if batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch}")
     if every is not None and every < 1:
@@ -70,17 +70,17 @@ def _check_options(input_: str | None, out: Path | None, camera: str | None, thr
             raise ConfigError("nothing would be written: pass --out DIR (and/or --json)")
 
 
-def stream_workers(workers: int | None, threads: int | None, camera: str | None) -> int:
-    """Copies of the model a run segments frames with (``--workers``, else this choice).
+def stream_copies(copies: int | None, threads: int | None, camera: str | None) -> int:
+    """Copies of the model a run segments frames with (``--copies``, else this choice).
 
     A video file is a throughput job: one copy per thread, each on one core, segments the most frames
-    a second (224 px int8 on 2 cores: 166 -> 205 fps, docs/design.md). A live camera keeps one copy
+    a second (224 px int8 on 2 cores: 165 -> 199 fps, docs/design.md). A live camera keeps one copy
     on all the threads: a frame then waits the least, and the camera's own pace (often 30 fps) is the
-    ceiling anyway; ``--workers`` trades that lag for frames per second. Photos keep one copy: there
+    ceiling anyway; ``--copies`` trades that lag for frames per second. Photos keep one copy: there
     the reader and writer, not the model, set the pace.
     """
-    if workers is not None:
-        return workers
+    if copies is not None:
+        return copies
     from segedge.edge.camera import is_live
     from segedge.edge.predictor import default_threads
 
@@ -112,8 +112,8 @@ def predict(
     runtime: Annotated[str | None, typer.Option(help="tflite or onnx (default: from the file's extension).")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", metavar="N", help="Inference thread count (default: all usable cores).")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", metavar="N", show_default=False,
+    copies: Annotated[int | None, typer.Option(
+        "--copies", metavar="N", show_default=False,
         help="Copies of the model segmenting frames at once, sharing --threads. Default: one per thread "
              "for a video file (most frames a second), one for a live camera and for photos (least lag).")
     ] = None,
@@ -141,7 +141,7 @@ def predict(
     """Segment images, a folder or camera frames with an exported bundle; no TensorFlow needed."""
     artifact = parse_one_name(renamed_list(artifact, old_artifact, "--format", "--artifact"))
     input_ = " ".join(inputs) if inputs else None
-    _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json, workers)
+    _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json, copies)
     if upsample is not None:
         from segedge.upsample import check_upsample
 
@@ -162,7 +162,7 @@ def predict(
 
                 check_frames_kept(target)
             with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample, spin=False,
-                      workers=stream_workers(workers, threads, camera)) as segmenter:  # spin: others need cores
+                      copies=stream_copies(copies, threads, camera)) as segmenter:  # spin: others need cores
                 _note(f"model: {segmenter.describe()}")
                 with outputs.writing(target) if target is not None else contextlib.nullcontext():
                     run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
@@ -180,7 +180,7 @@ def predict(
         writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
     with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample,
               spin=len(found.sources) < 2,  # several photos run as a pipeline: no idle spinning
-              workers=stream_workers(workers, threads, None)) as segmenter:
+              copies=stream_copies(copies, threads, None)) as segmenter:
         _note(f"model: {segmenter.describe()}")
         try:
             with writing:

@@ -118,7 +118,7 @@ class Pipeline:
     so reading the next frame, segmenting this one and writing the last
     overlap; OpenCV, numpy, PIL and the runtimes release the GIL for the
     heavy parts. A segmenter with several copies of its model
-    (``Segmenter.workers``) gets one inference thread per copy; the writer
+    (``Segmenter.copies``) gets one inference thread per copy; the writer
     still receives the frames in the order they were read. Each queue holds at
     most ``queue_size`` frames. When a queue is full a live source drops its
     oldest frame (the freshest picture wins, memory stays bounded); a video
@@ -144,17 +144,17 @@ class Pipeline:
         # Several inference threads: each frame gets a ticket as it leaves the first queue, in order;
         # the writer's side puts results back in ticket order (``next_result``) and skips the tickets
         # of results the live policy dropped.
-        self.workers = max(1, int(getattr(segmenter, "workers", 1)))
+        self.copies = max(1, int(getattr(segmenter, "copies", 1)))
         self._lock = threading.Lock()  # the counters and the skipped tickets; never held while waiting
         self._taking = threading.Lock()  # one inference thread at a time takes a frame and its ticket
         self._tickets = self._next_ticket = 0
-        self._running = self.workers
+        self._running = self.copies
         self._waiting: list[tuple[int, Any]] = []  # results that arrived before an earlier ticket's
         self._skipped: set[int] = set()
         self._ended = False
         self.threads = [self.guarded(self._capture, "segedge-capture")] + [
-            self.guarded(self._infer, "segedge-inference" + (f"-{n}" if self.workers > 1 else ""))
-            for n in range(self.workers)]
+            self.guarded(self._infer, "segedge-inference" + (f"-{n}" if self.copies > 1 else ""))
+            for n in range(self.copies)]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -233,7 +233,7 @@ class Pipeline:
                 payload, prepared = self.load(frame)
                 self.capture_dropped += self._send(self.frames_in, (index, payload, prepared))
         finally:
-            for _ in range(self.workers):  # one end for each inference thread
+            for _ in range(self.copies):  # one end for each inference thread
                 self._offer(self.frames_in, END)
 
     def _infer(self) -> None:

@@ -179,14 +179,14 @@ class Segmenter:
         return self.manifest.classes
 
     @property
-    def workers(self) -> int:
-        """Copies of the model that can segment frames at once (``load(workers=...)``); the pipeline runs
+    def copies(self) -> int:
+        """Copies of the model that can segment frames at once (``load(copies=...)``); the pipeline runs
         one inference thread per copy."""
-        return int(getattr(self.backend, "workers", 1))
+        return int(getattr(self.backend, "copies", 1))
 
     def describe(self) -> str:
         threads = f"{self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}"
-        copies = f"{self.workers} workers x " if self.workers > 1 else ""
+        copies = f"{self.copies} copies x " if self.copies > 1 else ""
         return f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, {copies}{threads})"
 
     def logits(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[Placement]]:
@@ -282,14 +282,14 @@ class Segmenter:
 
 def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int | None = None,
          artifact: str | None = None, upsample: str | None = None, spin: bool = True,
-         workers: int = 1) -> Segmenter:
+         copies: int = 1) -> Segmenter:
     """Open a bundle folder (default artifact) or a model file (checked against the manifest beside it, or run
     on its embedded metadata when there is none).
 
     ``upsample`` (logits | mask) overrides the manifest's post-processing choice. ``spin=False`` lets
     onnxruntime's idle threads sleep between runs: for a pipeline whose other threads need the cores
     (``segedge predict`` on a camera or several photos), not for timing one model alone.
-    ``workers`` > 1 opens that many copies of the model and shares ``threads`` among them (at least
+    ``copies`` > 1 opens that many copies of the model and shares ``threads`` among them (at least
     one each, ``runtime.BackendPool``): a pipeline then segments that many frames at once.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
@@ -299,9 +299,9 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    threads = max(1, threads // workers)  # per copy of the model
+    if copies < 1:
+        raise ConfigError(f"--copies must be at least 1, got {copies}")
+    threads = max(1, threads // copies)  # per copy of the model
     if upsample is not None:
         check_upsample(upsample)
     if manifest is None:
@@ -316,16 +316,16 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
             backend.close()
             raise
         segmenter = Segmenter(model, manifest, name, info, backend, upsample)
-    if workers > 1:  # the copies are the file just checked: open them as the first was opened
+    if copies > 1:  # the copies are the file just checked: open them as the first was opened
         spec = manifest.preprocess if manifest is not None else None
-        copies = [segmenter.backend]
+        opened = [segmenter.backend]
         try:
-            copies += [open_backend(model, kind, threads, spec=spec, spin=spin) for _ in range(workers - 1)]
+            opened += [open_backend(model, kind, threads, spec=spec, spin=spin) for _ in range(copies - 1)]
         except BaseException:
-            for backend in copies:
+            for backend in opened:
                 backend.close()
             raise
-        segmenter.backend = BackendPool(copies)
+        segmenter.backend = BackendPool(opened)
     return segmenter
 
 

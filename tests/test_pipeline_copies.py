@@ -1,4 +1,4 @@
-"""Several copies of the model in one pipeline (``load(workers=N)``, ``predict --workers``).
+"""Several copies of the model in one pipeline (``load(copies=N)``, ``predict --copies``).
 
 What must hold by construction: a pool hands each copy to one caller at a
 time; with several inference threads the writer still gets every frame once,
@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from segedge.cli import app
-from segedge.commands.predict import stream_workers
+from segedge.commands.predict import stream_copies
 from segedge.edge.camera import CameraOptions, run_camera
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
@@ -51,11 +51,11 @@ class Frames:
 
 
 class TwoAtOnce:
-    """A stand-in with ``workers`` copies whose frame 0 cannot finish before frame 1 has: only two
+    """A stand-in with ``copies`` copies whose frame 0 cannot finish before frame 1 has: only two
     inference threads running at once get past it."""
 
-    def __init__(self, workers: int, writer_gate: threading.Event | None = None, hold_first: bool = True) -> None:
-        self.workers, self.writer_gate, self.hold_first = workers, writer_gate, hold_first
+    def __init__(self, copies: int, writer_gate: threading.Event | None = None, hold_first: bool = True) -> None:
+        self.copies, self.writer_gate, self.hold_first = copies, writer_gate, hold_first
         self.manifest = SimpleNamespace(palette=[[0, 0, 0], [9, 9, 9]])
         self.second_done = threading.Event()
         self.finished: list[int] = []
@@ -94,7 +94,7 @@ def _camera(segmenter, capture, options, source="clip.avi"):
 
 
 def test_two_inference_threads_hand_the_writer_every_frame_in_reading_order(tmp_path):
-    segmenter = TwoAtOnce(workers=2)
+    segmenter = TwoAtOnce(copies=2)
     summary, written = _camera(segmenter, Frames(30), CameraOptions(out=tmp_path, json_lines=True, queue_size=2))
     assert segmenter.finished.index(1) < segmenter.finished.index(0)  # frame 1 really finished first
     assert written == list(range(30)) and (summary.frames, summary.processed, summary.dropped) == (30, 30, 0)
@@ -102,10 +102,10 @@ def test_two_inference_threads_hand_the_writer_every_frame_in_reading_order(tmp_
     assert not [t for t in threading.enumerate() if t.name.startswith("segedge-") and t.is_alive()]
 
 
-def test_a_live_source_with_several_workers_still_counts_every_frame(tmp_path):
+def test_a_live_source_with_several_copies_still_counts_every_frame(tmp_path):
     frames = Frames(60)
     # the writer is stuck until all are read; frame 1 may be dropped, so frame 0 does not wait for it
-    segmenter = TwoAtOnce(workers=3, writer_gate=frames.ended, hold_first=False)
+    segmenter = TwoAtOnce(copies=3, writer_gate=frames.ended, hold_first=False)
     summary, written = _camera(segmenter, frames, CameraOptions(out=tmp_path, json_lines=True, queue_size=2,
                                                                  drop=True), source="0")
     assert summary.frames == 60 == frames.reads
@@ -156,7 +156,7 @@ def test_a_pool_lends_each_copy_to_one_caller_at_a_time():
     for thread in threads:
         thread.join(30)
     assert not errors and sum(copy.calls for copy in copies) == 100
-    assert pool.workers == 2 and pool.threads == 1
+    assert pool.copies == 2 and pool.threads == 1
     pool.close()
     assert all(copy.closed for copy in copies)
 
@@ -171,9 +171,9 @@ def test_copies_give_the_masks_one_copy_gives(tiny_bundle, tmp_path):
         Image.fromarray(rng.integers(0, 255, (50 + 7 * i, 80, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
     sources = resolve_inputs([str(photos)]).sources
     with load(tiny_bundle, threads=1, artifact="int8") as one, \
-            load(tiny_bundle, threads=2, artifact="int8", workers=2) as two:
-        assert two.workers == 2 and two.backend.threads == 1 and "2 workers x 1 thread" in two.describe()
-        assert one.workers == 1 and "workers" not in one.describe()
+            load(tiny_bundle, threads=2, artifact="int8", copies=2) as two:
+        assert two.copies == 2 and two.backend.threads == 1 and "2 copies x 1 thread" in two.describe()
+        assert one.copies == 1 and "copies" not in one.describe()
         alone = predict_files(one, sources, None, keep_masks=True)
         pooled = predict_files(two, sources, None, keep_masks=True)
     assert [item.source.path for item in pooled.images] == [item.source.path for item in alone.images]
@@ -181,15 +181,15 @@ def test_copies_give_the_masks_one_copy_gives(tiny_bundle, tmp_path):
         np.testing.assert_array_equal(mine.mask, theirs.mask)
 
 
-@pytest.mark.parametrize(("workers", "threads", "camera", "expected"), [
+@pytest.mark.parametrize(("copies", "threads", "camera", "expected"), [
     (None, 4, "clip.mp4", 4), (None, 4, "0", 1), (None, 4, "/dev/video0", 1), (None, 4, None, 1),
     (3, 4, "0", 3), (2, None, None, 2),
 ])
-def test_predict_picks_one_copy_per_thread_only_for_a_video_file(workers, threads, camera, expected):
-    assert stream_workers(workers, threads, camera) == expected
+def test_predict_picks_one_copy_per_thread_only_for_a_video_file(copies, threads, camera, expected):
+    assert stream_copies(copies, threads, camera) == expected
 
 
-def test_workers_below_one_is_refused_before_the_model_loads(tmp_path):
+def test_copies_below_one_is_refused_before_the_model_loads(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "missing"), str(tmp_path), "--out",
-                                      str(tmp_path / "o"), "--workers", "0"])
-    assert result.exit_code != 0 and "--workers must be at least 1, got 0" in result.output
+                                      str(tmp_path / "o"), "--copies", "0"])
+    assert result.exit_code != 0 and "--copies must be at least 1, got 0" in result.output

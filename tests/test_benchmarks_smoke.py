@@ -184,10 +184,11 @@ def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):
 def test_bench_camera_prints_fps_against_the_bound(tiny_bundle, tmp_path):
     pytest.importorskip("cv2")
     out = run_script("bench_camera.py", tiny_bundle, "--frames", "6", "--rounds", "1", "--every", "3",
-                     "--threads", "1", "--json", tmp_path / "camera.json")
+                     "--threads", "2", "--json", tmp_path / "camera.json")
     rows = table_rows(out, ["loop", "fps", "bound (0.9 x 1000/p50)", "within", "x model-alone fps",
                             "dropped (median)"])
-    assert [r[0] for r in rows] == ["pipelined", "pipelined, live", "sequential"]
-    assert rows[0][5] == "0" and rows[2][5] == "0"  # a video file waits: nothing dropped
+    assert [r[0] for r in rows] == ["pipelined", "pipelined, 1 copy", "pipelined, live", "sequential"]
+    assert rows[0][5] == rows[1][5] == rows[3][5] == "0"  # a video file waits: nothing dropped
+    assert "pipelined: " in out and "2 copies x 1 thread" in out  # a video file: one copy per thread
     data = json.loads((tmp_path / "camera.json").read_text())
-    assert set(data["fps"]) == {"pipelined", "pipelined, live", "sequential"}
+    assert set(data["fps"]) == {"pipelined", "pipelined, 1 copy", "pipelined, live", "sequential"}

@@ -14,9 +14,6 @@ itself, never from a constant. No TensorFlow anywhere.
 from __future__ import annotations
 
 import os
-import queue
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -293,63 +290,6 @@ class OnnxBackend:
 
     def close(self) -> None:
         self._session = None
-
-
-class BackendPool:
-    """Several copies of one model behind one backend's calls: each call borrows a copy nobody is using.
-
-    A stream of frames (a video file) on N cores runs faster as N
-    one-thread interpreters working on N frames at once than as one N-thread
-    interpreter on one frame: each interpreter runs a whole frame on its core
-    with no hand-off between threads inside a layer, and a core the reader or
-    writer needs for a moment delays one frame, not every layer of all of them
-    (224 px int8, 2 cores, ``predict --camera`` on a video: 165 -> 199 fps,
-    docs/design.md). Each frame then waits one core's time rather than N
-    cores', which a live view shows as that much more lag.
-    """
-
-    def __init__(self, backends: Sequence[TFLiteBackend | OnnxBackend]) -> None:
-        if not backends:
-            raise ValueError("a pool needs at least one backend")
-        self.backends = list(backends)
-        first = self.backends[0]
-        self.path, self.runtime, self.input, self.output = first.path, first.runtime, first.input, first.output
-        self.metadata, self.preprocess = first.metadata, first.preprocess
-        self.nchw = bool(getattr(first, "nchw", False))
-        self.threads = first.threads  # per copy: what each frame runs on
-        self.copies = len(self.backends)
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
-        for backend in self.backends:
-            self._free.put(backend)
-
-    @contextmanager
-    def _borrowed(self) -> Iterator[TFLiteBackend | OnnxBackend]:
-        backend = self._free.get()  # waits while every copy is busy
-        try:
-            yield backend
-        finally:
-            self._free.put(backend)
-
-    def prepare(self, batch: np.ndarray) -> np.ndarray:
-        return self.backends[0].prepare(batch)  # reads only the specs, which every copy shares
-
-    def finish(self, raw: np.ndarray) -> np.ndarray:
-        return self.backends[0].finish(raw)
-
-    def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        with self._borrowed() as backend:
-            return backend.invoke(tensor)
-
-    def run_raw(self, batch: np.ndarray) -> np.ndarray:
-        with self._borrowed() as backend:
-            return backend.run_raw(batch)
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.finish(self.run_raw(batch))
-
-    def close(self) -> None:
-        for backend in self.backends:
-            backend.close()
 
 
 def open_backend(path: str | os.PathLike[str], runtime: Runtime | str | None = None, threads: int = 1,

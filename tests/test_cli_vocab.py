@@ -155,7 +155,7 @@ def test_default_artifact_is_the_runtimes_int8_then_its_fp32(tiny_bundle, tmp_pa
     """The documented rule, checked by taking each expected choice away in turn (files only, nothing runs)."""
     import shutil
 
-    from segedge.edge.predictor import choose_artifact
+    from segedge.edge.artifacts import choose_artifact
     from segedge.manifest import load_manifest
 
     shutil.copy2(tiny_bundle / "manifest.json", tmp_path / "manifest.json")

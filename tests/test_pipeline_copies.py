@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 from segedge.cli import app
 from segedge.commands.predict import stream_copies
 from segedge.edge.camera import CameraOptions, run_camera
+from segedge.edge.copies import BackendPool
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
-from segedge.runtime import BackendPool
 
 cv2 = pytest.importorskip("cv2")
 

@@ -141,7 +141,7 @@ def test_auto_fallback_leaves_exactly_the_broken_layer_in_float(poisoned, bundle
     written = json.loads((bundle_copy / "quant_report.json").read_text())["fallback"]["int8"]
     assert written["met"] and written["replaced"] and written["chosen_k"] == 1
     # predict's default pick is still the (now mixed) integer TFLite model, not the float one
-    from segedge.edge.predictor import choose_artifact
+    from segedge.edge.artifacts import choose_artifact
 
     assert choose_artifact(bundle_copy, load_manifest(bundle_copy))[0] == "int8"
 

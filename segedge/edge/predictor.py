@@ -19,20 +19,15 @@ from PIL import Image
 
 from segedge import metadata
 from segedge.data.images import read_upright
+from segedge.edge.artifacts import resolve
+from segedge.edge.copies import BackendPool, with_copies
 from segedge.edge.postprocess import class_fractions, image_masks, logits_to_masks, overlay
 from segedge.errors import ConfigError, ModelError
-from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest, verify_artifact_file
+from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, verify_artifact_file
 from segedge.preprocess import Placement, resize_uint8
-from segedge.runtime import BackendPool, OnnxBackend, TensorSpec, TFLiteBackend, open_backend
-from segedge.targets import TARGETS, Runtime, runtime_for_file
+from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
+from segedge.targets import runtime_for_file
 from segedge.upsample import check_upsample
-
-# Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else
-# TFLite before ONNX), its int8 model first (the fastest on a Pi, and verified against Keras at export),
-# then its fp32 model. Other precisions (fp16, dynamic) run only when no allowed runtime has either.
-DEFAULT_PREFERENCE: tuple[tuple[str, str], ...] = (
-    ("tflite", "int8"), ("tflite", "fp32"), ("onnx", "int8"), ("onnx", "fp32"),
-)
 
 
 def default_threads() -> int:
@@ -41,71 +36,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))  # a container or taskset may allow fewer than cpu_count
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def _available(bundle: Path, manifest: Manifest) -> dict[str, ArtifactInfo]:
-    return {name: info for name, info in manifest.artifacts.items() if (bundle / info.file).is_file()}
-
-
-def choose_artifact(bundle: Path, manifest: Manifest, artifact: str | None = None,
-                    runtime: str | None = None) -> tuple[str, ArtifactInfo]:
-    """The manifest entry to run: the one named, else the preferred one present on disk."""
-    if artifact is not None:
-        if artifact not in manifest.artifacts:
-            listed = ", ".join(manifest.artifacts) or "none"
-            raise ConfigError(f"{bundle / MANIFEST_NAME}: no artifact named {artifact!r}; this bundle has: {listed}")
-        return artifact, manifest.artifacts[artifact]
-    present = _available(bundle, manifest)
-    if runtime:
-        present = {k: v for k, v in present.items() if v.runtime == runtime}
-
-    def kind(name: str, info: ArtifactInfo) -> tuple[str, str]:
-        # The target's kind by name first: a re-quantized int8 model stays the int8 choice whatever
-        # precision its manifest entry records.
-        target = TARGETS.get(name)
-        return (target.runtime.value, target.precision.value) if target else (info.runtime, info.precision)
-
-    for wanted in DEFAULT_PREFERENCE:
-        for name, info in present.items():
-            if kind(name, info) == wanted:
-                return name, info
-    if present:
-        return next(iter(present.items()))
-    which = f" for runtime {runtime}" if runtime else ""
-    listed = ", ".join(info.file for info in manifest.artifacts.values()) or "none listed"
-    raise ModelError(f"{bundle}: no model file{which} found beside the manifest (manifest lists: {listed})")
-
-
-def resolve(path: str | os.PathLike[str], artifact: str | None = None,
-            runtime: str | None = None) -> tuple[Path, Manifest | None, str | None, ArtifactInfo | None]:
-    """A bundle folder or a model file -> (model path, manifest, artifact name, entry).
-
-    A model file with no manifest.json beside it gives (path, None, None, None): ``load``
-    then reads everything from the metadata embedded in the file.
-    """
-    path = Path(path)
-    if runtime is not None and runtime not in {r.value for r in Runtime}:
-        raise ConfigError(f"--runtime must be tflite or onnx, got {runtime!r}")
-    if path.is_dir():
-        manifest = load_manifest(path)
-        name, info = choose_artifact(path, manifest, artifact, runtime)
-        return path / info.file, manifest, name, info
-    if not path.exists():
-        raise ModelError(f"{path}: no such bundle folder or model file")
-    try:
-        runtime_for_file(path.name)  # a clear error for a file that is not .tflite/.onnx
-    except ConfigError as exc:  # a wrong model path is a model error (exit 4), as in bench and export
-        raise ModelError(f"{path}: neither a bundle folder nor a .tflite/.onnx model file") from exc
-    if not (path.parent / MANIFEST_NAME).is_file():
-        return path, None, None, None
-    manifest = load_manifest(path.parent)
-    matches = [(name, info) for name, info in manifest.artifacts.items() if info.file == path.name]
-    if not matches:
-        raise ModelError(f"{path}: not listed in {path.parent / MANIFEST_NAME}; it is not from this export")
-    name, info = matches[0]
-    if artifact is not None and artifact != name:
-        raise ConfigError(f"{path} is the artifact {name!r}, but --format {artifact!r} was given; pass one of them")
-    return path, manifest, name, info
 
 
 def _hw(spec: TensorSpec, nchw: bool) -> tuple[int, int]:
@@ -290,7 +220,7 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     onnxruntime's idle threads sleep between runs: for a pipeline whose other threads need the cores
     (``segedge predict`` on a camera or several photos), not for timing one model alone.
     ``copies`` > 1 opens that many copies of the model and shares ``threads`` among them (at least
-    one each, ``runtime.BackendPool``): a pipeline then segments that many frames at once.
+    one each, ``segedge.edge.copies``): a pipeline then segments that many frames at once.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
     kind = runtime_for_file(model.name).value
@@ -316,16 +246,9 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
             backend.close()
             raise
         segmenter = Segmenter(model, manifest, name, info, backend, upsample)
-    if copies > 1:  # the copies are the file just checked: open them as the first was opened
-        spec = manifest.preprocess if manifest is not None else None
-        opened = [segmenter.backend]
-        try:
-            opened += [open_backend(model, kind, threads, spec=spec, spin=spin) for _ in range(copies - 1)]
-        except BaseException:
-            for backend in opened:
-                backend.close()
-            raise
-        segmenter.backend = BackendPool(opened)
+    spec = manifest.preprocess if manifest is not None else None
+    segmenter.backend = with_copies(  # more copies of the file just checked, opened as the first was
+        segmenter.backend, copies, lambda: open_backend(model, kind, threads, spec=spec, spin=spin))
     return segmenter
 
 

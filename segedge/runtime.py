@@ -13,7 +13,9 @@ itself, never from a constant. No TensorFlow anywhere.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,6 +120,12 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray:
         """uint8 NHWC pixels (or float32 scaled values) -> float32 NHWC logits."""
 
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        """``run`` without dequantizing: the output tensor as the runtime gives it."""
+
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
+        """``run_raw``'s output -> (values, how to dequantize any part of them; None when float already)."""
+
     def close(self) -> None: ...
 
 
@@ -211,6 +219,13 @@ class TFLiteBackend:
     def finish(self, raw: np.ndarray) -> np.ndarray:
         return dequantize(raw, self.output) if self.output.quantized else raw.astype(np.float32, copy=False)
 
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
+        """``raw`` as the mask step takes it: an int8 model's codes and the function that dequantizes any
+        part of them (``finish``'s formula, element by element), else ``finish(raw)`` and None."""
+        if self.output.quantized and self.output.scale > 0:  # a positive scale keeps the codes' order
+            return raw, functools.partial(dequantize, spec=self.output)
+        return self.finish(raw), None
+
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         """The raw output tensor for a batch of pixels (int8 for an int8 model): ``run`` without ``finish``."""
         tensor = self.prepare(batch)
@@ -277,6 +292,10 @@ class OnnxBackend:
         if self.nchw:
             raw = raw.transpose(0, 2, 3, 1)
         return np.asarray(raw, dtype=np.float32)
+
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        """``finish(raw)`` and None: an ONNX int8 (QDQ) model's output is float already."""
+        return self.finish(raw), None
 
     def run_raw(self, batch: np.ndarray) -> np.ndarray:
         """The raw output for a batch of pixels (NCHW when the model is): ``run`` without ``finish``."""

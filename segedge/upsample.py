@@ -87,7 +87,8 @@ def mixed_blocks(winner: np.ndarray) -> np.ndarray:
 
 
 def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
-                     dense_if: Callable[[int, int], bool] | None = None) -> np.ndarray | None:
+                     dense_if: Callable[[int, int], bool] | None = None,
+                     to_float: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray | None:
     """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
 
     Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
@@ -105,8 +106,14 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
     filters over more than two taps. None when ``dense_if(mixed blocks,
     pixels in them)`` says enlarging every plane is cheaper (boundaries
     everywhere; see ``block_is_slower``).
+
+    ``to_float``: ``crop`` holds integer codes (an int8 model's output) and
+    this maps any part of them to float logits (dequantizing). A positive
+    scale keeps the order of the codes, ties included, so the argmax runs on
+    the codes and only the mixed blocks' taps are dequantized: the same
+    floats, element by element, as dequantizing everything first.
     """
-    crop = np.asarray(crop, dtype=np.float32)
+    crop = np.asarray(crop) if to_float is not None else np.asarray(crop, dtype=np.float32)
     height, width = crop.shape[:2]
     y0, _, fy = _taps(height, size[1])
     x0, _, fx = _taps(width, size[0])
@@ -128,6 +135,8 @@ def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
     flat = crop.reshape(height * width, crop.shape[-1])
     taps = [np.take(flat, y * width + x, axis=0) for y, x in
             ((block_y, block_x), (block_y, right), (below, block_x), (below, right))]
+    if to_float is not None:
+        taps = [to_float(tap) for tap in taps]
     lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))
     highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
     candidates = highest >= lowest.max(axis=-1, keepdims=True)
@@ -208,8 +217,15 @@ def dense_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int], mode: str,
-                   num_classes: int, void: int) -> np.ndarray:
-    """(H, W, C) model-size logits -> (height, width) uint8 mask for an image of ``size`` = (width, height)."""
+                   num_classes: int, void: int,
+                   to_float: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """(H, W, C) model-size logits -> (height, width) uint8 mask for an image of ``size`` = (width, height).
+
+    ``to_float``: ``logits`` are an int8 model's codes and this dequantizes any part of them. The mask
+    is the one the dequantized logits give; only what needs floats is dequantized (the mixed blocks'
+    taps, or every plane when those are enlarged or shrunk), since the argmax keeps the codes' order.
+    """
+    floats = (lambda values: values) if to_float is None else to_float
     if mode == Upsample.logits.value:
         crop = np.asarray(logits)[placement.top : placement.top + placement.height,
                                   placement.left : placement.left + placement.width]
@@ -217,11 +233,12 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
             classes, opencv = crop.shape[-1], _opencv() is not None
             model_pixels, out_pixels = crop.shape[0] * crop.shape[1], size[0] * size[1]
             index = upsampled_argmax(crop, size, dense_if=functools.partial(
-                MASK_COST.block_is_slower, model_pixels, classes, out_pixels, opencv))
+                MASK_COST.block_is_slower, model_pixels, classes, out_pixels, opencv), to_float=to_float)
             if index is None:
-                index = dense_argmax(crop, size)
+                index = dense_argmax(floats(crop), size)
             return class_indices(index, num_classes, void)
-        return class_indices(np.argmax(resize_logits(logits, placement, size), axis=0), num_classes, void)
+        return class_indices(np.argmax(resize_logits(floats(np.asarray(logits)), placement, size), axis=0),
+                             num_classes, void)
     if mode == Upsample.mask.value:
         return restore_mask(logits_to_mask(logits, num_classes, void), placement, size)
     raise ConfigError(f"unknown upsample mode {mode!r}; choose logits or mask")

@@ -164,7 +164,7 @@ def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     assert sum("(best int8)" in r[0] for r in rows) == 1
     best = next(r[0].split(" ")[0] for r in rows if "(best int8)" in r[0])
     stages = table_rows(out, [f"stage ({best})", "p50 ms", "% of sum"])
-    assert [r[0] for r in stages] == ["decode", "resize + tensor", "invoke", "dequantize", "full-size mask", "colour"]
+    assert [r[0] for r in stages] == ["decode", "resize + tensor", "invoke", "full-size mask", "colour"]
     assert json.loads((tmp_path / "photo.json").read_text())["bound"] == 1.25
     streams = table_rows(out, ["artifact", "row", "ms per photo", "cpu ms per photo", "x best invoke", "bound",
                                "within"])

@@ -121,6 +121,12 @@ class RedThresholdBackend:
         logits[..., 1] = batch[..., 0].astype(np.float32) - 127.5
         return logits
 
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch)
+
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        return raw, None
+
     def close(self) -> None:
         pass
 

@@ -261,6 +261,12 @@ class VoidClassBackend:
         logits[:, :, self.size // 2 :, 7] = 1.0
         return logits
 
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch)
+
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        return raw, None
+
     def close(self) -> None:
         self.closed = True
 

@@ -109,3 +109,33 @@ def test_mask_cost_picks_the_block_path_for_few_boundaries_and_dense_for_many():
     # without OpenCV, PIL per plane is slower, so the block path keeps cases OpenCV would take
     assert MASK_COST.block_is_slower(224 * 224, 21, 500 * 375, True, blocks=5_000, pixels=18_000)
     assert not MASK_COST.block_is_slower(224 * 224, 21, 500 * 375, False, blocks=5_000, pixels=18_000)
+
+
+@pytest.mark.parametrize("way", ["block", "dense", "shrink", "mask", "letterbox"])
+def test_int8_codes_give_the_mask_of_their_dequantized_logits(way, monkeypatch):
+    """``to_float``: the argmax runs on an int8 model's codes and only what needs floats is dequantized; the mask
+    must be the one the fully dequantized logits give, exactly (the same floats, the same order, ties included),
+    on every way to the full size."""
+    import segedge.upsample as upsample
+    from segedge.runtime import TensorSpec, dequantize
+
+    spec = TensorSpec("logits", (1, 16, 20, 21), "int8", 0.1173, -7)
+    rng = np.random.default_rng(11)
+    # a smooth field of classes (few boundaries) plus coarse codes: many exact ties between classes
+    base = rng.integers(-128, 128, (4, 5, 21))
+    codes = np.repeat(np.repeat(base, 4, axis=0), 4, axis=1).astype(np.int8)
+    codes[5:9, 6:12] = rng.integers(-128, 128, (4, 6, 21)) // 32 * 32  # a noisy patch
+    placement, size, mode = Placement(0, 0, 20, 16), (97, 83), "logits"
+    if way == "dense":
+        monkeypatch.setattr(upsample, "MASK_COST", upsample.MaskCost(block_fixed=1e9))  # dense always cheaper
+    elif way == "shrink":
+        size = (9, 7)
+    elif way == "mask":
+        mode = "mask"
+    elif way == "letterbox":
+        placement = Placement(2, 1, 15, 13)
+    floats = dequantize(codes, spec)
+    expected = full_size_mask(floats, placement, size, mode, 21, 255)
+    got = full_size_mask(codes, placement, size, mode, 21, 255, to_float=lambda part: dequantize(part, spec))
+    assert got.shape == (size[1], size[0])
+    np.testing.assert_array_equal(got, expected)

@@ -34,10 +34,9 @@ from segedge.data.images import read_upright
 from segedge.edge.predictor import Segmenter
 from segedge.errors import SegedgeError
 from segedge.manifest import ArtifactInfo, TensorInfo, load_manifest
-from segedge.preprocess import Placement, PreprocessSpec
+from segedge.preprocess import PreprocessSpec
 from segedge.reference import flatten, unflatten
 from segedge.runtime import feed
-from segedge.upsample import full_size_mask
 
 KERAS = "keras"
 
@@ -163,12 +162,8 @@ def measure(job: ChildJob) -> dict[str, Any]:
     }
     segmenter = segmenter_for(job, backend) if (job.e2e_images or job.predict) else None
     if segmenter is not None and job.e2e_images:
-        manifest = segmenter.manifest
-
-        def to_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
-            return full_size_mask(logits, placement, size, segmenter.upsample, manifest.num_classes, manifest.void)
-
-        result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_upright, to_mask))
+        result.update(time_end_to_end(backend, spec, [Path(p) for p in job.e2e_images], read_upright,
+                                      segmenter.mask_from))
     if job.profile > 0 and job.runtime != KERAS:
         from segedge.bench.profile import profile_artifact
 

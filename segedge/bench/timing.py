@@ -102,13 +102,14 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
     load = decode the file (+ EXIF orientation with ``read_upright``); preprocess
     = resize + make the input tensor (pixels as they are for a pixel-input
     artifact; scaled here for the Keras row); infer = the runtime call alone (as
-    in the latency rows); postprocess = dequantize + ``to_mask`` (the
-    Segmenter's upsample + argmax to the image's own size; default: argmax at
-    model size, then nearest).
+    in the latency rows); postprocess = ``to_mask`` on the runtime's raw output
+    (``Segmenter.mask_from``: dequantizing what the mask needs, upsample +
+    argmax to the image's own size; default: dequantize, argmax at model size,
+    then nearest).
     """
     if to_mask is None:
-        def to_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
-            return restore_mask(logits_to_mask(logits), placement, size)
+        def to_mask(raw: np.ndarray, placement: Placement, size: tuple[int, int]) -> np.ndarray:
+            return restore_mask(logits_to_mask(backend.finish(raw)[0]), placement, size)
 
     stages: dict[str, list[float]] = {"load": [], "preprocess": [], "infer": [], "postprocess": [], "total": []}
     clock = time.perf_counter_ns
@@ -121,7 +122,7 @@ def time_end_to_end(backend: Invokable, spec: PreprocessSpec, images: Sequence[P
         t2 = clock()
         raw = backend.invoke(tensor)
         t3 = clock()
-        to_mask(backend.finish(raw)[0], placement, image.size)
+        to_mask(raw, placement, image.size)
         t4 = clock()
         for key, ns in (("load", t1 - t0), ("preprocess", t2 - t1), ("infer", t3 - t2),
                         ("postprocess", t4 - t3), ("total", t4 - t0)):

@@ -59,6 +59,9 @@ class BackendPool:
     def finish(self, raw: np.ndarray) -> np.ndarray:
         return self.backends[0].finish(raw)
 
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None]:
+        return self.backends[0].deferred(raw)
+
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         with self._borrowed() as backend:
             return backend.invoke(tensor)

@@ -58,8 +58,8 @@ class Stages:
     def __init__(self, segmenter: Any) -> None:
         self.segmenter = segmenter
         self.split = all(callable(getattr(segmenter, name, None)) for name in ("prepare", "infer", "full_mask"))
-        # dequantizing deferred to the writer (Segmenter.infer_raw / logits_from), where the segmenter has both
-        self.raw = self.split and all(callable(getattr(segmenter, name, None)) for name in ("infer_raw", "logits_from"))
+        # dequantizing deferred to the writer (Segmenter.infer_raw / mask_from), where the segmenter has both
+        self.raw = self.split and all(callable(getattr(segmenter, name, None)) for name in ("infer_raw", "mask_from"))
 
     def prepare(self, rgb: np.ndarray) -> Any:
         return self.segmenter.prepare(rgb) if self.split else rgb
@@ -74,8 +74,9 @@ class Stages:
         if not self.split:
             return inferred
         output, placement, size = inferred
-        logits = self.segmenter.logits_from(output) if self.raw else output
-        return self.segmenter.full_mask(logits, placement, size)
+        if self.raw:
+            return self.segmenter.mask_from(output, placement, size)
+        return self.segmenter.full_mask(output, placement, size)
 
 
 @dataclass

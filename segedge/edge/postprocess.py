@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +34,15 @@ def logits_to_masks(logits: np.ndarray, num_classes: int, void: int) -> np.ndarr
 
 
 def image_masks(logits: np.ndarray, placements: Sequence[Placement], sizes: Sequence[tuple[int, int]],
-                mode: str, num_classes: int, void: int) -> list[np.ndarray]:
+                mode: str, num_classes: int, void: int,
+                to_float: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
     """One mask per image at its own (width, height): ``segedge.upsample.full_size_mask`` (logits or mask mode).
 
     The same function the Keras reference set was built with at export, so the
     device's masks and the reference answer differ only by the model.
+    ``to_float``: ``logits`` are an int8 model's codes (``Segmenter.mask_from``).
     """
-    return [full_size_mask(one, placement, size, mode, num_classes, void)
+    return [full_size_mask(one, placement, size, mode, num_classes, void, to_float)
             for one, placement, size in zip(logits, placements, sizes, strict=True)]
 
 

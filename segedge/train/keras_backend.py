@@ -70,8 +70,15 @@ class KerasBackend:
     def finish(self, raw: np.ndarray) -> np.ndarray:
         return np.asarray(raw, dtype=np.float32)
 
+    def run_raw(self, batch: np.ndarray) -> np.ndarray:
+        return self.invoke(self.prepare(batch))
+
+    def deferred(self, raw: np.ndarray) -> tuple[np.ndarray, None]:
+        """Float logits and None: what ``Segmenter.mask_from`` takes (nothing to dequantize)."""
+        return self.finish(raw), None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.finish(self.invoke(self.prepare(batch)))
+        return self.finish(self.run_raw(batch))
 
     def close(self) -> None:
         self._model = None

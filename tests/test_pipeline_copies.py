@@ -29,25 +29,7 @@ from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
 
 cv2 = pytest.importorskip("cv2")
-
-
-class Frames:
-    """``total`` numbered 4x4 frames (None: endless); ``ended`` is set when it runs dry."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total, self.reads = total, 0
-        self.ended = threading.Event()
-
-    def read(self):
-        if self.total is not None and self.reads >= self.total:
-            self.ended.set()
-            return False, None
-        frame = np.full((4, 4, 3), self.reads % 256, np.uint8)
-        self.reads += 1
-        return True, frame
-
-    def release(self) -> None:
-        pass
+from test_camera_pipeline import CountingCapture  # noqa: E402 - numbered frames; the camera tests' stand-in
 
 
 class TwoAtOnce:
@@ -95,7 +77,8 @@ def _camera(segmenter, capture, options, source="clip.avi"):
 
 def test_two_inference_threads_hand_the_writer_every_frame_in_reading_order(tmp_path):
     segmenter = TwoAtOnce(copies=2)
-    summary, written = _camera(segmenter, Frames(30), CameraOptions(out=tmp_path, json_lines=True, queue_size=2))
+    options = CameraOptions(out=tmp_path, json_lines=True, queue_size=2)
+    summary, written = _camera(segmenter, CountingCapture(30), options)
     assert segmenter.finished.index(1) < segmenter.finished.index(0)  # frame 1 really finished first
     assert written == list(range(30)) and (summary.frames, summary.processed, summary.dropped) == (30, 30, 0)
     assert segmenter.inference_threads == {"segedge-inference-0", "segedge-inference-1"}
@@ -103,7 +86,7 @@ def test_two_inference_threads_hand_the_writer_every_frame_in_reading_order(tmp_
 
 
 def test_a_live_source_with_several_copies_still_counts_every_frame(tmp_path):
-    frames = Frames(60)
+    frames = CountingCapture(60)
     # the writer is stuck until all are read; frame 1 may be dropped, so frame 0 does not wait for it
     segmenter = TwoAtOnce(copies=3, writer_gate=frames.ended, hold_first=False)
     summary, written = _camera(segmenter, frames, CameraOptions(out=tmp_path, json_lines=True, queue_size=2,

@@ -386,3 +386,26 @@ def test_byo_takes_the_classes_a_pairs_dataset_declares_and_refuses_a_dataset_wi
     assert result.output.startswith("error: ") and "21 classes" in result.output and "a, b, c" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "b2").exists()
+
+
+@pytest.mark.parametrize(("classes", "palette", "named"), [
+    (",".join(f"c{i}" for i in range(256)), None, "256 classes; at most 255"),
+    ("background,car", [[0, 0, 0], [0, 0, 0]], r"palette colour \[0, 0, 0\] is used by classes 0 and 1"),
+    ("background,car", [[0, 0, 0], [True, 0, 0]], r"give one \[R, G, B\]"),
+    ("background,car", [[0, 0, 0]], "1 colours for 2 classes"),
+])
+def test_byo_classes_and_palette_follow_the_classes_json_rules(classes, palette, named):
+    """Flags describe the same thing a dataset's classes.json does, so they are held to the same rules."""
+    from segedge.export.byo_request import ByoRequest, describe_request
+
+    request = ByoRequest(classes=classes, palette=palette, scaling="unit")
+    with pytest.raises(ConfigError, match=named):
+        describe_request(request)
+
+
+def test_byo_flags_within_the_rules_keep_their_names_and_colours():
+    from segedge.export.byo_request import ByoRequest, describe_request
+
+    values = describe_request(ByoRequest(classes=" sky, road ", palette=[[1, 2, 3], [4, 5, 6], [7, 8, 9]],
+                                         scaling="unit"))
+    assert values["classes"] == ["sky", "road"] and values["palette"] == [[1, 2, 3], [4, 5, 6]]

@@ -65,7 +65,8 @@ def parse_palette(value: Any, count: int, source: str = "--palette") -> list[lis
     if isinstance(value, (str, os.PathLike)):
         value = _read_json(Path(value).expanduser(), source)
     ok = isinstance(value, list) and all(
-        isinstance(rgb, list) and len(rgb) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in rgb)
+        isinstance(rgb, list) and len(rgb) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb)
         for rgb in value)
     if not ok:
         raise ConfigError(f"{source}: give one [R, G, B] (0..255) per class, e.g. [[0, 0, 0], [128, 0, 0]]")
@@ -139,8 +140,11 @@ def describe_request(request: ByoRequest, declared: ClassSpec | None = None) -> 
         raise ConfigError(f"--resize {resize!r} is not stretch or letterbox")
     values["resize"] = resize
     names, file_palette = parse_classes(values["classes"])
-    values["classes"] = names
-    values["palette"] = parse_palette(values.get("palette", file_palette), len(names))
+    palette = parse_palette(values.get("palette", file_palette), len(names))
+    # then a dataset's classes.json rules (at most 255 names, no empty name, one distinct colour each), so a
+    # bundle exported from flags holds nothing a classes.json could not
+    spec = ClassSpec.from_dict({"classes": names, "palette": palette}, "--classes/--palette", ConfigError)
+    values["classes"], values["palette"] = list(spec.names), [list(rgb) for rgb in spec.palette]
     values["size"] = None if values.get("image_size") is None else parse_image_size_any(values["image_size"])
     return values
 

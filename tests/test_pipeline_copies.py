@@ -176,3 +176,25 @@ def test_copies_below_one_is_refused_before_the_model_loads(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path / "missing"), str(tmp_path), "--out",
                                       str(tmp_path / "o"), "--copies", "0"])
     assert result.exit_code != 0 and "--copies must be at least 1, got 0" in result.output
+
+
+def test_a_segmenter_with_copies_can_be_called_from_several_threads(tiny_bundle):
+    """Each call borrows a copy nobody is using, so threads of the caller's own may share one Segmenter."""
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (40 + 9 * i, 70, 3), dtype=np.uint8) for i in range(8)]
+    with load(tiny_bundle, threads=1, artifact="int8") as one:
+        expected = [one.predict(image) for image in images]
+    got: dict[int, np.ndarray] = {}
+    with load(tiny_bundle, threads=2, artifact="int8", copies=2) as shared:
+        def work(indices):
+            for index in indices:
+                got[index] = shared.predict(images[index])
+
+        threads = [threading.Thread(target=work, args=(range(start, 8, 2),)) for start in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert sorted(got) == list(range(8))
+    for index, mask in enumerate(expected):
+        np.testing.assert_array_equal(got[index], mask)

@@ -124,13 +124,18 @@ class Segmenter:
         return self._logits([as_rgb(image) for image in images])
 
     def _logits(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Placement]]:
+        batch, placements = self._batch(images)
+        return self.backend.run(batch), placements
+
+    def _batch(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Placement]]:
+        """Model-size uint8 pixels for a batch (the backend feeds them as they are to a pixel-input model,
+        issue 16), and where each image sits in the input."""
         inputs, placements = [], []
         for image in images:
             pixels, placement = resize_uint8(image, self.manifest.preprocess)
             inputs.append(pixels)
             placements.append(placement)
-        # uint8 pixels: the backend feeds them as they are to a pixel-input model (issue 16)
-        return self.backend.run(np.stack(inputs)), placements
+        return np.stack(inputs), placements
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, Placement, tuple[int, int]]:
         """One image -> (model-size uint8 pixels, where they sit, the upright image's (width, height)).
@@ -150,7 +155,7 @@ class Segmenter:
     def infer_raw(self, pixels: np.ndarray) -> np.ndarray:
         """``infer`` without dequantizing: the runtime's output as it comes (int8 for an int8 model).
 
-        The pipeline's inference thread calls this and leaves ``logits_from`` to
+        The pipeline's inference thread calls this and leaves ``mask_from`` to
         the writer, for the frames whose mask is made: a camera frame that is
         neither saved, printed nor shown is never dequantized.
         """
@@ -186,10 +191,10 @@ class Segmenter:
         rgb = [as_rgb(image) for image in images]
         if not rgb:
             return []
-        prepared = [resize_uint8(image, self.manifest.preprocess) for image in rgb]
-        values, to_float = self.backend.deferred(self.backend.run_raw(np.stack([pixels for pixels, _ in prepared])))
-        return image_masks(values, [placement for _, placement in prepared], [image.size for image in rgb],
-                           self.upsample, self.manifest.num_classes, self.manifest.void, to_float)
+        batch, placements = self._batch(rgb)
+        values, to_float = self.backend.deferred(self.backend.run_raw(batch))
+        return image_masks(values, placements, [image.size for image in rgb], self.upsample,
+                           self.manifest.num_classes, self.manifest.void, to_float)
 
     def predict(self, image: ImageInput) -> np.ndarray:
         """HxW uint8 class indices (255 = void) for one image, at the size a viewer shows it.

@@ -11,7 +11,7 @@ DEMO_IMAGES ?= 240
 DEMO_SIZE   ?= 96
 DEMO_EPOCHS ?= 8
 
-.PHONY: install demo test lint wheel arm64-check clean
+.PHONY: install demo test lint wheel arm64-check clean docs docs-serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,15 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# data -> train -> export -> bench, on a generated VOC-layout dataset.
+# data -> train -> export -> bench, on a generated VOC-layout dataset (scripts/demo.sh; a rerun
+# replaces only the demo's own outputs and refreshes the figures).
 demo: $(STAMP)
-	$(BIN)/segedge data synth $(DEMO_DIR)/data --images $(DEMO_IMAGES) --size $(DEMO_SIZE) --overwrite
-	$(BIN)/segedge data check $(DEMO_DIR)/data
-	$(BIN)/segedge train $(DEMO_DIR)/data --out $(DEMO_DIR)/run --image-size $(DEMO_SIZE) \
-		--epochs $(DEMO_EPOCHS) --batch-size 16 --overwrite
-	$(BIN)/segedge export $(DEMO_DIR)/run --out $(DEMO_DIR)/bundle --format all --calib-images 100 --eval-images 60 --overwrite
-	$(BIN)/segedge bench $(DEMO_DIR)/bundle --out $(DEMO_DIR)/report --runs 50 --warmup 5
-	@echo "report: $(DEMO_DIR)/report/report.md (and report.html, latency_vs_miou.png)"
+	SEGEDGE=$(BIN)/segedge DEMO_DIR=$(DEMO_DIR) DEMO_IMAGES=$(DEMO_IMAGES) DEMO_SIZE=$(DEMO_SIZE) \
+		DEMO_EPOCHS=$(DEMO_EPOCHS) scripts/demo.sh
+	@echo "segedge is installed in $(VENV): 'source $(VENV)/bin/activate' puts it on your PATH for the README's examples"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,7 +35,21 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# dist/segedge-VERSION-py3-none-any.whl: what a Raspberry Pi installs (README, "On a Raspberry Pi").
+# The documentation site (mkdocs.yml, docs/) into build/site, --strict: a broken link or a warning fails.
+# Needs only the core and the docs extra: installs them into .venv when missing (works from a clean clone).
+DOCS_CHECK := import typer, rich, numpy, PIL, mkdocs, material, mkdocstrings_handlers.python
+
+docs:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "$(DOCS_CHECK)" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+docs-serve:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "$(DOCS_CHECK)" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve
+
+# dist/segedge-VERSION-py3-none-any.whl: what a Raspberry Pi installs (docs/guide/pi.md).
 wheel: $(STAMP)
 	rm -f dist/segedge-*.whl
 	$(BIN)/python -m pip wheel --no-deps --wheel-dir dist .

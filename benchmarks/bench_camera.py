@@ -1,6 +1,6 @@
 """Frames per second of ``segedge predict --camera VIDEO``'s loop, next to what the model alone allows.
 
-Issue 20's target: with the model on all cores, the pipelined camera loop
+The camera target: with the model on all cores, the pipelined camera loop
 (``segedge.edge.camera.run_camera``: capture/decode, inference and writing
 in their own threads, bounded queues) sustains at least 0.9 x (1000 / invoke
 p50) frames per second. A 640x480 MJPG video of synthetic scenes is written
@@ -18,7 +18,7 @@ first; then, in interleaved rounds (order rotating each round):
 * ``pipelined, live``: one copy with the live-camera policy (a full queue
   drops its oldest frame), with the drop count;
 * ``sequential``: the same work in one thread (read, convert, predict, draw
-  and save), the loop before issue 20, for scale.
+  and save), the loop before the threaded pipeline, for scale.
 
     python benchmarks/bench_camera.py BUNDLE [--format int8] [--frames 60] [--rounds 3]
 """

@@ -1,4 +1,4 @@
-"""Pre-processing per frame, before and after the pixel-input contract (issue 16), and levels kept.
+"""Pre-processing per frame, before and after the pixel-input contract (uint8 in, scaling in the stem), levels kept.
 
 Before: resize to the model size, scale to float (x = p / 127.5 - 1), then quantize
 into the int8 model's input (uint8, scale 2/255, zero point 127: what TFLite chose

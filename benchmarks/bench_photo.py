@@ -1,6 +1,6 @@
 """End to end per photo: a 500x375 JPEG on disk -> the coloured mask, next to the bare int8 invoke.
 
-Issue 20's first target: ``Segmenter.predict(path)`` (decode + EXIF, resize,
+The per-photo target: ``Segmenter.predict(path)`` (decode + EXIF, resize,
 input tensor, invoke, full-size mask from the raw output) plus the palette image of
 the mask, with the model on one thread, takes at most 1.25 x the bare invoke
 p50 of the best int8 artifact (``backend.invoke`` on a prepared tensor: the

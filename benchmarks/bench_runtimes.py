@@ -58,7 +58,7 @@ from tables import print_markdown_table  # noqa: E402  (benchmarks/ is the scrip
 VARIANTS: dict[str, tuple[str | None, bool, int | None]] = {
     "original": (None, False, None),             # the trained graph on a fixed batch-1 input
     "subpixel": ("phases", True, None),          # exact-tap convs + DepthToSpace, BN + ReLU folded (export default)
-    "subpixel-narrow": ("phases", True, 64),     # only the <= 64-filter layers (TFLite int8 before issue 20)
+    "subpixel-narrow": ("phases", True, 64),     # only the <= 64-filter layers (TFLite int8 before all five were)
     "subpixel-interleave": ("interleave", True, None),  # phases shuffled by concat + reshape (no DepthToSpace)
     "subpixel-nofold": ("phases", False, None),  # same rewrite, BN and ReLU left after DepthToSpace
     "subpixel-dense": ("dense", True, None),     # one Conv2D(2x2, 4C) + DepthToSpace: 16/9 of the multiply-adds

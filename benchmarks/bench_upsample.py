@@ -7,7 +7,7 @@ together with the bare runtime call (``backend.invoke``, the input already
 prepared), so load on a shared machine hits every row alike:
 
 * ``pil``: each class plane resized by PIL (mode "F"), then argmax: what
-  ``segedge.upsample`` did before issue 20, and the reference for "equal";
+  ``segedge.upsample`` did before the block-wise mask, and the reference for "equal";
 * ``numpy``: the same bilinear weights as two dense matrix products
   (``Wy @ plane @ Wx.T`` for all classes at once), then argmax;
 * ``cv2``: ``cv2.resize(INTER_LINEAR)`` on the (h, w, C) logit planes, then
@@ -55,7 +55,7 @@ from segedge.edge.predictor import default_threads, load  # noqa: E402
 from segedge.preprocess import Placement, resize_uint8  # noqa: E402
 from segedge.upsample import _taps, full_size_mask, resize_logits, upsampled_argmax  # noqa: E402
 
-BOUND = 0.15  # issue 20: the full-size mask costs at most 15 % of int8 inference per frame
+BOUND = 0.15  # the target: the full-size mask costs at most 15 % of int8 inference per frame
 
 
 def _crop(logits: np.ndarray, placement: Placement) -> np.ndarray:

@@ -7,8 +7,11 @@
 #   rootfs       arm64 Bookworm root, cached in ~/.cache/segedge/arm64-bookworm (built in a temp
 #                dir and renamed when complete, so an interrupted build is never reused)
 #   x86          the wheel (as `make wheel`), a small demo bundle (int8, onnx-int8), predict masks
-#   arm64        a venv with the wheel's [edge,camera] from the package index, no TensorFlow,
-#                segedge doctor (XNNPACK active), predict (int8, onnx-int8), bench with the gate
+#   arm64        a venv with the wheel's [edge,camera,serve] from the package index, no TensorFlow,
+#                data fetch --from a tiny VOC-layout tar on Bookworm's Python (3.11.2: a tarfile
+#                without extraction filters) plus unsafe archives it must refuse,
+#                segedge doctor (XNNPACK active), predict (int8, onnx-int8), segedge serve answering
+#                one POST /v1/segment with predict's mask, bench with the gate
 #   compare      arm64 masks vs x86 masks (scripts/compare_masks.py, bound below)
 #
 # Exit: 0 all passed; 1 a step failed (its log tail is printed); 77 this machine cannot run the
@@ -199,6 +202,113 @@ predict_x86() {
 }
 step predict-x86 predict_x86
 
+voc_archive() {
+    # A tiny VOCtrainval_11-May-2012.tar look-alike: the synth generator's VOC layout with the real
+    # tar's member layout (VOCdevkit/, VOCdevkit/VOC2012/, its folders and files; no segedge marker).
+    rm -rf "$WORK/voc-src" && mkdir -p "$WORK/voc-src/VOCdevkit" &&
+        "$BIN/segedge" data synth "$WORK/voc-src/VOCdevkit/VOC2012" --images 12 --size 48 --seed 1 &&
+        tar -C "$WORK/voc-src" --exclude=.segedge.json --owner=0 --group=0 -cf "$WORK/voc-tiny.tar" VOCdevkit &&
+        tar -tf "$WORK/voc-tiny.tar" | sed -n 1,4p   # sed reads it all: no SIGPIPE under pipefail
+}
+step voc-archive voc_archive
+
+# Run inside the root as `python fetch_check.py TAR DEST`: the tiny tar is not the official one, so the
+# md5 pinned for voc2012 is pointed at it (nothing else changes), then the real command line runs
+# `segedge data fetch voc2012 DEST --from TAR`; then archives with unsafe members must be refused with
+# nothing written outside the destination. tests/test_arm64_check.py runs this same text on the host.
+cat >"$WORK/fetch_check.py" <<'PY'
+import dataclasses, hashlib, io, os, sys, tarfile
+from pathlib import Path
+from segedge.cli import main
+from segedge.data import fetch
+from segedge.data.download import Checksum
+
+archive, dest = sys.argv[1], Path(sys.argv[2])
+print(f"python {sys.version.split()[0]}; tarfile extraction filters: {hasattr(tarfile, 'data_filter')}")
+voc = fetch.SOURCES["voc2012"]
+md5 = hashlib.md5(Path(archive).read_bytes()).hexdigest()
+fetch.SOURCES["voc2012"] = dataclasses.replace(voc, checksum=Checksum("md5", md5), size=None)
+sys.argv = ["segedge", "data", "fetch", "voc2012", str(dest), "--from", archive]
+try:
+    main()
+except SystemExit as done:
+    if done.code not in (0, None):
+        raise
+assert Path(archive).is_file(), "--from archive was deleted"
+
+work = dest.parent / "unsafe"
+outside = work / "outside"
+outside.mkdir(parents=True)
+cases = {
+    "dotdot": [("VOCdevkit/VOC2012/../../outside/up.txt", tarfile.REGTYPE, "")],
+    "symlink out": [("VOCdevkit/VOC2012/l", tarfile.SYMTYPE, str(outside)),
+                    ("VOCdevkit/VOC2012/l/through.txt", tarfile.REGTYPE, "")],
+    "hardlink out": [("VOCdevkit/VOC2012/h", tarfile.LNKTYPE, str(outside / "victim.txt"))],
+    "fifo": [("VOCdevkit/VOC2012/p", tarfile.FIFOTYPE, "")],
+}
+for n, (case, members) in enumerate(cases.items()):
+    evil = work / f"{n}.tar"
+    with tarfile.open(evil, "w") as tar:
+        for name, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, link, 1 if kind == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(b"x") if kind == tarfile.REGTYPE else None)
+    out = work / f"out-{n}"
+    out.mkdir()
+    try:
+        fetch.extract(evil, voc.root, out)
+    except fetch.UnsafeMember as refused:
+        print(f"{case}: refused: {refused.message}")
+    else:
+        sys.exit(f"{case}: was unpacked")
+    assert os.listdir(outside) == [], f"{case}: wrote {os.listdir(outside)} outside the destination"
+print("fetch check passed")
+PY
+
+# Run inside the root as `python serve_check.py BUNDLE IMAGE MASK`: `segedge serve` on a free port, one
+# POST /v1/segment of IMAGE, its mask PNG equal to MASK (predict's for the same file), then SIGTERM and
+# exit 0. tests/test_serve_arm64.py runs this same text on the host.
+cat >"$WORK/serve_check.py" <<'PY'
+import io, json, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+import numpy as np
+from PIL import Image
+
+bundle, image, expected = sys.argv[1:4]
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+base = f"http://127.0.0.1:{port}"
+server = subprocess.Popen([sys.executable, "-c", "from segedge.cli import main; main()", "serve", bundle,
+                           "--format", "int8", "--threads", "1", "--port", str(port)])
+try:
+    deadline = time.monotonic() + 900  # model load and self-check under qemu take minutes
+    while True:
+        try:
+            health = json.loads(urllib.request.urlopen(base + "/healthz", timeout=10).read())
+            break
+        except OSError:
+            if server.poll() is not None:
+                sys.exit(f"segedge serve exited {server.returncode} before answering")
+            if time.monotonic() > deadline:
+                sys.exit("segedge serve did not answer /healthz")
+            time.sleep(1)
+    print(f"healthz: {health['status']}, model {health['model']}")
+    request = urllib.request.Request(base + "/v1/segment?format=png", data=Path(image).read_bytes(),
+                                     headers={"Content-Type": "image/jpeg"})
+    served = np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(request, timeout=600).read())))
+    wanted = np.asarray(Image.open(expected))
+    assert served.shape == wanted.shape, (served.shape, wanted.shape)
+    equal = float(np.mean(served == wanted))
+    print(f"POST /v1/segment: {served.shape[1]}x{served.shape[0]} mask, {100 * equal:.3f} % equal to predict's")
+    assert equal == 1.0, "the served mask differs from predict's for the same file"
+finally:
+    server.send_signal(signal.SIGTERM)
+    code = server.wait(60)
+assert code == 0, f"segedge serve exited {code} on SIGTERM"
+print("serve check passed")
+PY
+
 # ---- inside the arm64 root --------------------------------------------------------------------------
 cpuinfo_a72() {
     # /proc/cpuinfo in a chroot is the host's x86 file, and onnxruntime's CPU detection crashes on
@@ -242,12 +352,18 @@ arm() { local name=$1; shift; step "$name" env -i QEMU_CPU=cortex-a72 "$(command
 
 rm -rf --one-file-system "${ROOT:?}$INSIDE" "${ROOT:?}$VENV"
 mkdir -p "$ROOT$INSIDE"
-cp -r "$WORK/bundle" "$WORK/images" "$WHEEL" "$ROOT$INSIDE/"
+cp -r "$WORK/bundle" "$WORK/images" "$WHEEL" "$WORK/voc-tiny.tar" "$WORK/fetch_check.py" "$WORK/serve_check.py" \
+    "$ROOT$INSIDE/"
 W=$INSIDE/${WHEEL##*/}
 
-arm venv-install "uname -m && python3 -m venv $VENV && pip install '$W[edge,camera]' && pip list"
+arm venv-install "uname -m && python3 -m venv $VENV && pip install '$W[edge,camera,serve]' && pip list"
 arm no-tensorflow "! pip show tensorflow tensorflow-cpu tf-nightly && \
     python -c 'import importlib.util as u, sys; sys.exit(u.find_spec(\"tensorflow\") is not None)'"
+# data fetch on the Pi's Python: unpack the tiny VOC tar with --from (the archive is kept), check the
+# dataset opens, and refuse unsafe archives
+arm fetch-voc "python $INSIDE/fetch_check.py $INSIDE/voc-tiny.tar $INSIDE/voc/VOC2012 && \
+    segedge data check $INSIDE/voc/VOC2012 && test -f $INSIDE/voc-tiny.tar"
+sed 's/^/    /' "$WORK/logs/fetch-voc.log" | grep -E 'python|refused|passed|ids|^    ok' | sed -n 1,12p
 # doctor must pass and LiteRT must report its XNNPACK delegate, as it does on a Pi
 arm doctor "segedge doctor >$INSIDE/doctor.txt; rc=\$?; cat $INSIDE/doctor.txt; \
     [ \$rc = 0 ] && grep -q 'XNNPACK delegate active' $INSIDE/doctor.txt"
@@ -255,6 +371,10 @@ sed 's/^/    /' "$WORK/logs/doctor.log"
 arm predict-arm64 "for f in int8 onnx-int8; do segedge predict $INSIDE/bundle $INSIDE/images --format \$f \
     --threads 1 --no-overlay --out $INSIDE/masks/\$f || exit 1; done"
 cp -r "$ROOT$INSIDE/masks" "$WORK/masks-arm64"
+# the same model over HTTP: one upload answered with the mask predict wrote for that file
+arm serve-arm64 "img=\$(ls $INSIDE/images/*.jpg | sort | head -n 1) && stem=\${img##*/} && \
+    python $INSIDE/serve_check.py $INSIDE/bundle \$img $INSIDE/masks/int8/\${stem%.*}.png"
+sed 's/^/    /' "$WORK/logs/serve-arm64.log" | grep -E 'healthz|POST|passed'
 arm bench-gate "segedge bench $INSIDE/bundle --out $INSIDE/report --format int8,onnx-int8 --threads 1 \
     --runs 3 --warmup 1 --e2e-images 2 --gallery 0 --no-plot --child-timeout 900"
 cp -r "$ROOT$INSIDE/report" "$WORK/report-arm64"

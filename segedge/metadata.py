@@ -1,4 +1,4 @@
-"""What an artifact says about itself: labels, palette, void, outputs, pre-processing (issue 16).
+"""What an artifact says about itself: labels, palette, void, outputs, pre-processing.
 
 Export embeds one JSON document in every artifact before hashing it. TFLite
 files get an entry named ``segedge`` in the flatbuffer's ``Model.metadata``
@@ -37,9 +37,14 @@ PREPROCESS_CHECKED = ("height", "width", "scaling", "resize", "layout", "input",
 
 def build(artifact: str, runtime: str, precision: str, *, classes: list[str], palette: list[list[int]], void: int,
           void_handling: str, model_outputs: int, preprocess: dict[str, Any], segedge_version: str,
-          postprocess: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The document embedded in one artifact (the manifest's fields that a device needs)."""
-    return {"format": FORMAT, "version": VERSION, "segedge": segedge_version, "artifact": artifact,
+          postprocess: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The document embedded in one artifact (the manifest's fields that a device needs).
+
+    ``model`` (encoder, encoder_width, decoder_widths) says which size a bare file is; it changes no mask's
+    meaning, so it is not among the fields checked against the manifest.
+    """
+    extra = {"model": dict(model)} if model else {}
+    return {**extra, "format": FORMAT, "version": VERSION, "segedge": segedge_version, "artifact": artifact,
             "runtime": runtime, "precision": precision, "classes": list(classes),
             "palette": [list(map(int, rgb)) for rgb in palette], "void": int(void), "void_handling": void_handling,
             "model_outputs": int(model_outputs), "preprocess": dict(preprocess),

@@ -52,7 +52,7 @@ def _triple(values, what: str) -> tuple[float, float, float] | None:
 
 
 class InputContract(str, Enum):
-    """What a model's input tensor holds (issue 16).
+    """What a model's input tensor holds: the pixels themselves, or values scaled from them.
 
     ``scaled``: ``x = pixel * scale + offset`` computed on the device (the Keras model as trained).
     ``pixels``: the decoded pixel values 0..255, the scaling folded into the graph (every artifact

@@ -13,7 +13,13 @@ way, or the reference set would not be the device's answer. Two modes:
   whose taps disagree (class boundaries, a few % of a photo) are interpolated.
   Where boundaries are many (a noisy model, a small photo) enlarging every
   plane at once is cheaper (OpenCV's resize when the camera extra is
-  installed, else PIL); ``MaskCost`` picks the cheaper way per image.
+  installed, else PIL plane by plane); ``MaskCost`` picks the cheaper way
+  per image, but only while the float planes that way holds at once fit in
+  ``DENSE_MAX_BYTES`` (OpenCV: all C, up to a 640x480 photo's; past that
+  PIL's two, up to 4 MP): past that the block way runs whatever the cost,
+  because it works in bands of output rows (``BAND_PIXELS``) and a 12 MP
+  photo then costs its uint8 mask plus one band, never 21 full-size float
+  planes.
 - ``mask``: argmax at model size, then the class mask is enlarged with nearest
   neighbour: cheaper, blocky at a large upscale.
 """
@@ -31,6 +37,7 @@ from PIL import Image
 
 from segedge.errors import ConfigError
 from segedge.preprocess import Placement, restore_mask
+from segedge.upsample_blocks import _taps, mixed_blocks, upsampled_argmax  # noqa: F401 (re-exported)
 
 
 class Upsample(str, Enum):
@@ -68,110 +75,10 @@ def resize_logits(logits: np.ndarray, placement: Placement, size: tuple[int, int
     return np.stack(planes)
 
 
-def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source taps (i0, i1) and the weight of i1 per output index, as PIL's bilinear filter places them
-    when enlarging: pixel centres aligned (half-pixel), edges clamped."""
-    position = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
-    first = np.floor(position).astype(np.intp)
-    return first, np.minimum(first + 1, n_in - 1), position - first
-
-
-def mixed_blocks(winner: np.ndarray) -> np.ndarray:
-    """(h, w) bool: the 2x2 tap block whose top-left tap is (i, j) holds more than one argmax class
-    (taps past the last row/column clamp to it, as ``_taps`` places them)."""
-    mixed = np.zeros(winner.shape, dtype=bool)
-    np.not_equal(winner[:, :-1], winner[:, 1:], out=mixed[:, :-1])
-    mixed[:-1] |= winner[:-1] != winner[1:]
-    mixed[:-1, :-1] |= winner[:-1, :-1] != winner[1:, 1:]
-    return mixed
-
-
-def upsampled_argmax(crop: np.ndarray, size: tuple[int, int],
-                     dense_if: Callable[[int, int], bool] | None = None,
-                     to_float: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray | None:
-    """argmax over classes of the bilinearly enlarged (h, w, C) ``crop`` at ``size`` = (width, height).
-
-    Equal to ``argmax(resize_logits(...))`` wherever the float rounding of the
-    two ways does not decide a near-tie, without enlarging C planes. Work is
-    per 2x2 block of source taps (each output pixel mixes one block):
-
-    - all four taps have argmax k: a convex mix keeps k on top (ties go to
-      the lower index in both), so every pixel of the block is k;
-    - else only classes whose largest tap reaches the best smallest tap can
-      win anywhere in the block (any other is below that class everywhere);
-      those few logits are mixed per pixel as PIL mixes them, and the
-      lowest index wins a tie, as argmax.
-
-    Enlarging only (``size`` at least the crop's both ways): shrinking
-    filters over more than two taps. None when ``dense_if(mixed blocks,
-    pixels in them)`` says enlarging every plane is cheaper (boundaries
-    everywhere; see ``block_is_slower``).
-
-    ``to_float``: ``crop`` holds integer codes (an int8 model's output) and
-    this maps any part of them to float logits (dequantizing). A positive
-    scale keeps the order of the codes, ties included, so the argmax runs on
-    the codes and only the mixed blocks' taps are dequantized: the same
-    floats, element by element, as dequantizing everything first.
-    """
-    crop = np.asarray(crop) if to_float is not None else np.asarray(crop, dtype=np.float32)
-    height, width = crop.shape[:2]
-    y0, _, fy = _taps(height, size[1])
-    x0, _, fx = _taps(width, size[0])
-    rows_of = np.bincount(y0, minlength=height)  # output rows whose top tap is source row i (consecutive)
-    cols_of = np.bincount(x0, minlength=width)
-    first_row, first_col = np.cumsum(rows_of) - rows_of, np.cumsum(cols_of) - cols_of
-    winner = np.argmax(crop, axis=-1).astype(np.uint8 if crop.shape[-1] <= 256 else np.intp)
-    out = np.repeat(np.repeat(winner, rows_of, axis=0), cols_of, axis=1)  # each block's pixels: its top-left class
-    mixed = mixed_blocks(winner) & (rows_of > 0)[:, None] & (cols_of > 0)[None, :]  # a block no pixel uses: skip
-    if not mixed.any():
-        return out
-    block_y, block_x = np.nonzero(mixed)
-    if dense_if is not None and dense_if(len(block_y), int((rows_of[block_y] * cols_of[block_x]).sum())):
-        return None
-    # the mixed blocks' four taps (tap i + 1 clamps to the last row/column): four (blocks, C) rows, gathered
-    # from the flattened crop (one index per row is cheaper than two), combined element-wise (a reduction
-    # over an axis of 4 or C costs numpy a loop per block)
-    below, right = np.minimum(block_y + 1, height - 1), np.minimum(block_x + 1, width - 1)
-    flat = crop.reshape(height * width, crop.shape[-1])
-    taps = [np.take(flat, y * width + x, axis=0) for y, x in
-            ((block_y, block_x), (block_y, right), (below, block_x), (below, right))]
-    if to_float is not None:
-        taps = [to_float(tap) for tap in taps]
-    lowest = np.minimum(np.minimum(taps[0], taps[1]), np.minimum(taps[2], taps[3]))
-    highest = np.maximum(np.maximum(taps[0], taps[1]), np.maximum(taps[2], taps[3]))
-    candidates = highest >= lowest.max(axis=-1, keepdims=True)
-    count = candidates.sum(axis=-1)
-    for width_n in np.unique(count):  # one vectorised pass per candidate count: n classes mixed, not C
-        chosen = np.flatnonzero(count == width_n)
-        classes_n = np.nonzero(candidates[chosen])[1].reshape(-1, width_n)  # row-major: ascending per block
-        taps_n = np.stack([tap[chosen[:, None], classes_n] for tap in taps], axis=1)  # (blocks_n, 4, n)
-        by, bx = block_y[chosen], block_x[chosen]
-        heights, widths = rows_of[by], cols_of[bx]
-        # across each block's output columns once (shared by all its rows), then down per pixel
-        column_owner = np.repeat(np.arange(len(widths)), widths)
-        column_start = np.cumsum(widths) - widths
-        column = np.arange(int(widths.sum())) - column_start[column_owner]
-        wx = fx[first_col[bx][column_owner] + column][:, None]
-        column_taps = taps_n[column_owner]  # (columns, 4, n)
-        top = (column_taps[:, 0] * (1.0 - wx) + column_taps[:, 1] * wx).astype(np.float32)
-        bottom = (column_taps[:, 2] * (1.0 - wx) + column_taps[:, 3] * wx).astype(np.float32)
-        sizes = heights * widths
-        owner = np.repeat(np.arange(len(sizes)), sizes)  # each output pixel of these blocks -> its block
-        local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        row, col = np.divmod(local, widths[owner])
-        ys = first_row[by][owner] + row
-        xs = first_col[bx][owner] + col
-        at = column_start[owner] + col
-        wy = fy[ys][:, None]
-        mixed_values = (top[at] * (1.0 - wy) + bottom[at] * wy).astype(np.float32)
-        out[ys, xs] = classes_n[owner, np.argmax(mixed_values, axis=1)]
-    return out
-
-
 @dataclass(frozen=True)
 class MaskCost:
     """Milliseconds of the two ways to the full-size mask, as fitted to 48 photos timed both ways (two bundles, 96 and
-    224 px, 21 classes; photos 300x225 to 1024x768; this 2-core EPYC) in docs/design.md: the block path pays per
+    224 px, 21 classes; photos 300x225 to 1024x768; this 2-core EPYC) in docs/performance.md: the block path pays per
     model pixel (argmax), per mixed block (its taps, all classes) and per pixel in one; enlarging every plane
     pays per output pixel and class (PIL per plane ~3.5x OpenCV's all-planes resize). Only the ratio of the two
     matters, so one machine's constants choose well on another."""
@@ -210,10 +117,30 @@ def dense_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     else PIL per plane."""
     cv2 = _opencv()
     if cv2 is None or crop.shape[-1] > 512:  # OpenCV's channel limit
-        height, width = crop.shape[:2]
-        return np.argmax(resize_logits(crop, Placement(0, 0, width, height), size), axis=0)
+        return _running_argmax(np.asarray(crop, dtype=np.float32), size)
     planes = cv2.resize(np.ascontiguousarray(crop, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
     return np.argmax(planes, axis=-1) if planes.ndim == 3 else np.zeros(planes.shape, np.intp)
+
+
+# enlarging every plane only while the float planes it holds at once fit here: OpenCV's resize holds all C
+# (640x480 x 21 classes fit), PIL's way two (the best so far and the next: up to 4 MP)
+DENSE_MAX_BYTES = 32 << 20
+
+
+def _running_argmax(crop: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``argmax(resize_logits(...))`` holding two planes, not C: each PIL-enlarged plane replaces the best so
+    far where it is above it (a later class only above: the first of equal values, as argmax)."""
+    best = index = None
+    for c in range(crop.shape[-1]):
+        plane = np.asarray(Image.fromarray(np.ascontiguousarray(crop[..., c]), "F").resize(size, Image.BILINEAR),
+                           dtype=np.float32)
+        if best is None:
+            best, index = plane.copy(), np.zeros(plane.shape, np.uint8 if crop.shape[-1] <= 256 else np.intp)
+            continue
+        above = plane > best
+        np.copyto(best, plane, where=above)
+        index[above] = c
+    return index
 
 
 def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, int], mode: str,
@@ -224,6 +151,11 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
     ``to_float``: ``logits`` are an int8 model's codes and this dequantizes any part of them. The mask
     is the one the dequantized logits give; only what needs floats is dequantized (the mixed blocks'
     taps, or every plane when those are enlarged or shrunk), since the argmax keeps the codes' order.
+
+    Memory: enlarging, the mask is made in bands (``upsampled_argmax``), and the planes are enlarged
+    only while the ones held at once fit in ``DENSE_MAX_BYTES``: OpenCV's all-planes resize (a 640x480
+    photo's), else PIL's plane by plane (two held: up to 4 MP), else (a 12 MP photo) the block way is
+    taken whatever ``MaskCost`` says, so a photo costs its uint8 mask plus a bounded band.
     """
     floats = (lambda values: values) if to_float is None else to_float
     if mode == Upsample.logits.value:
@@ -232,10 +164,18 @@ def full_size_mask(logits: np.ndarray, placement: Placement, size: tuple[int, in
         if size[0] >= crop.shape[1] and size[1] >= crop.shape[0]:
             classes, opencv = crop.shape[-1], _opencv() is not None
             model_pixels, out_pixels = crop.shape[0] * crop.shape[1], size[0] * size[1]
-            index = upsampled_argmax(crop, size, dense_if=functools.partial(
-                MASK_COST.block_is_slower, model_pixels, classes, out_pixels, opencv), to_float=to_float)
+            # the dense way whose float planes held at once fit: OpenCV's all C, else PIL's two, else none
+            plane = out_pixels * 4
+            opencv = opencv and plane * classes <= DENSE_MAX_BYTES
+            dense_if = None
+            if opencv or plane * 2 <= DENSE_MAX_BYTES:
+                dense_if = functools.partial(MASK_COST.block_is_slower, model_pixels, classes, out_pixels, opencv)
+            index = upsampled_argmax(crop, size, dense_if=dense_if, to_float=to_float)
             if index is None:
-                index = dense_argmax(floats(crop), size)
+                values = floats(crop)
+                index = dense_argmax(values, size) if opencv else _running_argmax(np.asarray(values, np.float32), size)
+            elif index.dtype == np.uint8 and (not index.size or int(index.max()) < num_classes):
+                return index  # no void output predicted: already the mask, no full-size copy
             return class_indices(index, num_classes, void)
         return class_indices(np.argmax(resize_logits(floats(np.asarray(logits)), placement, size), axis=0),
                              num_classes, void)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,3 +123,48 @@ def test_a_folder_at_the_root_path_that_the_check_did_not_build_is_refused_and_k
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(theirs) in lines[0], result.stdout
     assert (theirs / "notes.txt").read_text() == "mine"
+
+
+def _fetch_check_text() -> str:
+    """The Python the check runs inside the arm64 root for its fetch-voc step (a heredoc in the script)."""
+    match = re.search(r"cat >\"\$WORK/fetch_check.py\" <<'PY'\n(.*?)\nPY\n", SCRIPT.read_text(), re.S)
+    assert match, "scripts/arm64_check.sh has no fetch_check.py heredoc"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-filters", "without-filters"])
+def test_the_fetch_step_passes_here_with_and_without_tarfile_filters(tmp_path: Path, filters: bool) -> None:
+    """The arm64 root's fetch step, on the host: unpack a VOC-layout tar made as the script makes it
+    (`tar` of a synth VOCdevkit/VOC2012), keep it, refuse the unsafe archives. Without filters stands in
+    for Bookworm's Python 3.11.2."""
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("no tar program")
+    from segedge.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "src" / "VOCdevkit" / "VOC2012", SynthConfig(images=12, size=48, seed=1))
+    archive = tmp_path / "voc-tiny.tar"
+    subprocess.run([tar, "-C", str(tmp_path / "src"), "--exclude=.segedge.json", "-cf", str(archive), "VOCdevkit"],
+                   check=True)
+    check = tmp_path / "fetch_check.py"
+    check.write_text(_fetch_check_text())
+    prelude = "" if filters else (  # Python 3.11.2's tarfile: no filters, an extract() without filter=
+        "import tarfile\n"
+        "for name in ('data_filter', 'FilterError'): delattr(tarfile, name)\n"
+        "del tarfile.TarInfo.replace\n"
+        "real = tarfile.TarFile.extract\n"
+        "def extract(self, member, path='', set_attrs=True, *, numeric_owner=False):\n"
+        "    return real(self, member, path, set_attrs, numeric_owner=numeric_owner, filter='fully_trusted')\n"
+        "tarfile.TarFile.extract = extract\n")
+    runner = f"{prelude}import runpy, sys\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    dest = tmp_path / "voc" / "VOC2012"
+    env = {**os.environ, "SEGEDGE_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-c", runner, str(check), str(archive), str(dest)], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"tarfile extraction filters: {filters}" in result.stdout
+    assert result.stdout.count(": refused: ") == 4 and "fetch check passed" in result.stdout
+    assert "\nok\n" in result.stdout  # the end of fetch's `data check` summary: the dataset opens
+    assert archive.is_file() and (dest / "JPEGImages" / "synth_000000.jpg").is_file()
+    assert list((tmp_path / "voc" / "unsafe" / "outside").iterdir()) == []

@@ -116,6 +116,30 @@ def test_markdown_and_html_embed_the_pictures(healthy):
     assert "src='gallery" not in html and "http" not in html.replace("http-equiv", "")
 
 
+def test_html_states_what_markdown_states(healthy, tiny_bundle):
+    """The gate's bounds, what mIoU was measured on, the machine's load: report.html is not the lesser report."""
+    from html import escape
+
+    out, _ = healthy
+    markdown, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    report = json.loads((out / "report.json").read_text())
+    bounds = "mIoU drop ≤ 5 points; agreement ≥ 98.00 %."
+    basis = ("mIoU on reference (6 images, 21 classes, void ignored) at each image's original resolution: one "
+             "confusion matrix over the set (the VOC protocol), every mask made by the predict path (upsample: logits)")
+    keras = f"(Keras mIoU there: {100 * report['accuracy']['keras']['keras_miou_reference']:.2f} %)"
+    scope = "The verdict covers the bundle's 6 reference images (no --data)."
+    load = "Load average (1 / 5 / 15 min): "
+    for text in (markdown, html):
+        for fact in (bounds, basis, keras, scope, load, report["machine"]["cpu_model"]):
+            assert fact in text or escape(fact) in text, fact
+    # titled with the run export recorded, not the folder every bundle is called
+    run = Path(load_manifest(tiny_bundle).source_model["run"]).name
+    assert tiny_bundle.name == "bundle" and run != "bundle" and report["name"] == run
+    assert markdown.startswith(f"# segedge bench report: {run}\n")
+    assert f"<title>segedge bench: {run}</title>" in html and f"<h1>segedge bench report: {run}</h1>" in html
+    assert report["machine"]["load_average_before"] is None or len(report["machine"]["load_average_before"]) == 3
+
+
 def _upright_originals(bundle: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """The reference set's original files decoded here with PIL (EXIF applied), its truth and Keras masks."""
     import io
@@ -230,7 +254,8 @@ def test_speedups_are_hand_computed_p50_ratios_within_runtime_and_thread_count()
         ("fp32", 1): (1.0, 2.5), ("int8", 1): (2.5, 6.25),
         ("fp32", 2): (1.0, None), ("int8", 2): (4.0, None),  # no Keras row at 2 threads
         ("onnx", 1): (1.0, 2.0), ("onnx-int8", 1): (2.5, 5.0),  # against ONNX fp32 (5 ms), not TFLite's 4 ms
-        ("keras", 1): (1.0, 1.0), ("broken", 1): (None, None),
+        # the Keras row's "vs fp32" is against the TFLite fp32 conversion: 10 ms vs 4 ms is 0.4x (slower), not 1.00x
+        ("keras", 1): (0.4, 1.0), ("broken", 1): (None, None),
     }
 
 
@@ -314,6 +339,12 @@ def test_data_option_scores_the_val_split(tiny_bundle, synth_root, tmp_path):
     assert report["accuracy"]["fp32"]["eval_images"] == 4 and "val" in report["accuracy"]["fp32"]["eval_set"]
     assert report["rows"][0]["e2e_images"] == 2
     assert not (out / "latency_vs_miou.png").exists() and "--no-plot" in " ".join(report["notes"])
+    # no Keras model: the --data images give mIoU but no verdict, and every output says so
+    assert "parity gate: passed on the reference set only (the --data images were not judged)" in result.output
+    assert report["gate"]["covers"] == ["reference"] and "reference images only" in report["gate"]["scope"]
+    assert "Keras row off (--no-keras)" in report["gate"]["scope"]
+    for name in ("report.md", "report.html"):
+        assert "reference images only: the 4 --data images" in (out / name).read_text()
 
 
 def test_keras_row_is_measured_like_the_artifacts(tiny_bundle, tmp_path):

@@ -192,3 +192,19 @@ def test_bench_camera_prints_fps_against_the_bound(tiny_bundle, tmp_path):
     assert "pipelined: " in out and "2 copies x 1 thread" in out  # a video file: one copy per thread
     data = json.loads((tmp_path / "camera.json").read_text())
     assert set(data["fps"]) == {"pipelined", "pipelined, 1 copy", "pipelined, live", "sequential"}
+
+
+FRONTIER_HEAD = ["model", "encoder", "width", "input", "mIoU %", "int8 p50 ms, 1 thr", "int8 p50 ms, 2 thr", "size MB",
+                 "peak RSS MB", "frontier (2 thr)"]
+
+
+def test_bench_frontier_trains_the_grid_and_prints_the_frontier(tmp_path):
+    stdout = run_script("bench_frontier.py", "--widths", "0.35,1.0", "--encoders", "mobilenet_v2,mobilenet_v3_small",
+                        "--sizes", "32", "--images", "24",
+                        "--epochs", "1", "--steps", "2", "--batch-size", "8", "--runs", "2", "--eval-images", "6",
+                        "--budget-ms", "1000", "--workdir", tmp_path / "grid", timeout=900)
+    rows = table_rows(stdout, FRONTIER_HEAD)
+    assert [row[:3] for row in rows] == [["w0.35-32px", "v2", "0.35"], ["w1-32px", "v2", "1.0"],
+                                         ["v3-small-w1-32px", "v3-small", "1.0"]]
+    assert any(row[-1] == "yes" for row in rows)  # the fastest point is on the frontier by construction
+    assert "budget 1000 ms:" in stdout

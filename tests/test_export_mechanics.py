@@ -49,6 +49,13 @@ def test_cli_int8_alone_yields_both_runtimes_int8_and_their_float_baselines(micr
     assert set(manifest.artifacts) == {"fp32", "int8", "onnx", "onnx-int8"}
     assert manifest.calibration["count"] == 4 and manifest.reference["count"] == 2
     assert "int8" in result.stdout and "agreement" in result.stdout
+    # every mIoU says what it was measured on, in the printed line and next to verify.miou in the manifest
+    split = manifest.reference["split"]
+    for name, info in manifest.artifacts.items():
+        assert info.verify["miou_basis"] == {"images": 2, "split": split, "resolution": "model", "height": 64,
+                                             "width": 64}
+        line = next(line for line in result.stdout.splitlines() if line.startswith(f"{name} "))
+        assert f"mIoU {100 * info.verify['miou']:.2f} % (2 {split} images at 64x64 model size)" in line
 
 
 def test_cli_refuses_existing_bundle_without_overwrite(micro_run, micro_bundle):

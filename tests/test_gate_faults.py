@@ -7,7 +7,11 @@ exported from that copy; bench then runs in this process (``run_child`` ->
 ``child.measure``) so a fault can be planted by monkeypatching the edge
 function of one stage. Every fault must fail the gate at its DEFAULT bounds
 (agreement >= 98 % of non-void pixels, mIoU drop <= 1 point), with a line
-naming each artifact benched.
+naming each artifact benched. The int8 artifacts are asserted against a fault
+that changes (nearly) every pixel by construction, far outside any CPU's int8
+rounding of this barely trained model; a fault on the user's ``--data`` images
+alone must fail the gate when the Keras model is at hand, and be stated as not
+judged when it is not.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from segedge.errors import ModelError, SegedgeError
 from segedge.preprocess import ResizeMode
 
 FLOAT = ["fp32", "onnx"]  # float artifacts: Keras arithmetic up to rounding, default bounds hold by construction
+INT8 = ["int8", "onnx-int8"]  # asserted only against faults that change (nearly) every pixel by construction
 EVAL = 6
 
 
@@ -123,6 +128,32 @@ def test_int8_figures_at_default_bounds_are_reported(proof_bundle, in_process):
         acc = result.accuracy[name]
         assert 0.0 <= acc["agreement"] <= 1.0 and len(acc["per_image_agreement"]) == EVAL
         print(f"{name}: agreement {100 * acc['agreement']:.2f} %, ΔmIoU {acc['miou_delta_pts']:+.2f} points")
+
+
+def _move_every_class(monkeypatch) -> None:
+    """Labels permuted on the device: each class's logits plane handed to the next class index.
+
+    The argmax of every pixel moves by one class (but for exact ties that wrap
+    from the last class to the first), so the mask of a healthy artifact and the
+    mask of this one share (almost) no pixel: int8 rounding cannot hide it.
+    """
+    import segedge.edge.predictor as predictor
+
+    original = predictor.image_masks
+    monkeypatch.setattr(predictor, "image_masks",
+                        lambda logits, *args, **kwargs: original(np.roll(np.asarray(logits), 1, axis=-1), *args,
+                                                                 **kwargs))
+
+
+def test_permuted_labels_fail_the_int8_artifacts(proof_bundle, in_process, monkeypatch):
+    healthy = bench(proof_bundle, INT8)
+    _move_every_class(monkeypatch)
+    result = bench(proof_bundle, INT8)
+    assert_fails_naming_each(result, INT8)
+    for name in INT8:
+        assert any(line.startswith(f"{name}: ") and "agreement with Keras" in line for line in result.gate_failures)
+        # the pixels agreeing now are pixels that disagreed before: whatever this CPU's int8 kernels round
+        assert result.accuracy[name]["agreement"] <= 1.0 - healthy.accuracy[name]["agreement"] + 0.01
 
 
 def test_skipping_exif_orientation_fails(proof_bundle, in_process, monkeypatch):
@@ -227,3 +258,77 @@ def test_class_order_edited_in_manifest_and_metadata_is_caught_by_the_reference_
     assert_fails_naming_each(result)
     assert all("class names differ from the reference set's at index 8: 'dog'" in line
                for line in result.gate_failures)
+
+
+DATA_LIMIT = 4
+
+
+def _fault_on_data_images(monkeypatch, faulty: set[str]) -> None:
+    """A fault that shows only on the user's --data images: every class id in those masks moved by one.
+
+    The masks are rewritten where the measuring child saved them, after it ran
+    (children run as separate processes, so the Keras row can load TensorFlow
+    fresh). Every non-void pixel then differs from the Keras mask by
+    construction, while the reference set's masks stay healthy.
+    """
+    from segedge.reference import flatten
+
+    original = bench_run.run_child
+
+    def run(job, workdir, index, timeout=bench_run.DEFAULT_CHILD_TIMEOUT):
+        measured = original(job, workdir, index, timeout)
+        if job.artifact in faulty and len(job.predict) == 2 and measured.get("ok"):
+            masks = child.load_masks(job.predict[1].out)
+            flat, shapes = flatten([np.where(m < 21, (m + 1) % 21, m).astype(np.uint8) for m in masks])
+            np.savez(job.predict[1].out, flat=flat, shapes=shapes)
+        return measured
+
+    monkeypatch.setattr(bench_run, "run_child", run)
+
+
+def bench_data(bundle: Path, data: Path, keras: bool):
+    config = BenchConfig(bundle=bundle, data=data, limit=DATA_LIMIT, artifacts=FLOAT, threads=[1], warmup=0, runs=1,
+                         e2e_images=1, keras=keras)
+    return run_bench(config)
+
+
+def test_data_images_are_judged_when_the_keras_model_is_at_hand(proof_bundle, proof_data, monkeypatch, tmp_path):
+    """The reference set passes; the user's images fail, and the verdict says so."""
+    from segedge.bench.report import write_report
+
+    _fault_on_data_images(monkeypatch, {"onnx"})
+    result = bench_data(proof_bundle, proof_data, keras=True)
+    assert result.gate_covers_data and "--data images" in result.gate_scope
+    assert result.accuracy["keras"]["source"] == "live"
+    fp32, onnx = result.accuracy["fp32"], result.accuracy["onnx"]
+    assert fp32["data"]["images"] == onnx["data"]["images"] == DATA_LIMIT
+    assert fp32["data"]["agreement"] >= 0.98  # float conversion vs Keras on the same images: healthy
+    assert onnx["agreement"] >= 0.98 and onnx["miou_delta_pts"] >= -1.0  # its reference set figures pass ...
+    assert onnx["data"]["agreement"] == 0.0  # ... and every non-void pixel of the --data images differs
+    assert len(result.gate_failures) == 1, result.gate_failures
+    line = result.gate_failures[0]
+    assert line.startswith(f"onnx: on the --data images ({DATA_LIMIT}, val (") and "agreement with Keras 0.00 %" in line
+    assert "on the reference set" not in line
+    files = write_report(result, tmp_path / "report", gallery_count=0, plot=False)
+    report = json.loads(files.json.read_text())
+    assert report["gate"]["covers"] == ["reference", "data"] and report["gate"]["passed"] is False
+    assert report["rows"][1]["data_agreement"] == 0.0
+    for text in (files.markdown.read_text(), files.html.read_text()):
+        assert f"{DATA_LIMIT} --data images" in text and "agreement % on --data" in text
+
+
+def test_without_the_keras_model_the_verdict_says_it_covers_the_reference_set_only(proof_bundle, proof_data,
+                                                                                   monkeypatch, tmp_path):
+    from segedge.bench.report import write_report
+
+    _fault_on_data_images(monkeypatch, {"onnx"})
+    result = bench_data(proof_bundle, proof_data, keras=False)
+    assert result.passed and not result.gate_covers_data  # the same fault, unseen: hence the plain words below
+    assert "data" not in result.accuracy["onnx"]
+    assert result.accuracy["onnx"]["eval_images"] == DATA_LIMIT  # the --data images still give the mIoU
+    files = write_report(result, tmp_path / "report", gallery_count=0, plot=False)
+    report = json.loads(files.json.read_text())
+    assert report["gate"]["covers"] == ["reference"]
+    for text in (report["gate"]["scope"], files.markdown.read_text(), files.html.read_text()):
+        assert "reference images only" in text and f"the {DATA_LIMIT} --data images" in text
+        assert "not judged" in text

@@ -108,8 +108,8 @@ def test_two_workers_train_one_model(synth_root: Path, tmp_path: Path) -> None:
     assert codes == [0, 0], "\n".join(log_text(p)[-3000:] for p in logs)
 
     chief, worker = log_text(logs[0]), log_text(logs[1])
-    assert "chief: 2 worker(s), 2 replica(s) in sync, global batch 8 (4 per replica)" in chief
-    assert "worker 1: 2 worker(s), 2 replica(s) in sync, global batch 8 (4 per replica)" in worker
+    assert "chief: 2 workers, 2 replicas in sync, global batch 8 (4 per replica)" in chief
+    assert "worker 1: 2 workers, 2 replicas in sync, global batch 8 (4 per replica)" in worker
     # The run folder is the chief's: its config names it, the other worker's files went to its scratch folder.
     config = json.loads((run / "config.json").read_text())
     assert config["out"] == str(run)
@@ -219,6 +219,49 @@ def test_bad_tf_config_is_one_config_error() -> None:
                 json.dumps({"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "ps", "index": 0}})):
         with pytest.raises(ConfigError, match="TF_CONFIG"):
             cluster_from_env({"TF_CONFIG": raw})
+
+
+def _tf_config(cluster: dict, task_type: str = "worker", index: object = 0) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    # a string where TF wants a list of addresses was split into characters ("a", ":", "2")
+    (_tf_config({"worker": "a:2"}), 'TF_CONFIG cluster "worker" is the string \'a:2\': it must be a list'),
+    # a string chief read as three chiefs and was reported as a wrong task type
+    (_tf_config({"chief": "c:1", "worker": ["w:1"]}), 'TF_CONFIG cluster "chief" is the string'),
+    (_tf_config({"chief": ["c:1", "c:2"], "worker": ["w:1"]}), 'cluster "chief" names 2 tasks; .* at most one'),
+    # --workers refuses a host:port twice; TF_CONFIG now does too, across chief and worker
+    (_tf_config({"worker": ["a:2", "a:2"]}), "cluster names a:2 twice"),
+    (_tf_config({"chief": ["a:2"], "worker": ["a:2"]}), "cluster names a:2 twice"),
+    (_tf_config({"worker": ["a:2", "b"]}), 'cluster "worker": "b" is not "host:port"'),
+    (_tf_config({"worker": 7}), 'cluster "worker" is 7: it must be a list'),
+    (_tf_config({"worker": {"0": "a:1", "2": "b:1"}}), 'cluster "worker" names task indices \\[0, 2\\]'),
+    (_tf_config({"worker": ["a:1", "b:1"]}, index=2), 'task index 2 is out of range for its 2 "worker" task'),
+    (_tf_config({"worker": ["a:1", "b:1"]}, index=-1), 'task "index" is -1'),
+    (_tf_config({"worker": ["a:1", "b:1"]}, "chief"), 'task index 0 is out of range for its 0 "chief" task'),
+    (_tf_config({"worker": ["a:1", "b:1"]}, "evaluator"), 'task type "evaluator"'),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker"}}), '"task" has no "index"'),
+    (json.dumps({"task": {"type": "worker", "index": 0}}), 'has no "cluster" object'),
+    (json.dumps(["a:1"]), "is not a JSON object"),
+])
+def test_tf_config_mistakes_are_one_line_naming_the_key(raw: str, words: str) -> None:
+    from segedge.errors import ConfigError
+    from segedge.train.distribute import cluster_from_env
+
+    with pytest.raises(ConfigError, match=words) as caught:
+        cluster_from_env({"TF_CONFIG": raw})
+    assert caught.value.message.startswith("TF_CONFIG ") and "\n" not in caught.value.message
+
+
+def test_tf_config_takes_what_tf_cluster_spec_takes() -> None:
+    """A list of addresses, or a dict {task index: address} (TF's ClusterSpec accepts both)."""
+    from segedge.train.distribute import Cluster, cluster_from_env
+
+    as_dict = _tf_config({"worker": {"1": "b:1", "0": "a:1"}}, index=1)
+    assert cluster_from_env({"TF_CONFIG": as_dict}) == Cluster(("a:1", "b:1"), 1)
+    chief_first = _tf_config({"chief": ["c:1"], "worker": ["a:1"]}, "chief", "0")
+    assert cluster_from_env({"TF_CONFIG": chief_first}) == Cluster(("c:1", "a:1"), 0)
 
 
 MIRRORED_SCRIPT = """

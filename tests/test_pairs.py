@@ -244,4 +244,5 @@ def test_export_refuses_data_with_other_classes(own_bundle, tmp_path):
     result = CliRunner().invoke(app, ["export", str(bundle.parent / "run"), "--out", str(tmp_path / "b"),
                                       "--format", "fp32", "--data", str(other)])
     assert result.exit_code == 3, result.output
-    assert "class 2 is 'class2' vs 'weed'" in result.output and str(other / "classes.json") in result.output
+    assert "class 2 is 'class2' in the run, 'weed' in the dataset" in result.output
+    assert str(other / "classes.json") in result.output

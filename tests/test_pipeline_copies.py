@@ -23,10 +23,11 @@ from typer.testing import CliRunner
 from segedge.cli import app
 from segedge.commands.predict import stream_copies
 from segedge.edge.camera import CameraOptions, run_camera
-from segedge.edge.copies import BackendPool
+from segedge.edge.copies import BackendPool, split_threads
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
+from segedge.errors import ConfigError
 
 cv2 = pytest.importorskip("cv2")
 from test_camera_pipeline import CountingCapture  # noqa: E402 - numbered frames; the camera tests' stand-in
@@ -198,3 +199,22 @@ def test_a_segmenter_with_copies_can_be_called_from_several_threads(tiny_bundle)
     assert sorted(got) == list(range(8))
     for index, mask in enumerate(expected):
         np.testing.assert_array_equal(got[index], mask)
+
+
+@pytest.mark.parametrize(("threads", "copies", "expected"), [
+    (2, 1, [2]), (2, 2, [1, 1]), (5, 2, [3, 2]), (7, 3, [3, 2, 2]), (4, 4, [1, 1, 1, 1]),
+])
+def test_copies_share_the_threads_never_more_in_all(threads, copies, expected):
+    assert split_threads(threads, copies) == expected
+    assert sum(expected) == threads
+
+
+def test_more_copies_than_threads_is_refused_not_oversubscribed(tiny_bundle):
+    with pytest.raises(ConfigError, match=r"--copies 3 needs at least 3 threads.*got 2"):
+        load(tiny_bundle, threads=2, artifact="int8", copies=3)
+
+
+def test_uneven_threads_say_what_each_copy_got(tiny_bundle):
+    with load(tiny_bundle, threads=3, artifact="int8", copies=2) as uneven:
+        assert [copy.threads for copy in uneven.backend.backends] == [2, 1]
+        assert "2 copies on 2+1 threads" in uneven.describe()

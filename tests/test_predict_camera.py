@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from videos import write_video
 
 from segedge.cli import app
 from segedge.data import read_mask
@@ -19,18 +20,6 @@ from segedge.errors import DataError, MissingExtraError
 from segedge.manifest import load_manifest
 
 cv2 = pytest.importorskip("cv2")
-
-
-def write_video(path: Path, frames: int = 7, size: tuple[int, int] = (96, 72)) -> Path:
-    """A moving red disc on grey, MJPG in AVI (an encoder every OpenCV wheel has)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.full((size[1], size[0], 3), 90, dtype=np.uint8)
-        cv2.circle(frame, (15 + 8 * i, size[1] // 2), 14, (0, 0, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def artifact_name(bundle: Path, runtime: str, precision: str) -> str:

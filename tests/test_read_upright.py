@@ -140,3 +140,16 @@ def test_other_modes_become_8_bit_rgb(mode, pixels, expected):
         image = Image.fromarray(np.array(pixels, np.float32), "F")
     got = read_upright(image)
     assert got.mode == "RGB" and np.asarray(got).tolist() == expected
+
+
+def test_an_upright_rgb_image_is_not_copied_and_a_turned_one_leaves_its_input_alone(tmp_path):
+    # a 12 MP photo copied for nothing is 36 MB: the reader hands an upright RGB image on as it is
+    picture = Image.fromarray(upright_picture(), "RGB")
+    assert read_upright(picture) is picture
+    save_turned(tmp_path / "turned.jpg", picture, 6)
+    stored = Image.open(tmp_path / "turned.jpg")
+    stored.load()
+    before = np.asarray(stored).copy()
+    upright = read_upright(stored)
+    assert upright is not stored and upright.size == (5, 3) and stored.size == (3, 5)
+    np.testing.assert_array_equal(np.asarray(stored), before)

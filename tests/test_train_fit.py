@@ -96,6 +96,13 @@ def test_cli_seed_preset_run_and_resume_of_a_finished_run(synth_root: Path, tmp_
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "best epoch 1" in result.output and "split seed: 30 train / 6 val / 4 test" in result.output
+    lines = result.output.splitlines()
+    where = {key: next(i for i, line in enumerate(lines) if key in line)
+             for key in ("up to 1 epoch,", "split seed:", "val_miou %:", "best epoch 1")}
+    # the split is known before training and said then (it came after the run), one unit for mIoU throughout
+    assert where["up to 1 epoch,"] < where["split seed:"] < where["val_miou %:"] < where["best epoch 1"]
+    assert "% (6 val images at 32x32 model size)" in lines[where["best epoch 1"]]
+    assert "after 1 epoch in" in lines[where["best epoch 1"]]
     config = json.loads((out / "config.json").read_text())
     assert (config["num_outputs"], config["void_handling"], config["preprocess"]["scaling"]) == (22, "class", "unit")
 

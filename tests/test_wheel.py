@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytest.importorskip("setuptools")
+pytest.importorskip("setuptools", minversion="77")  # reads the SPDX license string
 pytest.importorskip("wheel")
 
 

@@ -136,6 +136,29 @@ def _agreement_only(reference: EvalSet, pred_reference: Sequence[np.ndarray], nu
     }
 
 
+def data_parity(evaluation: EvalSet, pred: Sequence[np.ndarray], keras: Sequence[np.ndarray],
+                num_classes: int) -> dict:
+    """The gate's figures on the ``--data`` images: an artifact's masks against the live Keras model's masks.
+
+    The reference set holds the bundle's few held-out images, near the training
+    shapes; a fault that shows on a user's tall or wide photos (the wrong resize
+    mode, say) can pass there. With the Keras model at hand its masks on the
+    user's images are made by the same pipeline, so the same bounds can judge
+    them. Agreement counts the pixels whose ground truth is not void.
+    """
+    check_sizes(evaluation.ids, evaluation.truth, pred)
+    check_sizes(evaluation.ids, evaluation.truth, keras)
+    truth: Sequence[np.ndarray | None] = evaluation.truth if evaluation.has_truth else [None] * len(evaluation)
+    miou = keras_miou = delta = None
+    if evaluation.has_truth:
+        miou = score(evaluation.truth, pred, num_classes)["miou"]
+        keras_miou = score(evaluation.truth, keras, num_classes)["miou"]
+        delta = 100.0 * (miou - keras_miou)
+    return {"eval_set": evaluation.name, "images": len(evaluation), "miou": miou, "keras_miou": keras_miou,
+            "miou_delta_pts": delta, "agreement": set_agreement(pred, keras, truth),
+            "per_image_agreement": per_image_agreement(pred, keras, truth)}
+
+
 def keras_reference_accuracy(reference: EvalSet, num_classes: int) -> dict:
     """The Keras masks stored in the bundle scored like an artifact (no TensorFlow needed)."""
     result = artifact_accuracy(reference, reference.keras, num_classes)

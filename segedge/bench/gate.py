@@ -1,10 +1,13 @@
 """The parity gate: does every converted model still match the original closely enough?
 
 Bounds are stated in the units people reason in: a drop of at most N mIoU
-points against the Keras masks on the reference set, and a minimum fraction of
-pixels that agree with Keras, per artifact (``int8=0.97`` overrides the
-default for one format). An artifact that could not be measured fails the gate:
-a release pipeline must not pass on a model it never ran.
+points against the Keras masks, and a minimum fraction of pixels that agree
+with Keras, per artifact (``int8=0.97`` overrides the default for one format).
+They are applied to the bundle's reference set and, when bench ran the Keras
+model on ``--data`` images, to those images too: a fault that shows only on a
+user's photos must not pass on the reference set's shapes. An artifact that
+could not be measured fails the gate: a release pipeline must not pass on a
+model it never ran.
 """
 
 from __future__ import annotations
@@ -83,6 +86,21 @@ def class_mismatch(manifest: Manifest, classes: Sequence[str], palette: Sequence
     return ""
 
 
+def _problems(acc: Mapping, bounds: GateBounds, name: str) -> list[str]:
+    """The bounds one set of figures breaks (mIoU drop, agreement), each with its value and bound."""
+    problems = []
+    # None: the images have no masks, so the gate checks agreement only
+    drop = None if acc.get("miou_delta_pts") is None else -acc["miou_delta_pts"]
+    if drop is not None and drop > bounds.max_miou_drop:
+        problems.append(f"mIoU {100 * acc['miou_reference']:.2f} % is {drop:.2f} points below Keras "
+                        f"{100 * acc['keras_miou_reference']:.2f} % (bound: at most {bounds.max_miou_drop:g} "
+                        "points)")
+    bound = bounds.agreement_bound(name)
+    if acc["agreement"] < bound:
+        problems.append(f"agreement with Keras {100 * acc['agreement']:.2f} % (bound: at least {100 * bound:.2f} %)")
+    return problems
+
+
 def evaluate_gate(artifacts: Iterable[str], accuracy: Mapping[str, dict | None],
                   errors: Mapping[str, str], bounds: GateBounds, labels_problem: str = "") -> list[str]:
     """One line per failing artifact: the artifact, the measured value and the bound it broke.
@@ -101,17 +119,14 @@ def evaluate_gate(artifacts: Iterable[str], accuracy: Mapping[str, dict | None],
         if acc is None:
             failures.append(f"{name}: no accuracy figures (predictions failed)")
             continue
-        problems = []
-        # None: the reference set has no masks, so the gate checks agreement only
-        drop = None if acc.get("miou_delta_pts") is None else -acc["miou_delta_pts"]
-        if drop is not None and drop > bounds.max_miou_drop:
-            problems.append(f"mIoU {100 * acc['miou_reference']:.2f} % is {drop:.2f} points below Keras "
-                            f"{100 * acc['keras_miou_reference']:.2f} % (bound: at most {bounds.max_miou_drop:g} "
-                            "points)")
-        bound = bounds.agreement_bound(name)
-        if acc["agreement"] < bound:
-            problems.append(f"agreement with Keras {100 * acc['agreement']:.2f} % "
-                            f"(bound: at least {100 * bound:.2f} %)")
+        problems = _problems(acc, bounds, name)
+        data = acc.get("data")
+        if data:  # the --data images, judged against the live Keras model's masks on them
+            problems = [f"on the reference set: {text}" for text in problems]
+            where = f"on the --data images ({data['images']}, {data['eval_set']}): "
+            problems += [where + text for text in _problems(
+                {"miou_delta_pts": data["miou_delta_pts"], "miou_reference": data["miou"],
+                 "keras_miou_reference": data["keras_miou"], "agreement": data["agreement"]}, bounds, name)]
         if problems:
             failures.append(f"{name}: " + "; ".join(problems))
     return failures

@@ -146,3 +146,57 @@ def heat_notes(rows: list[dict[str, object]]) -> list[str]:
         notes.append(f"the board reported {', '.join(throttling)} during the bench (vcgencmd get_throttled): "
                      "latencies are slower than a cool board's; add --cooldown or a heatsink")
     return notes
+
+
+# --- disturbance: a busy machine makes latencies meaningless, and the report must say so ---
+
+SLOWER_MARGIN = 1.10  # more threads may be a little slower on a tiny model (thread start-up); not 10 % slower
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (runnable processes, system-wide), or None where unreadable."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def timing_warnings(rows: list[dict[str, object]], cores: int | None,
+                    loads: dict[str, list[float] | None] | None = None) -> list[str]:
+    """Why the timings of this run may be disturbed; empty when nothing says so.
+
+    Two signs, each from numbers the run already has: a 1-minute load average
+    above the core count (other processes wanted more CPU than there is, so
+    ours waited), read before and after the run and around each row; and, for
+    one artifact, more threads measured slower than fewer (by more than
+    ``SLOWER_MARGIN``), which an idle machine with those cores does not do.
+    """
+    warnings = []
+    readings = [(f"{when} the run", (values or [None])[0]) for when, values in (loads or {}).items()]
+    for row in rows:
+        for key, when in (("load_before", "before"), ("load_after", "after")):
+            readings.append((f"{when} {row.get('artifact')} at {row.get('threads')} threads", row.get(key)))
+    busy = [(where, value) for where, value in readings if value is not None and cores and value > cores]
+    if busy:
+        where, value = max(busy, key=lambda item: item[1])
+        warnings.append(f"load average {value:.2f} ({where}; {len(busy)} reading(s) in all) is above the machine's "
+                        f"{cores} cores: other processes competed for the CPU, so latencies are slower and noisier "
+                        "than on an idle machine; rerun when it is idle")
+    by_artifact: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        p50, threads = row.get("p50_ms"), row.get("threads")
+        if isinstance(p50, (int, float)) and isinstance(threads, int) and not row.get("error"):
+            by_artifact.setdefault(str(row.get("artifact")), []).append((threads, float(p50)))
+    slower = []  # one line for all of them: a busy machine slows every artifact, and six warnings read as six faults
+    for artifact, measured in by_artifact.items():
+        measured.sort()
+        for k, (threads, p50) in enumerate(measured):
+            fewer = next(((t, p) for t, p in measured[:k] if t < threads and p50 > SLOWER_MARGIN * p), None)
+            if fewer is not None:
+                slower.append(f"{artifact} at {threads} threads {p50:.2f} ms is {p50 / fewer[1]:.1f}x its "
+                              f"{fewer[0]}-thread {fewer[1]:.2f} ms")
+    if slower:
+        warnings.append("more threads were slower than fewer (" + "; ".join(slower) + "), which an idle machine "
+                        "with those cores does not do: it was probably busy (or has fewer free cores than threads); "
+                        "rerun when it is idle")
+    return warnings

@@ -23,7 +23,15 @@ from segedge.bench.gallery import Strip, build_gallery
 from segedge.bench.profile import PROFILE_HEAD, profile_sections
 from segedge.bench.report_html import render_html
 from segedge.bench.report_plot import plot_latency_vs_miou
-from segedge.bench.report_table import E2E_COLUMNS, columns_for, fmt_percent, machine_lines, per_class_rows
+from segedge.bench.report_table import (
+    E2E_COLUMNS,
+    bounds_text,
+    columns_for,
+    gate_scope_line,
+    machine_lines,
+    miou_basis,
+    per_class_rows,
+)
 from segedge.bench.run import BenchResult
 from segedge.plotting import matplotlib_available
 
@@ -63,6 +71,7 @@ def report_dict(result: BenchResult, files: dict[str, Any], notes: list[str]) ->
         "tool": "segedge bench",
         "segedge_version": segedge.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "name": result.name,
         "bundle": str(Path(result.config.bundle).resolve()),
         "settings": result.config.settings(),
         "machine": result.machine,
@@ -74,7 +83,10 @@ def report_dict(result: BenchResult, files: dict[str, Any], notes: list[str]) ->
         "rows": result.rows,
         "accuracy": result.accuracy,
         "gate": {"passed": result.passed, "bounds": result.config.bounds.to_dict(),
-                 "artifacts": result.gated, "failures": result.gate_failures},
+                 "artifacts": result.gated, "failures": result.gate_failures,
+                 "covers": ["reference", "data"] if result.gate_covers_data else ["reference"],
+                 "scope": gate_scope_line(result)},
+        "timing_warnings": result.warnings,
         "notes": notes,
         "files": files,
     })
@@ -89,29 +101,20 @@ def _md_table(rows: list[dict[str, Any]], columns) -> list[str]:
 
 def render_markdown(result: BenchResult, files: dict[str, Any], notes: list[str]) -> str:
     config, rows = result.config, result.rows
-    keras = result.accuracy.get("keras", {})
-    main = next((result.accuracy[n] for n in result.gated if n in result.accuracy), keras)
-    out = ["# segedge bench report", "",
+    out = [f"# segedge bench report: {result.name or Path(config.bundle).resolve().name}", "",
            f"Bundle: `{Path(config.bundle).resolve()}`  ",
            f"Latency: batch 1, {config.warmup} warm-up + {config.runs} timed runs of the runtime call alone; "
            f"threads {', '.join(map(str, config.threads))}; every row measured in its own fresh process; "
-           "throughput = frames per second of those calls back to back (batch 1, the row's threads).  ",
-           f"mIoU on {main.get('eval_set')} ({main.get('eval_images')} images, "
-           f"{result.manifest.num_classes} classes, void ignored) at each image's original resolution: one "
-           "confusion matrix over the set (the VOC protocol), every mask made by the predict path "
-           f"(upsample: {result.manifest.upsample}); ΔmIoU (points) and agreement (pixels whose ground truth is "
-           f"not void) vs the Keras masks on the bundle's {len(result.reference)} reference images "
-           f"(Keras mIoU there: {fmt_percent(keras.get('keras_miou_reference'))} %).", ""]
-    if not getattr(result.reference, "has_truth", True):
-        out[-2] = (f"No ground truth: the bundle was exported from images without masks, so mIoU is n/a and "
-                   f"agreement (every pixel) with the Keras masks on the {len(result.reference)} reference images "
-                   "is what the gate checks.")
+           "throughput = frames per second of those calls back to back (batch 1, the row's threads); "
+           "speed-up = the baseline's p50 / the row's (below 1x: slower).  ",
+           miou_basis(result), ""]
+    if result.warnings:
+        out += ["**Timings may be disturbed:**", ""] + [f"- {w}" for w in result.warnings] + [""]
     out += _md_table(rows, columns_for(rows))
     out += ["", "## Parity gate", ""]
-    bounds = config.bounds
-    per_format = ", ".join(f"{k} ≥ {fmt_percent(v)} %" for k, v in bounds.min_agreement_for.items())
-    out.append(f"Bounds: mIoU drop ≤ {bounds.max_miou_drop:g} points; agreement ≥ {fmt_percent(bounds.min_agreement)} %"
-               + (f" ({per_format})" if per_format else "") + ".  ")
+    out.append(f"Bounds: {bounds_text(config.bounds)}  ")
+    if result.gate_scope:
+        out.append(f"{gate_scope_line(result)}  ")
     out.append("**PASSED**" if result.passed else "**FAILED**")
     out += [f"- {line}" for line in result.gate_failures]
     out += ["", "## Latency detail, and where the time goes end to end (per image)", ""]
@@ -160,7 +163,7 @@ def _keras_miou_for_plot(result: BenchResult) -> float | None:
     return None
 
 
-REPORT_ENTRIES = (JSON_NAME, MD_NAME, HTML_NAME, PLOT_NAME, GALLERY_DIR)  # what the report marker owns
+REPORT_ENTRIES = (JSON_NAME, MD_NAME, HTML_NAME, PLOT_NAME, GALLERY_DIR)  # what the report marker may own
 
 
 def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_count: int = DEFAULT_GALLERY,
@@ -173,7 +176,7 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
     files: dict[str, Any] = {"json": JSON_NAME, "markdown": MD_NAME, "html": HTML_NAME, "plot": None, "gallery": []}
     report = ReportFiles(folder, folder / JSON_NAME, folder / MD_NAME, folder / HTML_NAME, notes=notes)
 
-    target.prepare(REPORT_ENTRIES)
+    target.prepare()  # nothing listed yet: each entry is recorded in the marker once it is written
     try:
         plot_png = None
         if not plot:
@@ -181,12 +184,14 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
         elif not matplotlib_available():
             notes.append('plot skipped: matplotlib is not installed (pip install "segedge[bench]")')
         else:
-            plot_png = plot_latency_vs_miou(result.rows, f"{Path(result.config.bundle).name}: latency vs mIoU",
+            plot_png = plot_latency_vs_miou(result.rows, f"{result.name or Path(result.config.bundle).name}: "
+                                            "latency vs mIoU",
                                             _keras_miou_for_plot(result), result.config.bounds.max_miou_drop)
             if plot_png is None:
                 notes.append("plot skipped: no artifact has both a latency and an mIoU")
         if plot_png is not None:
             fileio.write_bytes(folder / PLOT_NAME, plot_png)
+            target.record([PLOT_NAME])
             files["plot"], report.plot = PLOT_NAME, folder / PLOT_NAME
 
         artifact_masks = {n: result.predictions[n] for n in result.gated if n in result.predictions}
@@ -197,14 +202,18 @@ def write_report(result: BenchResult, folder: str | os.PathLike[str], gallery_co
             with fileio.atomic_dir(folder / GALLERY_DIR) as tmp:
                 for strip in strips:
                     (tmp / strip.name).write_bytes(strip.png)
+            target.record([GALLERY_DIR])
             files["gallery"] = [{"file": f"{GALLERY_DIR}/{s.name}", "id": s.image_id, "caption": s.caption}
                                 for s in strips]
             report.gallery = [folder / GALLERY_DIR / s.name for s in strips]
 
         fileio.write_json(report.json, report_dict(result, files, notes))
+        target.record([JSON_NAME])
         fileio.write_text(report.markdown, render_markdown(result, files, notes))
+        target.record([MD_NAME])
         fileio.write_text(report.html, render_html(result, files, notes, plot_png, strips))
+        target.record([HTML_NAME])
     except BaseException:
-        target.undo(REPORT_ENTRIES)  # no half report: a rerun needs no --overwrite
+        target.undo(REPORT_ENTRIES)  # no half report: what this call wrote goes; a rerun needs no --overwrite
         raise
     return report

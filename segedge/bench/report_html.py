@@ -13,7 +13,15 @@ from typing import Any
 
 from segedge.bench.gallery import Strip
 from segedge.bench.profile import PROFILE_HEAD, profile_sections
-from segedge.bench.report_table import E2E_COLUMNS, columns_for, machine_lines, per_class_rows
+from segedge.bench.report_table import (
+    E2E_COLUMNS,
+    bounds_text,
+    columns_for,
+    gate_scope_line,
+    machine_lines,
+    miou_basis,
+    per_class_rows,
+)
 from segedge.bench.run import BenchResult
 
 STYLE = """
@@ -41,14 +49,23 @@ def _table(rows: list[dict[str, Any]], columns) -> str:
 def render_html(result: BenchResult, files: dict[str, Any], notes: list[str], plot_png: bytes | None,
                 strips: list[Strip]) -> str:
     rows, config = result.rows, result.config
+    name = result.name or Path(config.bundle).resolve().name
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             f"<title>segedge bench: {escape(Path(config.bundle).name)}</title><style>{STYLE}</style></head><body>",
-             "<h1>segedge bench report</h1>",
+             f"<title>segedge bench: {escape(name)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>segedge bench report: {escape(name)}</h1>",
              f"<p>Bundle <code>{escape(str(Path(config.bundle).resolve()))}</code>. Batch 1, {config.warmup} warm-up "
-             f"+ {config.runs} timed runs of the runtime call alone, each row in a fresh process.</p>",
-             _table(rows, columns_for(rows))]
+             f"+ {config.runs} timed runs of the runtime call alone, threads "
+             f"{escape(', '.join(map(str, config.threads)))}, each row in a fresh process; "
+             "speed-up = the baseline's p50 / the row's (below 1x: slower).</p>",
+             f"<p>{escape(miou_basis(result))}</p>"]
+    if result.warnings:
+        parts.append("<p class='fail'>Timings may be disturbed:</p><ul>"
+                     + "".join(f"<li>{escape(w)}</li>" for w in result.warnings) + "</ul>")
+    parts.append(_table(rows, columns_for(rows)))
     verdict = "<span class='pass'>PASSED</span>" if result.passed else "<span class='fail'>FAILED</span>"
     parts.append(f"<h2>Parity gate: {verdict}</h2>")
+    parts.append(f"<p>Bounds: {escape(bounds_text(config.bounds))}"
+                 + (f"<br>{escape(gate_scope_line(result))}" if result.gate_scope else "") + "</p>")
     if result.gate_failures:
         parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in result.gate_failures) + "</ul>")
     parts += ["<h2>Latency detail, and where the time goes end to end (per image)</h2>",

@@ -73,6 +73,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("ΔmIoU points vs Keras", "miou_delta_pts", _signed(2, missing=NOT_AVAILABLE), compact=True,
            short="ΔmIoU pts"),
     Column("agreement % (non-void)", "agreement", _number(2, 100.0), compact=True, short="agree %"),
+    Column("agreement % on --data", "data_agreement", _number(2, 100.0)),  # not in the 80-column terminal table
+    Column("ΔmIoU points on --data", "data_miou_delta_pts", _signed(2, missing=NOT_AVAILABLE)),
     Column("speed-up vs fp32", "speedup_vs_fp32", _number(2, suffix="x"), compact=True, short="vs fp32"),
     Column("speed-up vs Keras", "speedup_vs_keras", _number(2, suffix="x")),
 )
@@ -93,15 +95,23 @@ E2E_COLUMNS: tuple[Column, ...] = (
 )
 
 
+OPTIONAL_KEYS = ("speedup_vs_keras", "data_agreement", "data_miou_delta_pts")  # shown only where some row has one
+
+
 def columns_for(rows: list[dict[str, Any]], columns: tuple[Column, ...] = COLUMNS,
                 compact: bool = False) -> list[Column]:
-    """Drop the Keras speed-up column when there is no Keras row to divide by."""
-    has_keras = any(r.get("speedup_vs_keras") for r in rows)
-    return [c for c in columns if (not compact or c.compact) and (has_keras or c.key != "speedup_vs_keras")]
+    """Drop the Keras speed-up column when there is no Keras row to divide by, and the --data parity columns
+    when the gate did not judge --data images."""
+    present = {key for key in OPTIONAL_KEYS if any(r.get(key) is not None for r in rows)}
+    return [c for c in columns if (not compact or c.compact) and (c.key not in OPTIONAL_KEYS or c.key in present)]
 
 
 def fmt_percent(value: float | None, digits: int = 2) -> str:
     return _number(digits, 100.0)(value)
+
+
+def _loads(values: Any) -> str:
+    return " / ".join(f"{v:.2f}" for v in values) if values else "not readable"
 
 
 def machine_lines(machine: dict[str, Any]) -> list[str]:
@@ -109,8 +119,60 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
     flags = ", ".join(machine.get("cpu_flags") or []) or "none of note"
     return [f"CPU: {machine.get('cpu_model')} ({machine.get('cores')} cores, {machine.get('usable_cores')} usable; "
             f"{flags})",
+            f"Load average (1 / 5 / 15 min): {_loads(machine.get('load_average_before'))} before the run, "
+            f"{_loads(machine.get('load_average_after'))} after",
             f"System: {machine.get('system')} {machine.get('machine')}, Python {machine.get('python')}",
             f"Versions: {versions}"]
+
+
+def bounds_text(bounds: Any) -> str:
+    """The gate's bounds in one line, as report.md and report.html both state them."""
+    per_format = ", ".join(f"{k} ≥ {fmt_percent(v)} %" for k, v in bounds.min_agreement_for.items())
+    return (f"mIoU drop ≤ {bounds.max_miou_drop:g} points; agreement ≥ {fmt_percent(bounds.min_agreement)} %"
+            + (f" ({per_format})" if per_format else "") + ".")
+
+
+def miou_basis_line(result: Any) -> str:
+    """The terminal table's key to its mIoU columns: a figure without its basis is three figures for one model."""
+    main = next((result.accuracy[n] for n in result.gated if n in result.accuracy), result.accuracy.get("keras", {}))
+    if not getattr(result.reference, "has_truth", True) or main.get("miou") is None:
+        return (f"agree %: every pixel vs the Keras masks on the {len(result.reference)} reference images "
+                "(no ground truth: mIoU n/a)")
+    return (f"mIoU %: {main.get('eval_set')} ({main.get('eval_images')} images) at each image's own resolution, "
+            f"through the predict path; ΔmIoU and agree %: vs the Keras masks on the {len(result.reference)} "
+            "reference images")
+
+
+def miou_basis(result: Any) -> str:
+    """What mIoU was measured on (which images, how many, at which resolution, the Keras figure), in plain text.
+
+    One sentence for report.md and report.html alike, so a reader of either knows what the numbers mean.
+    """
+    keras = result.accuracy.get("keras", {})
+    main = next((result.accuracy[n] for n in result.gated if n in result.accuracy), keras)
+    if not getattr(result.reference, "has_truth", True):
+        text = (f"No ground truth: the bundle was exported from images without masks, so mIoU on the reference set "
+                f"is n/a and agreement (every pixel) with the Keras masks on the {len(result.reference)} reference "
+                "images is what the gate checks")
+        if main.get("miou") is not None:
+            text += (f"; mIoU on {main.get('eval_set')} ({main.get('eval_images')} images) at each image's "
+                     "original resolution")
+        return text + "."
+    keras_on_eval = keras.get("miou") if keras.get("eval_set") == main.get("eval_set") else None
+    return (f"mIoU on {main.get('eval_set')} ({main.get('eval_images')} images, {result.manifest.num_classes} "
+            "classes, void ignored) at each image's original resolution: one confusion matrix over the set (the VOC "
+            f"protocol), every mask made by the predict path (upsample: {result.manifest.upsample})"
+            + ("" if main.get("eval_set") == result.reference.name else
+               f"; Keras there: {fmt_percent(keras_on_eval)} %" if keras_on_eval is not None else
+               "; Keras there: not measured (no Keras row)")
+            + ". ΔmIoU (points) and agreement (pixels whose ground truth is not void) vs the Keras masks on the "
+            f"bundle's {len(result.reference)} reference images (Keras mIoU there: "
+            f"{fmt_percent(keras.get('keras_miou_reference'))} %).")
+
+
+def gate_scope_line(result: Any) -> str:
+    """What the verdict covers: the reference set, and the --data images only where they were judged."""
+    return f"The verdict covers {result.gate_scope}." if result.gate_scope else ""
 
 
 def per_class_rows(result: Any) -> tuple[list[str], list[list[str]]]:

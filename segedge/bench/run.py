@@ -5,7 +5,9 @@ fresh child process per (artifact, thread count) (``bench_child``) so each
 row's peak RSS and cold init time are its own, and collects rows as plain
 dicts. An artifact that fails to load becomes a row with ``error`` set, never
 a crash, and it fails the parity gate. Accuracy is scored here from the masks
-the children saved, against ground truth and the bundle's Keras masks.
+the children saved, against ground truth and the bundle's Keras masks. What to
+run is settled before (``options``); whether the ``--data`` images could be
+judged, and how, is ``data_gate``'s.
 """
 
 from __future__ import annotations
@@ -19,16 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from segedge import fileio, metadata
+from segedge import metadata
 from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_dataset_val, load_reference
-from segedge.bench.gate import GateBounds, class_mismatch, evaluate_gate
-from segedge.bench.machine import heat_notes, heat_state, machine_info, usable_cores
-from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT, run_child
-from segedge.errors import ConfigError, MissingExtraError, ModelError
+from segedge.bench.data_gate import judge_data
+from segedge.bench.gate import class_mismatch, evaluate_gate
+from segedge.bench.machine import heat_notes, heat_state, load_average, machine_info, timing_warnings
+from segedge.bench.options import (  # noqa: F401 - default_threads, parse_threads: commands.bench imports them here
+    BenchConfig,
+    default_threads,
+    parse_threads,
+    resolve_keras,
+    select_artifacts,
+)
+from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT, run_child  # noqa: F401 - tests' stand-in run_child reads it here
+from segedge.errors import ModelError
 from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
-from segedge.optional import installed, require_runtimes
+from segedge.optional import require_runtimes
 
 MB = 1_000_000  # size_mb in report.json and the tables: SI megabytes, as export prints them
 ROW_KEYS: tuple[str, ...] = (
@@ -36,80 +46,12 @@ ROW_KEYS: tuple[str, ...] = (
     "init_ms", "first_ms", "mean_ms", "fps", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms", "runs",
     "e2e_load_ms", "e2e_preprocess_ms", "e2e_infer_ms", "e2e_postprocess_ms", "e2e_total_ms", "e2e_p50_ms",
     "e2e_images", "base_rss_mb", "peak_rss_mb",
-    "miou", "miou_delta_pts", "agreement", "miou_vs_keras",
+    "miou", "miou_delta_pts", "agreement", "miou_vs_keras", "data_agreement", "data_miou_delta_pts",
     "speedup_vs_fp32", "speedup_vs_keras", "runtime_version",
-    "temp_before_c", "temp_after_c", "throttled_before", "throttled_after", "error",
+    "temp_before_c", "temp_after_c", "throttled_before", "throttled_after", "load_before", "load_after", "error",
 )
 ACCURACY_ROW_KEYS = ("miou", "miou_delta_pts", "agreement", "miou_vs_keras")
 sleep = time.sleep  # the cooldown's clock (tests replace it)
-
-
-def default_threads() -> list[int]:
-    """1 and every usable core: the two numbers a deployer needs."""
-    return sorted({1, usable_cores()})
-
-
-def parse_threads(text: str) -> list[int]:
-    """'1,2,4' -> [1, 2, 4] (deduplicated, in order); each at least 1."""
-    values: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if not part.isdigit() or int(part) < 1:
-            raise ConfigError(f"--threads: {part!r} is not a positive whole number (e.g. --threads 1,2,4)")
-        if int(part) not in values:
-            values.append(int(part))
-    if not values:
-        raise ConfigError("--threads: give at least one thread count, e.g. --threads 1,2")
-    return values
-
-
-@dataclass
-class BenchConfig:
-    bundle: Path
-    data: Path | None = None
-    artifacts: list[str] | None = None  # None = every artifact in the manifest
-    threads: list[int] = field(default_factory=default_threads)
-    warmup: int = 10
-    runs: int = 100
-    e2e_images: int = 10
-    limit: int | None = None  # at most this many --data val images
-    keras: bool | None = None  # None = include the Keras row when TensorFlow and the model are there
-    keras_model: Path | None = None
-    bounds: GateBounds = field(default_factory=GateBounds)
-    min_secs: float = 0.0  # per artifact and thread count: at least `runs` timed calls AND this long ...
-    max_secs: float | None = None  # ... but stop here (TFLite benchmark_model's --min_secs / --max_secs)
-    cooldown: float = 0.0  # seconds of idle between artifacts, so a hot Pi starts each one cooler
-    child_timeout: float = DEFAULT_CHILD_TIMEOUT
-    profile: bool = False  # per-op profile of each artifact, at its first thread count (--profile)
-
-    def check(self) -> None:
-        if self.runs < 1:
-            raise ConfigError(f"--runs must be at least 1, got {self.runs}")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup cannot be negative, got {self.warmup}")
-        if self.e2e_images < 0:
-            raise ConfigError(f"--e2e-images cannot be negative, got {self.e2e_images}")
-        for option, value in (("--min-secs", self.min_secs), ("--cooldown", self.cooldown)):
-            if value < 0:
-                raise ConfigError(f"{option} cannot be negative, got {value:g}")
-        if self.max_secs is not None and self.max_secs <= 0:
-            raise ConfigError(f"--max-secs must be positive, got {self.max_secs:g}")
-        if self.max_secs is not None and self.max_secs < self.min_secs:
-            raise ConfigError(f"--max-secs ({self.max_secs:g}) is below --min-secs ({self.min_secs:g}); "
-                              "raise --max-secs or lower --min-secs")
-        if self.child_timeout <= 0:
-            raise ConfigError(f"--child-timeout must be positive, got {self.child_timeout:g}")
-        if self.bounds.max_miou_drop < 0:
-            raise ConfigError(f"--max-miou-drop cannot be negative, got {self.bounds.max_miou_drop}")
-
-    def settings(self) -> dict[str, Any]:
-        return {"bundle": str(self.bundle), "data": str(self.data) if self.data else None,
-                "artifacts": self.artifacts, "threads": self.threads, "warmup": self.warmup, "runs": self.runs,
-                "e2e_images": self.e2e_images, "limit": self.limit, "keras": self.keras,
-                "keras_model": str(self.keras_model) if self.keras_model else None,
-                "min_secs": self.min_secs, "max_secs": self.max_secs, "cooldown_s": self.cooldown,
-                "child_timeout_s": self.child_timeout, "profile": self.profile, "gate": self.bounds.to_dict()}
 
 
 @dataclass
@@ -124,58 +66,28 @@ class BenchResult:
     gated: list[str]
     gate_failures: list[str]
     notes: list[str] = field(default_factory=list)
+    gate_scope: str = ""  # what the verdict covers, in words (report.md/html/json and the printed verdict line)
+    gate_covers_data: bool = False  # the --data images were judged too (the Keras model ran on them)
+    warnings: list[str] = field(default_factory=list)  # signs that the timings are disturbed (timing_warnings)
+    name: str = ""  # the run the bundle was exported from: the reports' title (run_name)
 
     @property
     def passed(self) -> bool:
         return not self.gate_failures
 
 
-def select_artifacts(manifest: Manifest, wanted: list[str] | None) -> list[str]:
-    if not manifest.artifacts:
-        raise ModelError("the bundle's manifest lists no artifacts; re-export it")
-    if not wanted:
-        return list(manifest.artifacts)
-    unknown = [name for name in wanted if name not in manifest.artifacts]
-    if unknown:
-        raise ConfigError(f"--format: {unknown[0]!r} is not in this bundle; it has "
-                          + ", ".join(manifest.artifacts))
-    return [name for name in manifest.artifacts if name in wanted]
+def run_name(manifest: Manifest, bundle: Path) -> str:
+    """What the reports are titled with: the training run's folder (or a brought model's file), as export recorded.
 
-
-def find_keras_model(manifest: Manifest, bundle: Path, explicit: Path | None) -> tuple[Path | None, str]:
-    """The original model: ``--keras-model``, else the path export recorded; and why not, if none."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise ModelError(f"--keras-model {explicit}: file not found")  # a missing model: 4, as everywhere
-        return explicit, ""
+    Every bundle written by ``make demo`` or the README's examples is a folder
+    called ``bundle``; the run it came from is what tells two reports apart.
+    """
     source = manifest.source_model or {}
-    recorded = source.get("path") or source.get("file")
-    if not isinstance(recorded, str) or not recorded:
-        return None, "the manifest records no source model; pass --keras-model PATH"
-    path = Path(recorded)
-    candidates = [path] if path.is_absolute() else [
-        *([Path(source["run"]) / path] if isinstance(source.get("run"), str) else []), bundle / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            expected = source.get("sha256")
-            if expected and fileio.sha256_file(candidate) != expected:
-                return None, f"{candidate} changed since export (sha256 differs); pass --keras-model to use it"
-            return candidate, ""
-    return None, f"{candidates[0]} (the manifest's source model) not found; pass --keras-model PATH"
-
-
-def resolve_keras(config: BenchConfig, manifest: Manifest) -> tuple[Path | None, str]:
-    """The Keras model to bench, or None and a note saying why the row is absent."""
-    if config.keras is False:
-        return None, "Keras row off (--no-keras)"
-    if not installed("tensorflow"):
-        if config.keras:
-            raise MissingExtraError("tensorflow", "train")
-        return None, "Keras row skipped: TensorFlow is not installed (the edge install)"
-    path, why = find_keras_model(manifest, config.bundle, config.keras_model)
-    if path is None and config.keras:
-        raise ModelError(f"--keras: no Keras model to run: {why}")
-    return path, (f"Keras row skipped: {why}" if path is None else "")
+    if isinstance(source.get("run"), str) and source["run"]:
+        return Path(source["run"]).name
+    if isinstance(source.get("path"), str) and source["path"]:
+        return Path(source["path"]).stem
+    return Path(bundle).resolve().name
 
 
 def _e2e_images(evaluation: EvalSet, count: int) -> list[str]:
@@ -229,7 +141,13 @@ def _row(target: _Target, threads: int, measured: dict[str, Any]) -> dict[str, A
 
 
 def _add_speedups(rows: list[dict[str, Any]]) -> None:
-    """p50 ratios within one run: vs the fp32 artifact of the same runtime, and vs Keras."""
+    """p50 ratios within one run (above 1 = faster, below 1 = slower): vs the fp32 artifact of the same runtime,
+    and vs Keras.
+
+    The Keras row is the original, not a conversion of itself: its "vs fp32" is
+    against the TFLite fp32 artifact (else ONNX fp32), so a Keras model slower
+    than its conversion reads below 1x instead of a meaningless 1.00x.
+    """
     def p50(runtime: str, threads: int) -> float | None:
         for row in rows:
             if row["runtime"] == runtime and row["dtype"] == "fp32" and row["threads"] == threads:
@@ -239,7 +157,10 @@ def _add_speedups(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if not row["p50_ms"]:
             continue
-        fp32, keras = p50(row["runtime"], row["threads"]), p50(KERAS, row["threads"])
+        threads = row["threads"]
+        fp32 = (p50("tflite", threads) or p50("onnx", threads) if row["runtime"] == KERAS
+                else p50(row["runtime"], threads))
+        keras = p50(KERAS, threads)
         row["speedup_vs_fp32"] = fp32 / row["p50_ms"] if fp32 else None
         row["speedup_vs_keras"] = keras / row["p50_ms"] if keras else None
 
@@ -275,7 +196,9 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
     rows: list[dict[str, Any]] = []
     accuracy: dict[str, dict[str, Any]] = {}
     predictions: dict[str, list[np.ndarray]] = {}
+    data_predictions: dict[str, list[np.ndarray]] = {}  # --data masks per artifact (and "keras")
     mask_errors: dict[str, str] = {}
+    loads = {"before": load_average()}
     with tempfile.TemporaryDirectory(prefix="segedge-bench-") as tmp:
         workdir = Path(tmp)
         np.save(workdir / "reference.npy", reference.latency_pixels)
@@ -303,16 +226,20 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                                manifest=str(config.bundle / MANIFEST_NAME),
                                min_secs=config.min_secs, max_secs=config.max_secs,
                                profile=config.runs if config.profile and position == 0 else 0)
-                before = heat_state()
+                before, load_before = heat_state(), load_average()
                 measured = run_child(job, workdir, step, config.child_timeout)
-                after = heat_state()
+                after, load_after = heat_state(), load_average()
                 rows.append(_row(target, threads, measured))
                 rows[-1].update(temp_before_c=before["temp_c"], temp_after_c=after["temp_c"],
-                                throttled_before=before["throttled"], throttled_after=after["throttled"])
+                                throttled_before=before["throttled"], throttled_after=after["throttled"],
+                                load_before=load_before[0] if load_before else None,
+                                load_after=load_after[0] if load_after else None)
                 if predict and measured.get("ok"):
                     pred_ref = load_masks(predict[0].out)
                     pred_eval = load_masks(predict[1].out) if evaluation is not None else None
                     predictions[target.name] = pred_ref
+                    if pred_eval is not None:
+                        data_predictions[target.name] = pred_eval
                     try:
                         accuracy[target.name] = artifact_accuracy(reference, pred_ref, num_classes, evaluation,
                                                                   pred_eval)
@@ -320,6 +247,7 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
                         mask_errors[target.name] = str(exc)
         if on_step:
             on_step("done", total, total)
+    loads["after"] = load_average()
 
     if KERAS not in accuracy:
         accuracy[KERAS] = keras_reference_accuracy(reference, num_classes)
@@ -332,10 +260,15 @@ def run_bench(config: BenchConfig, on_step: Callable[[str, int, int], None] | No
             row.update({k: acc[k] for k in ACCURACY_ROW_KEYS})
     _add_speedups(rows)
     notes.extend(heat_notes(rows))
+    machine = {**machine_info(), "load_average_before": loads["before"], "load_average_after": loads["after"]}
+    warnings = timing_warnings(rows, machine.get("cores"), loads)
 
     errors = {t.name: next((r["error"] for r in rows if r["artifact"] == t.name and r["error"]),
                            mask_errors.get(t.name, "")) for t in targets}
+    verdict = judge_data(reference, evaluation, keras_model is not None, keras_note, names, data_predictions,
+                         accuracy, rows, errors, num_classes)
     failures = evaluate_gate(names, accuracy, errors, config.bounds,
-                             class_mismatch(manifest, reference.classes, reference.palette))
-    return BenchResult(config, manifest, machine_info(), rows, accuracy, reference, predictions,
-                       names, failures, notes)
+                             class_mismatch(manifest, reference.classes, reference.palette)) + verdict.failures
+    return BenchResult(config, manifest, machine, rows, accuracy, reference, predictions, names, failures, notes,
+                       gate_scope=verdict.scope, gate_covers_data=verdict.judged,
+                       warnings=warnings, name=run_name(manifest, config.bundle))

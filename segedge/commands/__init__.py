@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from segedge.errors import EXIT_INTERRUPTED, SegedgeError
+from segedge.fileio import Terminated
 from segedge.optional import extra_for
 
 F = TypeVar("F", bound=Callable)
@@ -52,5 +53,8 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted; partial outputs were discarded")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated as exc:  # SIGTERM while an output was being built: the same clean-up, said the same way
+            err_console.print("terminated (SIGTERM); partial outputs were discarded")
+            raise typer.Exit(exc.code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -57,21 +57,26 @@ def check(root: Annotated[Path, typer.Argument(
     classes (each such value is listed with its pixel count and the first files that hold it).
     """
     from segedge.data.check import check_dataset
+    from segedge.errors import user_path
 
-    report = check_dataset(root)
+    report = check_dataset(user_path(root))  # messages show own/x for flow/../own/x
     typer.echo(f"dataset: {report.root} ({report.layout} layout, {report.classes.num_classes} classes: "
                f"{report.classes_file})")
     for split, count in report.counts.items():
         typer.echo(f"  {split:<9} {count:>7} ids")
-    total = sum(report.class_pixels) or 1
-    typer.echo("class pixels:")
+    total = sum(report.class_pixels)
+    if not total:  # no mask was read (none there, or none readable): a header over nothing says nothing
+        typer.echo("class pixels: none counted (no mask could be read)")
+    else:
+        typer.echo("class pixels:")
     for name, pixels in zip((*report.classes.names, "void"), report.class_pixels, strict=True):
         if pixels:
             typer.echo(f"  {name:<12} {pixels:>12}  {100 * pixels / total:5.1f} %")
     if not report.ok:
         for problem in report.problems:
             typer.echo(f"error: {problem}", err=True)
-        typer.echo(f"{len(report.problems)} problem(s) found", err=True)
+        count = len(report.problems)
+        typer.echo(f"{count} problem{'' if count == 1 else 's'} found", err=True)
         raise typer.Exit(3)
     typer.echo("ok")
 
@@ -89,17 +94,22 @@ def fetch(
     dest: Annotated[Path, typer.Argument(
         help="voc2012: the VOC2012 folder to create; sbd: an existing VOC2012 folder to add to.")],
     origin: Annotated[str | None, typer.Option(
-        "--from", metavar="FILE_OR_URL",
-        help="Use an archive you already have (checked against the official checksum, never deleted) "
-             "or download from this mirror URL instead of the official site.")] = None,
+        "--from", metavar="PATH_OR_URL",
+        help="Use an archive you already have: the file, or a folder holding it under its official name "
+             "(checked against the official checksum, never deleted); or download from this mirror URL "
+             "instead of the official site.")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace DEST (voc2012), or SegmentationClassAug/ and train_aug.txt (sbd), if they exist.")] = False,
     keep_archive: Annotated[bool, typer.Option(
-        help="Keep the downloaded archive in the cache after unpacking (default: delete it).")] = False,
+        help="Keep the archive segedge downloaded in the cache after unpacking (default: delete it; "
+             "an archive you put there yourself is never deleted).")] = False,
 ) -> None:
     """Download an official archive, verify its md5, unpack it atomically, then run 'data check' on DEST.
 
-    Downloads go to ~/.cache/segedge/downloads ($SEGEDGE_CACHE overrides), never into DEST.
+    Downloads go to ~/.cache/segedge/downloads ($SEGEDGE_CACHE overrides), never into DEST. segedge deletes
+    there only what it downloaded itself (listed in .segedge-downloads.json): an archive you put there under
+    its official name is used if its md5 matches and kept; one that does not match is renamed aside
+    (NAME.md5-mismatch), never deleted, and only once a fresh download has checked out.
 
     An interrupted download stays there as a .part file that the next run resumes (HTTP Range).
 

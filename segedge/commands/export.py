@@ -18,7 +18,7 @@ import typer
 from segedge import outputs
 from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
-from segedge.errors import ConfigError, ModelError
+from segedge.errors import ConfigError, ModelError, user_path
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 from segedge.preprocess import ResizeMode, Scaling
 from segedge.targets import TARGETS, parse_targets, split_names
@@ -171,6 +171,8 @@ def export(
 ) -> None:
     """Convert RUN/model.keras (or your own MODEL.keras) to TFLite/ONNX, verify every artifact, and write a bundle
     with a manifest."""
+    # messages show the paths as typed, without detours: flow/../own/x is own/x
+    run, out, data = (None if p is None else user_path(p) for p in (run, out, data))
     formats = renamed_list(formats, old_formats, "--format", "--formats")
     calib = renamed_value(calib, old_calib, "--calib-images", "--calib", 200)
     eval_count = renamed_value(eval_count, old_eval, "--eval-images", "--eval", 100)

@@ -22,6 +22,8 @@ from segedge.errors import EXIT_INTERRUPTED, ConfigError, DataError
 from segedge.targets import parse_one_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from segedge.edge.predictor import Segmenter
     from segedge.edge.sources import Inputs
 
@@ -158,18 +160,20 @@ def predict(
                                 alpha=alpha, json_lines=as_json)
         try:
             if target is not None:
-                from segedge.edge.runner import check_frames_kept
+                from segedge.edge.runner import FRAME_FILE, check_frames_kept
 
                 check_frames_kept(target)
             with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample, spin=False,
                       copies=stream_copies(copies, threads, camera)) as segmenter:  # spin: others need cores
                 _note(f"model: {segmenter.describe()}")
-                with outputs.writing(target) if target is not None else contextlib.nullcontext():
+                # camera frames: record only the frame files that appear (a user file never does)
+                with (outputs.writing(target, only=FRAME_FILE.fullmatch) if target is not None
+                      else contextlib.nullcontext()):
                     run_camera(segmenter, capture, camera, options, stderr=sys.stderr, stdout=sys.stdout)
         finally:
             capture.release()
         return
-    from segedge.edge.runner import check_kept, check_no_overwrite, output_names, top_level
+    from segedge.edge.runner import check_kept, check_no_overwrite
     from segedge.edge.sources import resolve_inputs
 
     found = resolve_inputs(inputs or [], recursive=recursive, exclude=out)  # bad paths fail before the model loads
@@ -177,14 +181,15 @@ def predict(
     if out is not None and target is not None:
         check_no_overwrite(found.sources, out, overlay)
         check_kept(found.sources, target, overlay)
-        writing = outputs.writing(target, top_level(output_names(found.sources, out, overlay), out))
+        writing = outputs.recording(target)  # each file is recorded in the marker once it is written
     with load(model, runtime=runtime, threads=threads, artifact=artifact, upsample=upsample,
               spin=len(found.sources) < 2,  # several photos run as a pipeline: no idle spinning
               copies=stream_copies(copies, threads, None)) as segmenter:
         _note(f"model: {segmenter.describe()}")
         try:
-            with writing:
-                _predict_files(segmenter, found, out, overlay, alpha, as_json, batch)
+            with writing as recorder:
+                _predict_files(segmenter, found, out, overlay, alpha, as_json, batch,
+                               recorder.add if recorder is not None else None)
         except KeyboardInterrupt:
             # Each mask is written whole (temp file + rename), so what is there is complete; say so, not "discarded".
             kept = f"the masks finished before it are kept in {out}" if out is not None else "nothing was written"
@@ -193,7 +198,7 @@ def predict(
 
 
 def _predict_files(segmenter: Segmenter, inputs: Inputs, out: Path | None, overlay: bool, alpha: float, as_json: bool,
-                   batch: int) -> None:
+                   batch: int, record: Callable[[Path], None] | None = None) -> None:
     from segedge.edge.runner import predict_files
 
     if inputs.skipped:
@@ -204,7 +209,7 @@ def _predict_files(segmenter: Segmenter, inputs: Inputs, out: Path | None, overl
         _warn("images that share a name get distinct output names: "
               + _names([f"{s.path.name} -> {s.stem.name}.png" for s in inputs.renamed]))
     result = predict_files(segmenter, inputs.sources, out, overlay=overlay, batch=batch, alpha=alpha,
-                           single=inputs.single)
+                           single=inputs.single, record=record)
     for _path, message in result.failed:
         _warn(f"skipped unreadable image: {message}")
     if as_json:

@@ -24,7 +24,11 @@ def quant_report(
     run: Annotated[Path, typer.Argument(help="Run folder the bundle was exported from (model.keras, config.json).")],
     bundle: Annotated[Path, typer.Option("--bundle", "-b", help="Bundle folder with an int8 TFLite artifact.")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Folder for quant_report.{md,json,png} (default: the bundle).")] = None,
+        "--out", "-o", help="Folder for quant_report.{md,json,png} (default: the bundle): new, empty, or one "
+                            "an earlier quant-report wrote (with --overwrite).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the quant report an earlier quant-report wrote in --out (only its own "
+                            "files). In the bundle, its own quant_report.* are replaced without it.")] = False,
     samples: Annotated[int, typer.Option(
         help="Debug images (half held-out reference, half calibration) for the per-layer error.")] = 8,
     onnx: Annotated[bool, typer.Option(
@@ -57,6 +61,6 @@ def quant_report(
     max_miou_drop = renamed_value(max_miou_drop, old_max_drop, "--fallback-max-drop", "--max-miou-drop", 1.0)
     options = QuantOptions(samples, onnx, int8_fallback, max_miou_drop, allow_large_fallback).check()
     open_bundle(bundle)  # a missing bundle fails (exit 4) before TensorFlow is imported
-    outcome = quant_stage(run, bundle, options, out=out, data_root=data)
+    outcome = quant_stage(run, bundle, options, out=out, data_root=data, overwrite=overwrite)
     print_outcome(outcome, typer.echo)
     outcome.raise_if_failed()

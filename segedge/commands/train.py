@@ -7,14 +7,18 @@ so ``segedge train --help`` works on an edge install.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from segedge.commands import user_errors
-from segedge.errors import ConfigError
+from segedge.errors import EXIT_INTERRUPTED, ConfigError, user_path
 from segedge.preprocess import ResizeMode
 from segedge.train.config import Augment, CacheMode, Monitor, Preset, SplitChoice, TrainScaling, VoidHandling
 
@@ -62,9 +66,24 @@ def train_command(
         help="What early stopping and the best checkpoint follow (default: val_miou; seed: val_loss).",
         rich_help_panel=PANEL_RECIPE)] = None,
     encoder_weights: Annotated[str | None, typer.Option(
-        help="MobileNetV2 encoder start: none (random), imagenet (Keras' no-top weights from ~/.keras/models "
+        help="Encoder start: none (random), imagenet (Keras' no-top weights from ~/.keras/models "
              "or $KERAS_HOME/models, downloaded there once if missing) or PATH to a local no-top .h5 (offline).",
         rich_help_panel=PANEL_RECIPE)] = None,
+    encoder: Annotated[str | None, typer.Option(
+        metavar="mobilenet_v2|mobilenet_v3_small|mobilenet_v3_large",
+        help="The encoder: mobilenet_v2 (the seed's), or MobileNetV3 Small or Large (benchmarks/bench_frontier.py "
+             "compares them on this machine). Default mobilenet_v2.",
+        rich_help_panel=PANEL_RECIPE, show_default=False)] = None,
+    encoder_width: Annotated[float | None, typer.Option(
+        metavar="0.35|0.5|0.75|1.0",
+        help="The encoder's width multiplier (Keras' alpha; MobileNetV2 0.35-1.0, MobileNetV3 0.75 or 1.0): "
+             "smaller is faster and less accurate. The decoder's widths scale with it unless --decoder-widths "
+             "is given (1.0; the seed preset's too).",
+        rich_help_panel=PANEL_RECIPE, show_default=False)] = None,
+    decoder_widths: Annotated[str | None, typer.Option(
+        metavar="A,B,C,D", help="The four up-sampling stages' filters, deepest first (default: 512,256,128,64 "
+                                "times --encoder-width, in multiples of 8).",
+        rich_help_panel=PANEL_RECIPE, show_default=False)] = None,
     freeze_encoder: Annotated[bool | None, typer.Option(
         "--freeze-encoder/--no-freeze-encoder",
         help="Freeze the encoder (default: only when pretrained weights are loaded).",
@@ -126,10 +145,12 @@ def train_command(
 
     require_extra("train")  # one line naming segedge[train], before any slow import
     from segedge.train import distribute
-    from segedge.train.config import make_config
-    from segedge.train.fit import train
+    from segedge.train.config import absolute_path, make_config
+    from segedge.train.fit import plural, train
     from segedge.train.rundir import load_config
 
+    # messages show the paths as typed, without detours: flow/../own/x is own/x
+    data, out, resume = (None if p is None else user_path(p) for p in (data, out, resume))
     if workers is not None:
         os.environ["TF_CONFIG"] = distribute.tf_config(distribute.parse_workers(workers, worker_index))
     elif worker_index is not None:
@@ -140,6 +161,7 @@ def train_command(
         "epochs": epochs, "batch_size": batch_size, "image_size": image_size, "resize": resize,
         "learning_rate": learning_rate,
         "patience": patience, "monitor": monitor, "encoder_weights": encoder_weights,
+        "encoder": encoder, "encoder_width": encoder_width, "decoder_widths": decoder_widths,
         "freeze_encoder": freeze_encoder, "bn_momentum": bn_momentum, "split": split, "scaling": scaling,
         "void_handling": void, "augment": augment, "seed": seed, "steps_per_epoch": steps_per_epoch,
         "validation_steps": validation_steps, "val_fraction": val_fraction, "cache": cache, "jit_compile": jit_compile,
@@ -150,10 +172,15 @@ def train_command(
         from segedge.train.config import normalize_image_size
 
         options["image_size"] = normalize_image_size(image_size)  # "224" and 224 are the same run
+    if encoder_width is not None or decoder_widths is not None:  # compared with a resumed run's as numbers
+        from segedge.train.widths import parse_decoder_widths
+
+        options["encoder_width"] = None if encoder_width is None else float(encoder_width)  # TrainConfig checks
+        options["decoder_widths"] = parse_decoder_widths(decoder_widths)
     if resume is not None:
         # A worker other than the chief continues from its own scratch folder (the chief's may be on another host).
         saved = load_config(distribute.worker_folder(resume, cluster))
-        config = _resume_config(saved.replace(out=str(resume.expanduser().absolute())), resume, data, out, preset,
+        config = _resume_config(saved.replace(out=str(absolute_path(resume))), resume, data, out, preset,
                                 overwrite, options)
     else:
         if data is None or out is None:
@@ -162,43 +189,72 @@ def train_command(
     typer.echo(
         f"{'resuming' if resume else 'training'} {config.preset} recipe: {config.height}x{config.width} px "
         f"(HxW, {config.resize}), "
-        f"batch {config.batch_size}, up to {config.epochs} epochs, lr {config.learning_rate:g}, "
-        f"encoder {config.encoder_weights}{' (frozen)' if config.freeze else ''} -> {config.out}"
+        f"batch {config.batch_size}, up to {plural(config.epochs, 'epoch')}, lr {config.learning_rate:g}, "
+        f"encoder {config.encoder} {config.encoder_width:g} "
+        f"({config.encoder_weights}{', frozen' if config.freeze else ''}), "
+        f"decoder {'/'.join(map(str, config.decoder_widths))} -> {config.out}"
     )
     try:
-        result = train(config, resume=resume is not None, overwrite=overwrite)
-    except KeyboardInterrupt:
-        raise typer.Exit(_interrupted(Path(config.out))) from None
-    counts = result.split_counts
-    typer.echo(f"split {result.config.split}{_ratio_note(result.config)}: {counts['train']} train / {counts['val']} "
-               f"val / {counts['test']} test; {result.config.num_classes} classes")
+        with _sigterm_interrupts():
+            result = train(config, resume=resume is not None, overwrite=overwrite)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (kill, a scheduler's timeout) as _Terminated
+        raise typer.Exit(_interrupted(Path(config.out), exc)) from None
     if resume is not None and result.epochs_completed == result.initial_epoch:
-        why = "it stopped early" if result.stopped_early else f"it already ran {result.epochs_completed} epochs"
+        why = ("it stopped early" if result.stopped_early
+               else f"it already ran {plural(result.epochs_completed, 'epoch')}")
         typer.echo(f"nothing to resume: {why}; raise --epochs to continue")
     typer.echo(result.summary())
 
 
-def _ratio_note(config) -> str:
-    """A pairs dataset without split files is split by ratio: say so, the kind alone reads 'official'."""
-    from segedge.data.pairs import SPLITS_DIR, is_pairs_root
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM raised where Ctrl-C raises KeyboardInterrupt, so both unwind a run the same way."""
 
-    root = Path(config.data_root)
-    if not is_pairs_root(root) or any((root / SPLITS_DIR / f"{s}.txt").is_file() for s in ("train", "val")):
-        return ""
-    return f" (by ratio: --val-fraction {config.val_fraction:g}, no {SPLITS_DIR}/ files)"
+    signal_name = "SIGTERM"
+    exit_code = 128 + signal.SIGTERM  # 143, the shell's code for a process ended by SIGTERM
 
 
-def _interrupted(run: Path) -> int:
-    """Ctrl-C: finished epochs are checkpointed, so say how to continue instead of "discarded"."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While training, SIGTERM ends the run as Ctrl-C does: the start undone or the finished epochs kept,
+    and one line saying how to resume. Without it the process died on the spot, silently, exit 143.
+
+    Only where Python's default is in place, on the main thread (where handlers can be set). A second
+    SIGTERM while the first unwinds gets the default again: it ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame):  # noqa: ARG001 - the signal module's signature
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupted(run: Path, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM: finished epochs are checkpointed, so say how to continue instead of "discarded"."""
+    from segedge.train.fit import plural
     from segedge.train.rundir import RunPaths, load_state
 
+    what = f"terminated ({exc.signal_name})" if isinstance(exc, _Terminated) else "interrupted"
+    code = exc.exit_code if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     if not RunPaths.at(run).config.is_file():
-        typer.echo("interrupted before training started; nothing was written", err=True)
-        return 130
+        typer.echo(f"{what} before training started; nothing was written", err=True)
+        return code
     state = load_state(run)
     done = state.epoch if state else 0
-    typer.echo(f"interrupted after {done} finished epoch(s); continue with: segedge train --resume {run}", err=True)
-    return 130
+    typer.echo(f"{what} after {plural(done, 'finished epoch')}; continue with: segedge train --resume {run}",
+               err=True)
+    return code
 
 
 def _flag(field: str) -> str:
@@ -218,11 +274,13 @@ def _resume_config(saved, run: Path, data: Path | None, out: Path | None, preset
         )
     if overwrite:
         raise ConfigError("--overwrite and --resume contradict each other; pick one")
-    if out is not None and out.expanduser().absolute() != run.expanduser().absolute():
+    from segedge.train.config import absolute_path
+
+    if out is not None and absolute_path(out) != absolute_path(run):
         raise ConfigError(f"--out {out} and --resume {run} differ; --resume writes into the run it continues")
-    changes: dict[str, Any] = {"out": str(run.expanduser().absolute())}
+    changes: dict[str, Any] = {"out": str(absolute_path(run))}
     if data is not None:
-        changes["data_root"] = str(data.expanduser().absolute())
+        changes["data_root"] = str(absolute_path(data))
     changes.update({k: options[k] for k in RESUME_MAY_CHANGE if options[k] is not None})
     return saved.replace(**changes)
 

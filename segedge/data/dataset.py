@@ -1,6 +1,6 @@
 """``open_dataset(root)``: the one way other code opens a dataset, whichever layout it is in.
 
-Two layouts (docs/design.md, "Your own data"): VOC's (``JPEGImages/``,
+Two layouts (docs/stage-notes.md, "Data: your own data and classes"): VOC's (``JPEGImages/``,
 ``SegmentationClass/``, ``ImageSets/Segmentation/``) and "pairs"
 (``images/`` + ``masks/``). Both read their classes from ``classes.json``
 (VOC's 21 without it) and offer the same methods, so train, export and bench

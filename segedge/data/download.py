@@ -7,6 +7,13 @@ HTTP ``Range`` request; only a file whose checksum matched is renamed to
 ``CACHE/<name>``. So nothing half-written ever appears under a name a user or another
 tool would read, and the ``.part`` file is the only leftover of an interrupted run.
 
+segedge deletes only what it downloaded: the cache may be a folder the user shares with their
+own files, so only files listed in its ownership marker (``segedge.data.cache``) are ever resumed
+or deleted. A user's file of the same name is read (and returned when it matches and the caller
+may use it), never written to or deleted; when a download has to take its name, it is renamed
+aside (``<name>.md5-mismatch`` or ``<name>.not-from-segedge``) only once the download arrived and
+checked out, so a failed or offline run leaves it exactly as it was.
+
 Every failure a user can meet (no network, DNS, timeout, an HTTP error status, a
 checksum mismatch, a full disk) is one ``DownloadError`` / ``OutputError`` line that
 names the URL or the file and ends with a caller-supplied hint (the offline way out).
@@ -30,13 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segedge import __version__
+from segedge.data.cache import MARKER, PART_SUFFIX, _forget, _record, _set_aside, discard, owns
+from segedge.data.cache import cache_dir as cache_dir  # re-exported: callers import it from here
 from segedge.errors import DataError, OutputError
 from segedge.progress import stderr
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_ATTEMPTS = 4  # a cut connection is retried (resuming) this many times in one run
-PART_SUFFIX = ".part"
+MISMATCH_SUFFIX = ".md5-mismatch"  # a user's file that failed the published checksum, renamed aside
+UNCHECKED_SUFFIX = ".not-from-segedge"  # a user's file in a download's way that could not be checked
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -53,15 +63,6 @@ class Checksum:
 
     def __str__(self) -> str:
         return f"{self.algorithm} {self.hexdigest}"
-
-
-def cache_dir() -> Path:
-    """``$SEGEDGE_CACHE``, else ``$XDG_CACHE_HOME/segedge/downloads`` (``~/.cache/...``)."""
-    explicit = os.environ.get("SEGEDGE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "segedge" / "downloads"
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str) -> str:
@@ -99,27 +100,78 @@ def verify(path: Path, checksum: Checksum | None, published_md5: str | None = No
 
 def download(url: str, target: Path, *, checksum: Checksum | None, hint: str, size: int | None = None,
              timeout: float | None = None, attempts: int | None = None,
-             description: str | None = None) -> Path:
+             description: str | None = None, reuse_foreign: bool = False) -> Path:
     """``url`` -> ``target``, verified; resumes ``target.part`` left by an earlier run.
 
     ``checksum`` is the published digest (None only where the publisher gives none;
     then a server-published ``x-goog-hash`` md5 is checked when the server sends one).
     ``hint`` ends every error line: what the user can do without this download.
-    A complete ``target`` that already matches is returned without any network access.
+    A complete ``target`` that already matches is returned without any network access: one
+    segedge downloaded, or (``reuse_foreign``) one the user put there; the caller deletes
+    the result only through ``discard``, which leaves a user's file alone. Without
+    ``reuse_foreign`` a user's file is never returned, so a caller may consume the result.
     """
-    if target.is_file():
+    foreign: tuple[str, str] | None = None  # (suffix, why) for a user's file at target
+    if target.is_file() and owns(target):
         if checksum is None:
             return target
         try:
             verify(target, checksum, hint=hint)
             return target
         except DownloadError:
-            target.unlink()  # ours (only verified files get this name) and stale: fetch it again
+            discard(target)  # segedge's own download, gone bad since: fetch it again
+    elif target.exists() or target.is_symlink():
+        foreign = _judge_foreign(target, checksum)
+        if foreign is None:
+            if reuse_foreign:
+                return target
+            foreign = (UNCHECKED_SUFFIX, "segedge uses only its own download here")
+        hint = f"{target} was left as it is ({foreign[1]}); {hint}"
     part = target.with_name(target.name + PART_SUFFIX)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(target.parent, exc, hint) from exc
+    if (part.exists() or part.is_symlink()) and not owns(part):
+        raise OutputError(
+            f"{part}: a partial download segedge has no record of (not listed in {target.parent / MARKER}: "
+            f"another program's, or an older segedge's); it is not resumed, overwritten or deleted: move it "
+            f"away (delete it if it is an old segedge download) and run again"
+        )
+    try:
+        _record(part, partial=True)
+        _fetch_part(url, part, checksum=checksum, size=size, timeout=timeout, attempts=attempts, hint=hint,
+                    description=description or target.name)
+        if foreign is not None and (target.exists() or target.is_symlink()) and not owns(target):
+            aside = _set_aside(target, foreign[0])
+            stderr.print(f"note: {target} is not a file segedge downloaded ({foreign[1]}): renamed to {aside}, "
+                         f"not deleted; {target} is now the verified download", highlight=False, markup=False,
+                         soft_wrap=True)
+        os.replace(part, target)
+        _record(target)
+    except OSError as exc:
+        raise _write_error(target, exc, hint) from exc
+    finally:
+        if part.exists() and not part.stat().st_size:
+            discard(part)  # nothing arrived (HTTP error, offline): no empty leftover
+        elif not part.exists():
+            _forget(part)
+    return target
+
+
+def _judge_foreign(target: Path, checksum: Checksum | None) -> tuple[str, str] | None:
+    """None when a user's file at ``target`` passes ``checksum``, else (suffix, why) to set it aside with."""
+    if checksum is None or not target.is_file():
+        return UNCHECKED_SUFFIX, "no published checksum to check it against"
+    actual = file_digest(target, checksum.algorithm)
+    if actual.lower() == checksum.hexdigest.lower():
+        return None
+    return MISMATCH_SUFFIX, f"its {checksum.algorithm} is {actual}, not the published {checksum.hexdigest}"
+
+
+def _fetch_part(url: str, part: Path, *, checksum: Checksum | None, size: int | None, timeout: float | None,
+                attempts: int | None, hint: str, description: str) -> None:
+    """Transfer into ``part`` (resuming, retrying a cut connection) and verify it; a bad one is deleted."""
     timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     attempts = DEFAULT_ATTEMPTS if attempts is None else attempts
     published_md5: str | None = None
@@ -127,7 +179,7 @@ def download(url: str, target: Path, *, checksum: Checksum | None, hint: str, si
         before = part.stat().st_size if part.exists() else 0
         try:
             published_md5 = _transfer(url, part, size=size, timeout=timeout, hint=hint,
-                                      description=description or target.name) or published_md5
+                                      description=description) or published_md5
             break
         except _Cut as cut:
             grown = (part.stat().st_size if part.exists() else 0) > before
@@ -144,8 +196,6 @@ def download(url: str, target: Path, *, checksum: Checksum | None, hint: str, si
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
-    os.replace(part, target)
-    return target
 
 
 class _Cut(Exception):
@@ -217,8 +267,9 @@ def _transfer(url: str, part: Path, *, size: int | None, timeout: float, hint: s
 def _write_error(path: Path, exc: OSError, hint: str) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(
-            f"{path}: cannot write: the disk is full; free space there or set SEGEDGE_CACHE to a folder "
-            f"on a bigger disk (a .part file is kept and resumed); {hint}"
+            f"{path}: cannot write: the disk is full; free space there or set SEGEDGE_CACHE to a folder on a "
+            f"bigger disk (segedge deletes only what it lists in {MARKER} there; a .part file is kept and "
+            f"resumed); {hint}"
         )
     return OutputError(f"{path}: cannot write: {exc.strerror or exc}; {hint}")
 

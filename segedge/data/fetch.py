@@ -4,6 +4,18 @@ Sources and checksums are the publishers' (the same ones torchvision's VOCSegmen
 SBDataset pin). An archive is downloaded into segedge's cache (``download.cache_dir()``),
 resumable there as ``<name>.part``, and only a checksum-verified archive is unpacked.
 
+The cache is shared with the user: an archive of the right name they put there is used when
+its checksum matches and is never deleted; only what segedge downloaded itself (listed in the
+cache's marker, see ``segedge.data.download``) is deleted after unpacking. ``--from`` takes
+the archive itself, a folder holding it under its official name, or a mirror URL.
+
+Unpacking never trusts the archive, and does not depend on tarfile's extraction filters
+(Python 3.12, backported to 3.11.4; Raspberry Pi OS Bookworm ships 3.11.2 without them):
+``extract`` checks every member itself and refuses the archive when one would land outside
+the destination (absolute names, ``..``, links pointing out, writes through such links) or
+is a device or fifo; modes lose setuid/setgid/sticky and group/other write, and ownership is
+not taken from the archive. Where the filters exist, the ``data`` filter runs as well.
+
 ``voc2012 DEST``: DEST becomes the ``VOCdevkit/VOC2012`` folder of the tar (JPEGImages,
 SegmentationClass, ImageSets/Segmentation, ...). It is unpacked under a
 ``.segedge-tmp-*`` name beside DEST and renamed into place whole, so a killed fetch leaves
@@ -17,6 +29,7 @@ is built under a temp name and renamed; the split file is written last, atomical
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import posixpath
@@ -29,7 +42,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segedge import fileio, outputs
-from segedge.data.download import Checksum, DownloadError, cache_dir, download, is_url, local_path, verify
+from segedge.data.download import (
+    Checksum,
+    DownloadError,
+    cache_dir,
+    discard,
+    download,
+    is_url,
+    local_path,
+    owns,
+    verify,
+)
 from segedge.data.sbd import (
     SBD_EXTRA,
     SBD_ROOT,
@@ -96,41 +119,153 @@ def fetch(name: str, dest: str | os.PathLike[str], origin: str | None = None, ov
 
 
 def obtain_archive(source: ArchiveSource, origin: str | None) -> tuple[Path, bool]:
-    """The verified archive, and whether segedge downloaded it (so may delete it afterwards)."""
+    """The verified archive, and whether segedge downloaded it (so may delete it afterwards).
+
+    An archive the user has (``--from``, or put into the cache under its official name) is
+    used where it is and reported as not ours, so it is never deleted.
+    """
     hint = (f"or download {source.url} yourself and pass it with --from FILE "
             f"(or a mirror with --from URL)")
     if origin is not None and not is_url(origin):
-        path = local_path(origin)
-        if not path.is_file():
-            raise ConfigError(f"--from {origin}: file not found; pass the {source.filename} you have, or a URL")
+        path = _local_archive(origin, source)
         verify(path, source.checksum, hint=f"pass the official {source.filename} (or drop --from to download it)",
                what=f"--from {path}")
         return path, False
     url = origin or source.url
     target = cache_dir() / source.filename
-    return download(url, target, checksum=source.checksum, size=source.size if origin is None else None,
-                    hint=hint, description=f"{source.name}: {source.filename}"), True
+    archive = download(url, target, checksum=source.checksum, size=source.size if origin is None else None,
+                       hint=hint, description=f"{source.name}: {source.filename}", reuse_foreign=True)
+    return archive, owns(archive)
+
+
+def _local_archive(origin: str, source: ArchiveSource) -> Path:
+    """``--from PATH``: the archive itself, or a folder holding it under its official name."""
+    path = local_path(origin)
+    expects = (f"--from takes the {source.filename} you have, a folder holding it under that name, "
+               f"or a mirror URL")
+    if path.is_dir():
+        inside = path / source.filename
+        if inside.is_file():
+            return inside
+        raise ConfigError(f"--from {origin}: this folder holds no {source.filename}; {expects}")
+    if not path.exists():
+        raise ConfigError(f"--from {origin}: no such file or folder; {expects}")
+    if not path.is_file():
+        raise ConfigError(f"--from {origin}: not a regular file; {expects}")
+    return path
+
+
+class UnsafeMember(DataError):
+    """An archive member that could write outside the destination, or is not a plain file/folder/link."""
+
+
+def _has_filters() -> bool:
+    """tarfile's extraction filters (PEP 706): Python 3.12, 3.11.4+; absent from Bookworm's 3.11.2."""
+    return hasattr(tarfile, "data_filter") and hasattr(tarfile.TarInfo, "replace")
+
+
+def _filter_errors() -> tuple[type[BaseException], ...]:
+    error = getattr(tarfile, "FilterError", None)  # looked up only where it exists (not in 3.11.2)
+    return (error,) if isinstance(error, type) else ()
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _unsafe_name(name: str) -> str | None:
+    if name.startswith("/") or os.path.isabs(name):
+        return "an absolute path"
+    if ".." in name.split("/"):
+        return "a '..' in its path"
+    return None
+
+
+def _plan(member: tarfile.TarInfo, prefix: str, out: str) -> tuple[str, str | None] | None:
+    """(name under ``out``, hard link target under ``out``) for a member under ``prefix/``, else None.
+
+    Raises ``UnsafeMember`` for anything that would land outside ``out`` (checked against the
+    folder as it is now, so also through links unpacked before) or is not a file, folder or link.
+    """
+    why = _unsafe_name(member.name)
+    if why:
+        raise UnsafeMember(f"{member.name!r} has {why}")
+    name = posixpath.normpath(member.name)
+    if not name.startswith(prefix + "/"):
+        return None
+    rel = name[len(prefix) + 1:]
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        kind = ("a character device" if member.ischr() else "a block device" if member.isblk()
+                else "a fifo" if member.isfifo() else f"an entry of tar type {member.type!r}")
+        raise UnsafeMember(f"{member.name!r} is {kind}")
+    if not _inside(os.path.realpath(os.path.join(out, rel)), out):
+        raise UnsafeMember(f"{member.name!r} would be written outside the destination (through a link)")
+    link_rel = None
+    if member.issym():
+        if member.linkname.startswith("/") or os.path.isabs(member.linkname):
+            raise UnsafeMember(f"{member.name!r} is a symlink to the absolute path {member.linkname!r}")
+        pointee = os.path.realpath(os.path.join(out, posixpath.dirname(rel), member.linkname))
+        if not _inside(pointee, out):
+            raise UnsafeMember(f"{member.name!r} is a symlink pointing outside the destination ({member.linkname!r})")
+    elif member.islnk():
+        why = _unsafe_name(member.linkname)
+        if why:
+            raise UnsafeMember(f"{member.name!r} is a hard link to {member.linkname!r}, which has {why}")
+        target = posixpath.normpath(member.linkname)
+        if not target.startswith(prefix + "/"):
+            raise UnsafeMember(f"{member.name!r} is a hard link to {member.linkname!r}, outside {prefix}/")
+        link_rel = target[len(prefix) + 1:]
+        if not _inside(os.path.realpath(os.path.join(out, link_rel)), out):
+            raise UnsafeMember(f"{member.name!r} is a hard link pointing outside the destination")
+    return rel, link_rel
+
+
+def _sanitized(member: tarfile.TarInfo, rel: str, link_rel: str | None) -> tarfile.TarInfo:
+    """A copy named ``rel`` with what the ``data`` filter would keep: sane modes, no foreign owner."""
+    safe = copy.copy(member)
+    safe.name = rel
+    if link_rel is not None:
+        safe.linkname = link_rel
+    if member.isdir():
+        safe.mode = 0o755
+    else:
+        mode = member.mode & 0o755  # no setuid/setgid/sticky, no group/other write
+        if not mode & 0o100:
+            mode &= ~0o111
+        safe.mode = mode | 0o600
+    safe.uid, safe.gid, safe.uname, safe.gname = os.getuid(), os.getgid(), "", ""
+    return safe
 
 
 def extract(archive: Path, prefix: str, out: Path, keep: Callable[[str], bool] = lambda rel: True) -> int:
     """Unpack the members under ``prefix/`` of ``archive`` into ``out`` (prefix stripped).
 
-    Uses tarfile's ``data`` filter: no absolute paths, ``..``, devices or links out of ``out``.
+    Every member is checked here (``_plan``), so it is safe with or without tarfile's
+    extraction filters; the first unsafe member refuses the whole archive (``UnsafeMember``).
     """
     count = 0
+    root = os.path.realpath(out)
+    filters = _has_filters()
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in track(tar, f"Unpacking {archive.name}"):
-                name = posixpath.normpath(member.name.lstrip("/"))
-                if not name.startswith(prefix + "/"):
+                planned = _plan(member, prefix, root)
+                if planned is None or not keep(planned[0]):
                     continue
-                rel = name[len(prefix) + 1:]
-                if not keep(rel):
-                    continue
-                tar.extract(member.replace(name=rel, deep=False), out, filter="data")
+                rel, link_rel = planned
+                if filters:
+                    renamed = member.replace(name=rel, deep=False, **({"linkname": link_rel} if link_rel else {}))
+                    tar.extract(renamed, root, filter="data")
+                else:
+                    tar.extract(_sanitized(member, rel, link_rel), root, numeric_owner=True)
                 count += 1
-    except tarfile.FilterError as exc:
-        raise DataError(f"{archive}: refusing an unsafe archive member ({exc})") from exc
+    except UnsafeMember as exc:
+        raise UnsafeMember(f"{archive}: refusing an unsafe archive member: {exc.message}; nothing was "
+                           "put in place (is it the official archive?)") from None
+    except _filter_errors() as exc:
+        raise UnsafeMember(f"{archive}: refusing an unsafe archive member ({exc})") from exc
+    except KeyError as exc:  # a hard link to a member that is not in the archive
+        raise DownloadError(f"{archive}: a broken archive ({exc}); delete it and fetch again") from exc
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise DownloadError(f"{archive}: not a readable archive ({exc}); delete it and fetch again") from exc
     except OSError as exc:
@@ -182,8 +317,9 @@ def fetch_sbd(dest: Path, origin: str | None, overwrite: bool, keep_archive: boo
     target = _claim_sbd_outputs(aug_dir, split_file, overwrite)
     require("scipy.io", SBD_EXTRA)  # before a 1.4 GB download, not after it
     archive, ours = obtain_archive(source, origin)
-    fileio.remove_stale_temps(root.parent, f"{root.name}-sbd-")
-    work = Path(tempfile.mkdtemp(prefix=f"{fileio.TMP_PREFIX}{root.name}-sbd-", dir=root.parent))
+    work_name = f"{root.name}-sbd"  # a killed fetch's unpacked masks are removed by the next one
+    fileio.remove_stale_temps(root.parent, work_name)
+    work = Path(tempfile.mkdtemp(prefix=fileio.temp_prefix(), suffix=f"-{work_name}", dir=root.parent))
     try:
         have = {p.stem for p in (root / IMAGE_DIR).glob("*.jpg")}
 
@@ -208,8 +344,7 @@ def fetch_sbd(dest: Path, origin: str | None, overwrite: bool, keep_archive: boo
 
 
 def _drop_archive(archive: Path, ours: bool, keep: bool) -> bool:
-    """Delete a downloaded archive once unpacked (never one the user passed with --from)."""
+    """Delete an archive segedge downloaded once unpacked; one the user has (--from, or put in the cache) stays."""
     if ours and not keep:
-        archive.unlink(missing_ok=True)
-        return False
+        return not discard(archive)
     return True

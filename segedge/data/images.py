@@ -113,7 +113,13 @@ def orientation(image: Image.Image) -> int:
 
 
 def orient(image: Image.Image) -> Image.Image:
-    """The image turned as its EXIF orientation says (a copy; the input is not modified)."""
+    """The image turned as its EXIF orientation says; the input is not modified.
+
+    An image already upright is returned as it is: ``exif_transpose`` would copy it, which at
+    12 MP is 36 MB and ~10 ms for nothing. Nothing downstream writes into the image it reads.
+    """
+    if orientation(image) == 1:
+        return image
     return ImageOps.exif_transpose(image)
 
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from segedge.errors import ConfigError
 from segedge.runtime import OnnxBackend, TFLiteBackend
 
 Backend = TFLiteBackend | OnnxBackend
@@ -78,14 +79,30 @@ class BackendPool:
             backend.close()
 
 
-def with_copies(first: Backend, copies: int, open_copy: Callable[[], Backend]) -> Backend | BackendPool:
-    """``first`` alone, or a pool of it and ``copies - 1`` more from ``open_copy``; every copy opened so far
-    is closed if one fails to open."""
+def split_threads(threads: int, copies: int) -> list[int]:
+    """The threads each copy runs on: ``threads`` shared out, never more in all, the first copies taking
+    the remainder (5 threads, 2 copies: [3, 2]).
+
+    More copies than threads would put two copies' kernels on one core each: they would fight for it and
+    every frame would wait longer, so that is refused rather than silently oversubscribed.
+    """
+    if copies < 1:
+        raise ConfigError(f"--copies must be at least 1, got {copies}")
+    if threads < copies:
+        raise ConfigError(f"--copies {copies} needs at least {copies} threads (each copy runs on a thread of "
+                          f"its own, sharing --threads), got {threads}: pass --threads {copies} or fewer copies")
+    share, extra = divmod(threads, copies)
+    return [share + (1 if index < extra else 0) for index in range(copies)]
+
+
+def with_copies(first: Backend, copies: int, open_copy: Callable[[int], Backend]) -> Backend | BackendPool:
+    """``first`` alone, or a pool of it and ``copies - 1`` more from ``open_copy`` (given each copy's index,
+    1 to copies - 1); every copy opened so far is closed if one fails to open."""
     if copies <= 1:
         return first
     opened = [first]
     try:
-        opened += [open_copy() for _ in range(copies - 1)]
+        opened += [open_copy(index) for index in range(1, copies)]
     except BaseException:
         for backend in opened:
             backend.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segedge.data.images import mask_to_image, palette_table
+from segedge.data.images import palette_table
 from segedge.fileio import atomic_path
 from segedge.preprocess import Placement
 from segedge.upsample import full_size_mask, logits_to_mask
@@ -47,7 +47,9 @@ def image_masks(logits: np.ndarray, placements: Sequence[Placement], sizes: Sequ
 
 
 # zlib level for mask PNGs: levels 1-3 take zlib's fast path. Measured on a 500x375 mask: 0.37 ms and 5.3 KB at
-# 3 against 0.88 ms and 3.8 KB at PIL's default 6 (17 ms at 9); lossless at every level.
+# 3 against 0.88 ms and 3.8 KB at PIL's default 6 (17 ms at 9); on a 12 MP mask (benchmarks/bench_large_photo.py,
+# levels 1/3/6/9): a trained-ish model's 151/130/68/60 KB in 25/24/54/200 ms, a noisy one's 1194/875/607/512 KB
+# in 48/57/163/1638 ms. 3 is about as fast as 1 and smaller; 6 takes 2-3x as long. Lossless at every level.
 MASK_PNG_LEVEL = 3
 
 
@@ -55,16 +57,30 @@ def save_mask(path: str | os.PathLike[str], mask: np.ndarray,
               palette: Sequence[Sequence[int]] | None = None) -> Path:
     """Write the mask PNG atomically: a half-written mask never appears under its name."""
     with atomic_path(path) as tmp:
-        mask_to_image(mask, palette).save(tmp, format="PNG", compress_level=MASK_PNG_LEVEL)
+        _palette_view(mask, palette).save(tmp, format="PNG", compress_level=MASK_PNG_LEVEL)
     return Path(path)
+
+
+def _mask_view(mask: np.ndarray, mode: str = "L") -> Image.Image:
+    """The uint8 mask as a PIL image of ``mode`` ("L" or "P") sharing its memory (no full-size copy)."""
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    return Image.frombuffer(mode, (mask.shape[1], mask.shape[0]), mask, "raw", mode, 0, 1)
+
+
+def _palette_view(mask: np.ndarray, palette: Sequence[Sequence[int]] | None) -> Image.Image:
+    """``mask_to_image``'s palette image without copying the mask."""
+    image = _mask_view(mask, "P")
+    image.putpalette(palette_table(palette).tobytes())
+    return image
 
 
 def save_image(path: str | os.PathLike[str], image: Image.Image, quality: int = 90) -> Path:
     """Write an overlay (JPEG or PNG, by suffix) atomically."""
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even RGB
     with atomic_path(path) as tmp:
-        image.convert("RGB").save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+        rgb.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
     return path
 
 
@@ -74,7 +90,7 @@ def class_name(index: int, classes: Sequence[str]) -> str:
 
 def class_fractions(mask: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """{class name: fraction of pixels} for the classes present, in class order (void last)."""
-    counts = np.bincount(np.asarray(mask, dtype=np.uint8).ravel(), minlength=256)
+    counts = np.asarray(_mask_view(mask).histogram())  # in C, no copy (bincount widens every pixel to int64)
     total = max(int(counts.sum()), 1)
     return {class_name(i, classes): round(int(counts[i]) / total, 6) for i in np.flatnonzero(counts)}
 
@@ -90,6 +106,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 _TINT_LUT = [0] + [255] * 255  # mask value -> composite weight: background 0, any class 255
+OVERLAY_BAND_PIXELS = 1 << 18  # pixels per band of the tint: a 12 MP overlay holds ~1 MB per band image
 MIN_LEGEND_FONT = 8  # px: below this the legend is unreadable; the image is shown without it
 
 
@@ -102,18 +119,31 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5, classes: S
     can tell a cat from a dog without the palette in their head. It takes at
     most a quarter of the picture, its font shrinking to fit; on an image too
     small even for the smallest font it is left out rather than widening the
-    picture. The blend runs in PIL's C code (palette lookup, blend, composite): a
-    camera showing every frame pays ~1 ms at 640x480, not the 7 ms of float math.
+    picture. The blend runs in PIL's C code (palette lookup, a paste through a
+    weight mask), band by band: a camera showing every frame pays ~1 ms at
+    640x480, not the 7 ms of float math, and a 12 MP photo holds one copy of
+    itself (the result), not four.
     """
-    base = image.convert("RGB")
+    base = image.convert("RGB")  # the result: a copy, the caller's image is left as it is
     mask = np.asarray(mask, dtype=np.uint8)
     if mask.shape != (base.height, base.width):
         raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image {base.width}x{base.height}")
-    colours = mask_to_image(mask, palette).convert("RGB")
-    tinted = Image.fromarray(mask, "L").point(_TINT_LUT)  # 255 where a class other than background is
-    result = Image.composite(Image.blend(base, colours, alpha), base, tinted)
+    # PIL's paste through an "L" mask is the blend: out + (colour - out) * weight / 255, in C, in place. The
+    # weight is alpha where a class other than background is, 0 on background; an alpha outside 0-1 (an
+    # extrapolating blend) goes through Image.blend. In bands: a band's colours, not the photo's again.
+    weights = [0] + [int(round(alpha * 255))] * 255 if 0.0 <= alpha <= 1.0 else None
+    step = max(1, OVERLAY_BAND_PIXELS // max(1, base.width))
+    for top in range(0, base.height, step):
+        box = (0, top, base.width, min(base.height, top + step))
+        band = mask[box[1] : box[3]]
+        colours = _palette_view(band, palette).convert("RGB")
+        if weights is not None:
+            base.paste(colours, box[:2], _mask_view(band).point(weights))
+        else:
+            base.paste(Image.blend(base.crop(box), colours, alpha), box[:2], _mask_view(band).point(_TINT_LUT))
+    result = base
     table = palette_table(palette)
-    present = Image.fromarray(mask, "L").histogram()  # pixel count per class index, in C
+    present = _mask_view(mask).histogram()  # pixel count per class index, in C
     entries = tuple((class_name(i, classes), (int(table[i][0]), int(table[i][1]), int(table[i][2])))
                     for i, count in enumerate(present) if count and i != 0)
     tile = _legend_tile(entries, result.width, result.height) if legend and entries else None

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image
 
 from segedge import metadata
-from segedge.data.images import read_upright
+from segedge.data.images import orientation, read_upright
 from segedge.edge.artifacts import resolve
-from segedge.edge.copies import BackendPool, with_copies
+from segedge.edge.copies import BackendPool, split_threads, with_copies
 from segedge.edge.postprocess import class_fractions, image_masks, logits_to_masks, overlay
 from segedge.errors import ConfigError, ModelError
 from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, verify_artifact_file
@@ -115,9 +115,13 @@ class Segmenter:
         return int(getattr(self.backend, "copies", 1))
 
     def describe(self) -> str:
-        threads = f"{self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}"
-        copies = f"{self.copies} copies x " if self.copies > 1 else ""
-        return f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, {copies}{threads})"
+        each = [backend.threads for backend in getattr(self.backend, "backends", [self.backend])]
+        if len(set(each)) > 1:  # threads that do not divide evenly: say what each copy got
+            runs = f"{self.copies} copies on {'+'.join(map(str, each))} threads"
+        else:
+            threads = f"{each[0]} thread{'s' if each[0] != 1 else ''}"
+            runs = f"{self.copies} copies x {threads}" if self.copies > 1 else threads
+        return f"{self.path.name} ({self.artifact}: {self.info.runtime} {self.info.precision}, {runs})"
 
     def logits(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[Placement]]:
         """Float logits at model size for a batch, and where each image sits in the input."""
@@ -128,8 +132,8 @@ class Segmenter:
         return self.backend.run(batch), placements
 
     def _batch(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[Placement]]:
-        """Model-size uint8 pixels for a batch (the backend feeds them as they are to a pixel-input model,
-        issue 16), and where each image sits in the input."""
+        """Model-size uint8 pixels for a batch (the backend feeds them as they are to a pixel-input model),
+        and where each image sits in the input."""
         inputs, placements = [], []
         for image in images:
             pixels, placement = resize_uint8(image, self.manifest.preprocess)
@@ -210,7 +214,9 @@ class Segmenter:
 
     def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
         """The upright image with ``mask`` drawn over it in the bundle's palette, plus a legend."""
-        return overlay(as_rgb(image), mask, alpha, self.manifest.classes, self.manifest.palette)
+        if not (isinstance(image, Image.Image) and image.mode == "RGB" and orientation(image) == 1):
+            image = as_rgb(image)  # else already what as_rgb gives: its copy would be one more full-size image
+        return overlay(image, mask, alpha, self.manifest.classes, self.manifest.palette)
 
     def fractions(self, mask: np.ndarray) -> dict[str, float]:
         return class_fractions(mask, self.manifest.classes)
@@ -235,7 +241,8 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     onnxruntime's idle threads sleep between runs: for a pipeline whose other threads need the cores
     (``segedge predict`` on a camera or several photos), not for timing one model alone.
     ``copies`` > 1 opens that many copies of the model and shares ``threads`` among them (at least
-    one each, ``segedge.edge.copies``): a pipeline then segments that many frames at once.
+    one each, never more in all: ``segedge.edge.copies.split_threads``): a pipeline then segments that
+    many frames at once.
     """
     model, manifest, name, info = resolve(path, artifact, runtime)
     kind = runtime_for_file(model.name).value
@@ -244,9 +251,8 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
-    if copies < 1:
-        raise ConfigError(f"--copies must be at least 1, got {copies}")
-    threads = max(1, threads // copies)  # per copy of the model
+    shares = split_threads(threads, copies)  # per copy of the model
+    threads = shares[0]
     if upsample is not None:
         check_upsample(upsample)
     if manifest is None:
@@ -263,7 +269,7 @@ def load(path: str | os.PathLike[str], runtime: str | None = None, threads: int 
         segmenter = Segmenter(model, manifest, name, info, backend, upsample)
     spec = manifest.preprocess if manifest is not None else None
     segmenter.backend = with_copies(  # more copies of the file just checked, opened as the first was
-        segmenter.backend, copies, lambda: open_backend(model, kind, threads, spec=spec, spin=spin))
+        segmenter.backend, copies, lambda index: open_backend(model, kind, shares[index], spec=spec, spin=spin))
     return segmenter
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,10 @@ def output_names(sources: Sequence[Source], out: Path, overlay: bool) -> list[Pa
             for target in [source.mask_path(out)] + ([source.overlay_path(out)] if overlay else [])]
 
 
-def top_level(paths: Sequence[Path], out: Path) -> list[str]:
-    """The entries of ``out`` that ``paths`` live in (what the predictions marker owns)."""
-    return sorted({path.relative_to(out).parts[0] for path in paths})
-
-
 def check_kept(sources: Sequence[Source], target: outputs.Claim, overlay: bool) -> None:
     """Predicting into an earlier predictions folder must not write over a file there that segedge did not
-    write (its own earlier masks of the same name are replaced)."""
+    write (its own earlier masks of the same name are replaced: the marker lists each file it wrote, so a
+    photo of the user's in a sub-folder beside segedge's masks is never one of them)."""
     for path in output_names(sources, target.path, overlay):
         if (path.exists() or path.is_symlink()) and not target.owns(path):
             raise OutputError(f"{path}: not written by segedge, and predict would replace it; move it away, "
@@ -123,8 +119,11 @@ def _read(source: Source, single: bool, failed: list[tuple[Path, str]]) -> Image
 
 def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool = True,
                   batch: int = 1, alpha: float = 0.5, single: bool = False, keep_masks: bool = False,
-                  pipelined: bool = True) -> RunResult:
+                  pipelined: bool = True, record: Callable[[Path], None] | None = None) -> RunResult:
     """Segment every source; write ``<stem>.png`` (+ ``<stem>_overlay.jpg``) under ``out`` if given.
+
+    ``record`` is called with each file once it is written whole (``outputs.Recorder.add``), so the
+    predictions marker owns exactly what was written, never a name that was only planned.
 
     Several photos at batch 1 go through ``Pipeline`` (reading the next photo, segmenting this one
     and writing the last overlap); one photo, ``--batch`` above 1, or ``pipelined=False`` run one
@@ -132,7 +131,7 @@ def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | N
     """
     result = RunResult()
     if pipelined and batch == 1 and len(sources) > 1 and not single:
-        _predict_pipelined(segmenter, sources, out, overlay, alpha, keep_masks, result)
+        _predict_pipelined(segmenter, sources, out, overlay, alpha, keep_masks, result, record)
         return result
     for chunk in batched(track(sources, "predicting", total=len(sources)), batch):
         loaded = [(source, image) for source in chunk
@@ -141,18 +140,24 @@ def predict_files(segmenter: Segmenter, sources: Sequence[Source], out: Path | N
             continue
         masks = segmenter.predict_batch([image for _, image in loaded])
         for (source, image), mask in zip(loaded, masks, strict=True):
-            result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
+            result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks, record))
     return result
 
 
 def _write(segmenter: Segmenter, source: Source, image: Image.Image, mask: np.ndarray, out: Path | None,
-           overlay: bool, alpha: float, keep_masks: bool) -> ImageResult:
-    """One photo's mask PNG (and overlay) under ``out``, and its JSON entry."""
+           overlay: bool, alpha: float, keep_masks: bool,
+           record: Callable[[Path], None] | None = None) -> ImageResult:
+    """One photo's mask PNG (and overlay) under ``out``, and its JSON entry; each file is recorded once
+    it is in place."""
     item = ImageResult(source, image.size, segmenter.fractions(mask), mask if keep_masks else None)
     if out is not None:
         item.mask_path = save_mask(source.mask_path(out), mask, segmenter.manifest.palette)
+        if record is not None:
+            record(item.mask_path)
         if overlay:
             item.overlay_path = save_image(source.overlay_path(out), segmenter.overlay(image, mask, alpha))
+            if record is not None:
+                record(item.overlay_path)
     return item
 
 
@@ -173,7 +178,8 @@ def _finished(done: queue.Queue) -> Iterator[None]:
 
 
 def _predict_pipelined(segmenter: Segmenter, sources: Sequence[Source], out: Path | None, overlay: bool,
-                       alpha: float, keep_masks: bool, result: RunResult) -> None:
+                       alpha: float, keep_masks: bool, result: RunResult,
+                       record: Callable[[Path], None] | None = None) -> None:
     """Reader thread (decode + EXIF, resize: ``Segmenter.prepare``) -> inference thread
     (``Segmenter.infer``) -> writer thread (full-size mask, colour, files), in input order, while this
     thread shows progress. The reader and the writer lower their priority (``lower_priority``): on a
@@ -198,7 +204,8 @@ def _predict_pipelined(segmenter: Segmenter, sources: Sequence[Source], out: Pat
                     result.failed.append((source.path, image.message))
                 else:
                     mask = pipeline.stages.mask(inferred)
-                    result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks))
+                    result.images.append(_write(segmenter, source, image, mask, out, overlay, alpha, keep_masks,
+                                                record))
                 done.put(None)
         finally:
             done.put(_WRITER_ENDED)

@@ -7,8 +7,10 @@ in only after every artifact has been written, read back and verified, so a
 failed or killed export leaves the previous bundle as it was and no half bundle.
 ``out`` must be new, an empty folder or (with ``overwrite``) a bundle segedge
 wrote (``segedge.outputs.claim``), checked before conversion and again at the swap.
-Converter scratch (SavedModels, pre-processed ONNX) lives in a
-``tempfile.TemporaryDirectory(prefix="segedge.")`` removed on the way out.
+Converter scratch (SavedModels, pre-processed ONNX) lives in ``fileio.scratch_dir`` inside that build
+folder: removed on the way out (Ctrl-C and SIGTERM included), and with the build folder by the next
+export of the same bundle when this one was killed outright, so a stopped export never leaves a
+SavedModel of tens of MB in the system temp folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,8 +97,19 @@ def export_spec(run: RunFolder | ByoModel) -> PreprocessSpec:
     return dataclasses.replace(run.spec, input=InputContract.pixels.value)
 
 
+def model_of(run: RunFolder | ByoModel) -> dict[str, Any] | None:
+    """The model's size (encoder, width multiplier, decoder widths) for a run segedge trained; None for a brought
+    model, whose architecture segedge does not know. Recorded so a bundle says which size it is."""
+    if isinstance(run, ByoModel):
+        return None
+    from segedge.train.widths import model_description
+
+    return model_description(run.config)
+
+
 def artifact_document(run: RunFolder | ByoModel, target: Target, upsample: str = DEFAULT_UPSAMPLE) -> dict[str, Any]:
-    """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing."""
+    """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing,
+    and the model's size."""
     import segedge
 
     classes, palette = labels_of(run)
@@ -105,7 +117,7 @@ def artifact_document(run: RunFolder | ByoModel, target: Target, upsample: str =
                           palette=palette, void=VOID,
                           void_handling=run.void_handling, model_outputs=run.num_outputs,
                           preprocess=export_spec(run).to_dict(), postprocess={"upsample": upsample},
-                          segedge_version=segedge.__version__)
+                          segedge_version=segedge.__version__, model=model_of(run))
 
 
 def _artifact(folder: Path, target: Target, converted: Converted, export: ExportModel,
@@ -133,8 +145,7 @@ def _write_artifacts(folder: Path, targets: Sequence[Target], graphs: dict[Rewri
                      run: RunFolder | ByoModel, upsample: str) -> dict[str, ArtifactInfo]:
     """``graphs`` maps each target's ``rewrite_plan`` to the graph converted for it."""
     artifacts: dict[str, ArtifactInfo] = {}
-    with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
-        scratch = Path(scratch_name)
+    with fileio.scratch_dir(folder) as scratch:  # inside the build folder: a killed export's goes with it
         onnx_fp32: dict[RewritePlan, Path] = {}  # fp32 ONNX artifacts written, by graph
         sources: dict[RewritePlan, TFLiteSource] = {}
         for target in targets:
@@ -180,7 +191,7 @@ def _source_model(run: RunFolder | ByoModel) -> dict[str, Any]:
         return run.source_model(sha256)
     return {"file": run.model_path.name, "run": str(run.path.resolve()), "sha256": sha256,
             "bytes": run.model_path.stat().st_size, "preset": run.config.get("preset"),
-            "encoder_weights": run.config.get("encoder_weights"),
+            "encoder_weights": run.config.get("encoder_weights"), **(model_of(run) or {}),
             # a pairs dataset without split files is split by this share: bench --data picks the same val images
             "val_fraction": run.config.get("val_fraction")}
 
@@ -214,8 +225,8 @@ def _manifest(run: RunFolder | ByoModel, reference: Reference, calibration: Cali
 def _warn_scaling(run: RunFolder | ByoModel) -> None:
     weights = str(run.config.get("encoder_weights") or "none")
     if weights != "none" and run.spec.scaling != "mobilenet":
-        log(f"warning: the encoder started from {weights} (MobileNetV2 expects [-1, 1] input) but the run "
-            f"trained with {run.spec.scaling!r} scaling; the bundle keeps the training scaling")
+        log(f"warning: the encoder started from {weights} (MobileNet ImageNet weights expect [-1, 1] input) "
+            f"but the run trained with {run.spec.scaling!r} scaling; the bundle keeps the training scaling")
 
 
 def export_bundle(run_dir: str | os.PathLike[str], out: str | os.PathLike[str], targets: Sequence[Target], *,

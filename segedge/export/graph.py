@@ -41,18 +41,18 @@ def rewrite_plan(target) -> RewritePlan:
     """The sub-pixel rewrite each target converts, chosen by measurement.
 
     Figures: one interleaved ``benchmarks/bench_runtimes.py`` run, 224 px, batch 1, p50 ms at
-    1 / 2 threads (design.md, "Performance").
+    1 / 2 threads (docs/performance.md, "Sub-pixel rewrite at 224 px").
 
     - TFLite fp32, fp16, dynamic: every transposed conv as four phase convs + DEPTH_TO_SPACE
       (fp32 57.0 / 35.6 vs 171.0 / 93.3 with TRANSPOSE_CONV). The interleave shuffle measured
       the same in LiteRT (56.5 / 35.3).
-    - TFLite int8: every transposed conv too (issue 20). On this AVX-512 VNNI CPU, 224 px, one
+    - TFLite int8: every transposed conv too. On this AVX-512 VNNI CPU, 224 px, one
       thread, XNNPACK ran the three wide TRANSPOSE_CONVs (512/256/128 filters) in 54 % of the
       int8 model's time; as phase convolutions the model went from 10.8 to 6.8 ms (p50, one
       interleaved run, int8 logits in both). In int8 the rewrite pays per output channel: four
       phase convolutions carry four sets of per-channel scales, zero points and biases (~28
-      bytes per channel), so the file is 0.2728x fp32 instead of 0.2697x (+82 KB; issue 5's
-      bound was 0.27x, the test's is now 0.275x). The earlier AVX2 machine measured all five
+      bytes per channel), so the file is 0.2728x fp32 instead of 0.2697x (+82 KB; the first
+      export's size bound was 0.27x, the test's is now 0.275x). The earlier AVX2 machine measured all five
       50.5 / 30.2 ms against 52.9 / 32.0 for the two narrow layers only.
     - onnxruntime fp32 and int8: every transposed conv as phase convs shuffled by NHWC
       concatenation + reshape ("interleave"). onnxruntime's DepthToSpace is a 6-D transpose in
@@ -64,7 +64,7 @@ def rewrite_plan(target) -> RewritePlan:
       re-quantizes it with ``nodes_to_exclude`` naming the int8 model's nodes (a second
       conversion of a graph, in another process, did not reproduce tf2onnx's node names:
       "Conv__287" became "Conv__289").
-    - onnxruntime, the logits layer (issue 20, 224 px, AVX-512 VNNI): its phase convolutions get
+    - onnxruntime, the logits layer (224 px, AVX-512 VNNI): its phase convolutions get
       output channels padded to a multiple of 4 (21 -> 24 zero filters, one Slice after the
       shuffle). onnxruntime's int8 convolution took 0.93 ms for a 2x2 conv with 21 outputs at
       112x112x160 and 0.55 with 20 or 24 (0.79 with 40, 1.18 with 42); the four logits convs

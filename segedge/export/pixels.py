@@ -1,4 +1,4 @@
-"""Pixel input: every exported graph takes the decoded pixels 0..255 and scales them itself (issue 16).
+"""Pixel input: every exported graph takes the decoded pixels 0..255 and scales them itself.
 
 Why: an int8 model fed ``x = p / 127.5 - 1`` cannot receive the 256 pixel levels
 exactly. An int8 grid must hold 0.0 exactly, and the levels sit half-way between
@@ -14,7 +14,8 @@ exactly one ``Conv2D`` (MobileNetV2's ``Conv1``), that layer becomes
 zero padding of ``x`` gave. Then it runs a 'valid' convolution with
 ``W' = W * scale`` and ``b' = b + offset * sum(W)``. In exact arithmetic this is the
 same function. The int8 model's first op (after PAD) is then a convolution on the
-exact uint8 pixels. In int8 the pad value 127.5 is stored as 128, which touches
+exact uint8 pixels. In int8 the pad value 127.5 is stored as 127 (the PAD constant is int8 -1
+at scale 1, zero point -128; read back from a converted file), which touches
 only the last row and column. Any other model gets a ``Rescaling`` layer in front:
 its input is still exact, but its first op rounds.
 

@@ -17,9 +17,9 @@ from segedge.classes import ClassSpec
 from segedge.data.dataset import Dataset, open_dataset
 from segedge.data.pairs import DEFAULT_VAL_FRACTION
 from segedge.data.splits import Split
-from segedge.errors import ConfigError, DataError, ModelError
+from segedge.errors import ConfigError, DataError, ModelError, user_path
 from segedge.preprocess import PreprocessSpec
-from segedge.train.rundir import RunPaths
+from segedge.train.rundir import RunPaths, class_difference
 
 VOID_HANDLING = ("ignore", "class")
 
@@ -66,7 +66,7 @@ class RunFolder:
         except DataError as exc:
             hint = "" if data_root is not None else " (the path recorded in config.json; pass --data PATH if it moved)"
             raise DataError(exc.message + hint) from exc
-        why = self.classes.differs(dataset.classes)
+        why = class_difference(self.classes, dataset.classes)
         if why:
             source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (VOC's 21)"
             raise DataError(f"{source}: the dataset's classes differ from the run's {self.files.classes} ({why}); "
@@ -82,7 +82,7 @@ def _read_json(path: Path) -> dict:
 
 def open_run(run_dir: str | os.PathLike[str]) -> RunFolder:
     """Validate the run folder's files (not the model itself: that needs TensorFlow)."""
-    path = Path(run_dir).expanduser()
+    path = user_path(run_dir)  # as typed, '..' collapsed: every message below names it
     if path.is_file():
         raise ModelError(
             f"{path}: is a file; expected a run folder written by 'segedge train' (holding model.keras and "

@@ -64,11 +64,34 @@ def verify_artifact(path: Path, target: Target, reference: Reference, spec: Prep
         "agreement": agreement(pred, reference.keras),
         # None: the reference set has no ground truth (a dataset of images only), so no mIoU
         "miou": mean_iou(confusion_matrix(reference.truth, pred, num_classes)) if reference.has_truth else None,
+        "miou_basis": miou_basis(len(pred), reference.split, pred.shape[1], pred.shape[2]),
         "images": len(pred),
     }
     if logits:
         result["max_abs_logit_error"] = float(np.abs(np.stack(logits) - reference.logits).max())
     return result
+
+
+def miou_basis(images: int, split: str, height: int, width: int) -> dict[str, Any]:
+    """What ``verify.miou`` was measured on: which held-out images, and at what resolution.
+
+    Train (val images), export (held-out images, here) and bench (the reference set at each
+    photo's own resolution) report different mIoU figures for one model; the manifest keeps
+    this next to ``miou`` so the figure cannot be read as another one.
+    """
+    return {"images": int(images), "split": split, "resolution": "model", "height": int(height),
+            "width": int(width)}
+
+
+def basis_text(basis: dict[str, Any] | None) -> str:
+    """``miou_basis`` in words: "6 test images at 64x64 model size"; "" for a bundle from before it was kept."""
+    if not basis:
+        return ""
+    images = int(basis.get("images", 0))
+    what = f"{images} {basis.get('split') or 'held-out'} image{'' if images == 1 else 's'}"
+    if basis.get("resolution") == "model":
+        return f"{what} at {basis.get('height')}x{basis.get('width')} model size"
+    return f"{what} at each image's own resolution"
 
 
 def check_fp32(target: Target, result: dict[str, Any]) -> None:
@@ -91,4 +114,5 @@ def describe(name: str, size_bytes: int, result: dict[str, Any], precision: str)
         line += f"  max|dlogit| {result['max_abs_logit_error']:.2e}"
     if result.get("miou") is None:
         return line + "  mIoU n/a (no masks)"
-    return line + f"  mIoU {100 * result['miou']:.2f} %"
+    basis = basis_text(result.get("miou_basis"))
+    return line + f"  mIoU {100 * result['miou']:.2f} %" + (f" ({basis})" if basis else "")

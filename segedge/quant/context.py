@@ -52,7 +52,7 @@ class QuantContext:
         ids = [f"reference:{i}" for i in self.reference.ids[:from_reference]]
         ids += [f"calibration:{i}" for i in self.calibration.ids[:from_calib]]
         pixels = np.concatenate([self.reference.inputs[:from_reference], self.calibration.pixels[:from_calib]])
-        spec = self.manifest.preprocess  # a pixel-input bundle's graph takes the pixels (issue 16)
+        spec = self.manifest.preprocess  # a pixel-input bundle's graph takes the pixels 0..255
         if spec.pixels_in:
             return ids, [p[None].astype(np.float32) for p in pixels]
         return ids, [scale_pixels(p[None], spec).astype(np.float32) for p in pixels]

@@ -4,6 +4,12 @@ The JSON holds the report (schema in ``report.QuantReport.to_dict``) plus,
 after a fallback, one ``fallback`` entry per artifact
 (``FallbackResult.to_dict``: every K tried, the pick, the noise estimate and
 whether it was applied).
+
+Where they go follows the one output rule (``segedge.outputs``), decided by ``report_target`` before
+any slow work: into the bundle (the default) they are added under the bundle's marker, which records
+them once written, and a quant_report.* there that segedge did not record (the user's own) is never
+replaced; any other ``--out`` folder is a quant report output of its own (new, empty, or with
+``overwrite`` one quant-report wrote; a folder of user files is refused, exit 8).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
+from segedge import fileio, outputs
+from segedge.manifest import MANIFEST_NAME
 from segedge.quant.layers import LayerError
 from segedge.quant.report import REPORT_JSON, QuantReport
 
 REPORT_MD = "quant_report.md"
 REPORT_PNG = "quant_report.png"
+REPORT_NAMES = (REPORT_JSON, REPORT_MD, REPORT_PNG)
 PLOT_WORST = 15
 
 
@@ -129,11 +137,60 @@ def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> b
         return figure_png(figure)
 
 
+def _is_bundle(folder: Path) -> bool:
+    marker = outputs.read_marker(folder)
+    return marker["kind"] == "bundle" if marker else (folder / MANIFEST_NAME).is_file()
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def report_target(out: str | os.PathLike[str] | None, bundle: str | os.PathLike[str] | None,
+                  overwrite: bool = False) -> outputs.Claim:
+    """May quant_report.* be written to ``out`` (default: the bundle)? Decided before the slow work.
+
+    The bundle (``out`` omitted, or naming the bundle): ``outputs.claim_names``, each of the three names
+    either absent or recorded by segedge in the bundle's marker. Any other folder: an output of kind
+    quant-report (``outputs.claim``; ``overwrite`` replaces only what an earlier quant-report wrote).
+    """
+    folder = Path(out if out is not None else bundle)  # type: ignore[arg-type]
+    into_bundle = _same_folder(folder, Path(bundle)) if bundle is not None else _is_bundle(folder)
+    if into_bundle:
+        return outputs.claim_names(folder, "bundle", REPORT_NAMES)
+    return outputs.claim(folder, "quant-report", overwrite)
+
+
 def write_report(report: QuantReport, out: str | os.PathLike[str],
-                 fallbacks: list[dict[str, Any]] = ()) -> dict[str, Path]:
-    """quant_report.{json,md,png} in ``out`` (atomic); the plot is skipped with a note without matplotlib."""
-    folder = Path(out)
-    written: dict[str, Path] = {}
+                 fallbacks: list[dict[str, Any]] = (), *, target: outputs.Claim | None = None) -> dict[str, Path]:
+    """quant_report.{json,md,png} in ``out`` (atomic); the plot is skipped with a note without matplotlib.
+
+    ``target`` is ``report_target``'s decision, taken before the slow work (taken here otherwise).
+    Each file is recorded in the marker once written.
+    """
+    if target is None:
+        target = report_target(out, None)
+    elif target.kind == "bundle":  # minutes may have passed: a file the user put there since is kept too
+        target = outputs.claim_names(target.path, "bundle", REPORT_NAMES)
+    if target.kind == "bundle":
+        written: dict[str, Path] = {}
+        try:
+            _write_files(report, target.path, fallbacks, written)
+        finally:
+            target.record(path.name for path in written.values())
+        return written
+    written = {}
+    with outputs.writing(target, only=REPORT_NAMES.__contains__) as folder:
+        _write_files(report, folder, fallbacks, written)
+    return written
+
+
+def _write_files(report: QuantReport, folder: Path, fallbacks: list[dict[str, Any]],
+                 written: dict[str, Path]) -> None:
+    """The three files into ``folder``; ``written`` gains each one once it is in place."""
     if importlib.util.find_spec("matplotlib") is None:
         report.notes.append("quant_report.png skipped: matplotlib is not installed (pip install \"segedge[bench]\")")
     else:
@@ -143,6 +200,6 @@ def write_report(report: QuantReport, out: str | os.PathLike[str],
     if fallbacks:
         data["fallback"] = {f["artifact"]: f for f in fallbacks}
     fileio.write_json(folder / REPORT_JSON, data)
+    written["json"] = folder / REPORT_JSON
     fileio.write_text(folder / REPORT_MD, render_markdown(report, list(fallbacks)))
-    written.update(json=folder / REPORT_JSON, md=folder / REPORT_MD)
-    return written
+    written["md"] = folder / REPORT_MD

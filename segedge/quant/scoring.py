@@ -40,7 +40,7 @@ def score_model(path: Path, ctx: QuantContext, repeats: int = LATENCY_REPEATS) -
     """mIoU on the reference set and p50 ms of ``repeats`` single-image invokes, through the edge runtime."""
     backend = open_backend(path, spec=ctx.manifest.preprocess)
     try:
-        inputs = ctx.reference.inputs  # uint8 pixels, prepared by the backend as on the device (issue 16)
+        inputs = ctx.reference.inputs  # uint8 pixels, prepared by the backend as on the device
         masks = [backend.run(inputs[i : i + 1])[0].argmax(-1) for i in range(len(inputs))]
         tensor = backend.prepare(inputs[:1])
         backend.invoke(tensor)  # warm-up

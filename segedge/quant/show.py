@@ -1,7 +1,7 @@
 """Print a quant outcome for a person: the worst layers, and the per-K table of every fallback search.
 
 Not a command: ``segedge quant-report`` and ``segedge export`` both call it,
-so the table the README promises looks the same from either, and it is
+so the table the docs promise looks the same from either, and it is
 printed also when the search failed (before the command exits 7).
 """
 

@@ -4,20 +4,24 @@ Shared by ``segedge quant-report`` and ``segedge export --debug-quant /
 --int8-fallback``; both print the outcome with ``segedge.quant.show``, then
 call ``QuantOutcome.raise_if_failed`` so a failed search exits 7 only after
 its per-K table was printed and written.
+
+Where the report may go is decided first (``report_files.report_target``: the one output rule), before
+minutes of debugging. Scratch (SavedModels, debug models) lives in ``fileio.scratch_dir``: removed on
+the way out, Ctrl-C and SIGTERM included, and by the next run if this one is killed outright.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segedge import fileio
 from segedge.errors import ModelError, ParityError
 from segedge.quant.context import TFLITE_INT8, load_context
 from segedge.quant.fallback import FallbackResult, onnx_fallback, tflite_fallback
 from segedge.quant.report import QuantReport, build_report, check_samples
-from segedge.quant.report_files import write_report
+from segedge.quant.report_files import report_target, write_report
 from segedge.quant.search import check_bound, parse_k
 
 
@@ -65,15 +69,18 @@ class QuantOutcome:
 
 def quant_stage(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[str], options: QuantOptions, *,
                 out: str | os.PathLike[str] | None = None,
-                data_root: str | os.PathLike[str] | None = None) -> QuantOutcome:
+                data_root: str | os.PathLike[str] | None = None, overwrite: bool = False) -> QuantOutcome:
     """Report, then (with ``options.k``) search every int8 artifact the report covers and apply all or none.
 
     The bundle changes only when every search succeeded and every picked model
-    re-measured within the bound as written; otherwise its files stay byte-identical.
+    re-measured within the bound as written; otherwise its files stay byte-identical. ``out`` (default:
+    the bundle) is claimed before anything slow; ``overwrite`` lets a quant report an earlier
+    quant-report wrote there be replaced.
     """
     from segedge.quant.apply import apply_results
 
     options.check()
+    claimed = report_target(out, bundle_dir, overwrite)  # refuse a folder of user files before minutes of work
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx = load_context(run_dir, bundle_dir, data_root)
     if options.k is not None and TFLITE_INT8 not in ctx.manifest.artifacts:
@@ -81,8 +88,7 @@ def quant_stage(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[s
     target = Path(out) if out is not None else ctx.bundle
     fallbacks: list[FallbackResult] = []
     error = None
-    with tempfile.TemporaryDirectory(prefix="segedge.") as scratch_name:
-        scratch = Path(scratch_name)
+    with fileio.scratch_dir() as scratch:
         report, debug = build_report(ctx, scratch, options.samples, options.onnx)
         if options.k is not None:
             fallbacks.append(tflite_fallback(ctx, report, debug.debugger, scratch, options.k,
@@ -98,5 +104,5 @@ def quant_stage(run_dir: str | os.PathLike[str], bundle_dir: str | os.PathLike[s
                     apply_results(ctx, fallbacks)
                 except ParityError as exc:
                     error = exc.message
-    written = write_report(report, target, [r.to_dict() for r in fallbacks])
+    written = write_report(report, target, [r.to_dict() for r in fallbacks], target=claimed)
     return QuantOutcome(report, target, written, fallbacks, error)

@@ -33,7 +33,7 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
 
 def save_weights_atomically(model: keras.Model, path: Path) -> None:
     """``model.save_weights`` (model + optimizer variables) to a temp name, then rename."""
-    tmp = path.with_name(f"{fileio.TMP_PREFIX}{path.name}")
+    tmp = path.with_name(fileio.temp_name(path.name))  # ends in ".weights.h5", as keras wants
     try:
         model.save_weights(tmp)
         os.replace(tmp, path)
@@ -44,6 +44,35 @@ def save_weights_atomically(model: keras.Model, path: Path) -> None:
 def save_model_atomically(model: keras.Model, path: Path) -> None:
     with fileio.atomic_path(path) as tmp:
         model.save(tmp)
+
+
+PERCENT_METRICS = ("miou", "pixel_accuracy")  # the metrics' names (losses.make_metrics); val_ prefixed too
+
+
+def in_percent(logs: dict | None) -> dict:
+    """The logs as a person reads them: mIoU and pixel accuracy x100 under ``NAME %``, the rest as they are."""
+    shown = {}
+    for key, value in (logs or {}).items():
+        if key.removeprefix("val_") in PERCENT_METRICS:
+            shown[f"{key} %"] = 100.0 * float(value)
+        else:
+            shown[key] = value
+    return shown
+
+
+class PercentProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' epoch lines with mIoU and pixel accuracy in percent (``val_miou %: 41.8600``).
+
+    The metrics themselves stay fractions (history.csv, the resume state and early stopping
+    read them, as report.json and the manifest keep fractions); only what is printed changes,
+    so the epoch lines and the closing summary (``val mIoU 41.86 %``) speak one unit.
+    """
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(batch, in_percent(logs))
+
+    def _finalize_progbar(self, logs):
+        super()._finalize_progbar(in_percent(logs))
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -31,10 +31,8 @@ Recipes (``--preset``):
     still improves as the model grows over-confident) with the best weights
     restored, patience 5.
 
-Encoder weights default to ``none`` (random), so a run needs no network. Pass
-``imagenet`` for Keras' no-top MobileNetV2 weights: used from Keras' cache
-(``$KERAS_HOME/models``, ``~/.keras/models``) or downloaded there once, as
-``keras.applications`` does; offline, pass a local no-top ``.h5`` path instead.
+Encoder weights default to ``none`` (random: no network); ``imagenet``: Keras' no-top weights for the run's
+``encoder`` and ``encoder_width`` (segedge.train.model); offline, pass a local ``.h5``.
 """
 
 from __future__ import annotations
@@ -43,13 +41,13 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from segedge.data.pairs import DEFAULT_VAL_FRACTION, check_val_fraction
-from segedge.errors import ConfigError
+from segedge.errors import ConfigError, absolute_path
 from segedge.labels import NUM_CLASSES
 from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec, ResizeMode
+from segedge.train.widths import model_widths
 
 CONFIG_VERSION = 1
 SIZE_STEP = 32  # the encoder halves the input 5 times: each side a multiple of 32
@@ -197,6 +195,9 @@ class TrainConfig:
     restore_best_weights: bool = True
     seed: int = 0
     encoder_weights: str = "none"
+    encoder: str = "mobilenet_v2"  # segedge.train.widths.ENCODERS; the seed's is MobileNetV2
+    encoder_width: float = 1.0  # the encoder's alpha (segedge.train.widths); the seed's is 1.0
+    decoder_widths: tuple[int, ...] | None = None  # None: the seed's 512/256/128/64 scaled by encoder_width
     freeze_encoder: bool | None = None
     bn_momentum: float | None = None  # None: 0.5 from random weights, the layers' own otherwise (model.py)
     scaling: str = "mobilenet"
@@ -206,8 +207,7 @@ class TrainConfig:
     cache_budget_mb: int = 2048
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
-    # XLA on this 2-core CPU: the first step took 113 s to compile (45 s without) and later steps
-    # ran slower, so it is opt-in (--jit-compile); on a GPU it may pay off.
+    # XLA on a 2-core CPU: 113 s first step (45 s without), slower later ones: opt-in; a GPU may gain.
     jit_compile: bool = False
     # Eager steps skip the ~20-50 s graph tracing; slower per step, so only for tiny runs (tests, debugging).
     run_eagerly: bool = False
@@ -251,9 +251,7 @@ class TrainConfig:
             if value is not None:
                 _positive(value, f"--{name.replace('_', '-')}")
         if not isinstance(self.encoder_weights, str) or not self.encoder_weights:
-            raise ConfigError(
-                f"--encoder-weights must be imagenet, none or a .h5 path, got {self.encoder_weights!r}"
-            )
+            raise ConfigError(f"--encoder-weights must be imagenet, none or a .h5 path, got {self.encoder_weights!r}")
         if self.bn_momentum is not None and (
             isinstance(self.bn_momentum, bool) or not isinstance(self.bn_momentum, (int, float))
             or not 0.0 <= self.bn_momentum < 1.0
@@ -263,6 +261,9 @@ class TrainConfig:
         if isinstance(count, bool) or not isinstance(count, int) or not 2 <= count <= 255:
             raise ConfigError(f"num_classes must be an integer 2-255 (the dataset's classes), got {self.num_classes!r}")
         set_(self, "val_fraction", check_val_fraction(self.val_fraction))
+        widths = model_widths(self.encoder_width, self.decoder_widths, self.encoder)  # checks the encoder too
+        set_(self, "encoder_width", widths[0])
+        set_(self, "decoder_widths", widths[1])
         if self.freeze_encoder is not None and not isinstance(self.freeze_encoder, bool):
             raise ConfigError(f"freeze_encoder must be true, false or null (auto), got {self.freeze_encoder!r}")
 
@@ -303,7 +304,7 @@ class TrainConfig:
         """The ``config.json`` body: every field plus what later stages need without re-deriving."""
         data = dataclasses.asdict(self)
         data.update(
-            config_version=CONFIG_VERSION,
+            config_version=CONFIG_VERSION, decoder_widths=list(self.decoder_widths),  # JSON has no tuples
             split_kind=self.split,
             num_outputs=self.num_outputs,
             freeze_encoder_effective=self.freeze,
@@ -342,8 +343,8 @@ def make_config(data_root: str | os.PathLike[str], out: str | os.PathLike[str], 
     if unknown:
         raise ConfigError(f"unknown training options {unknown}")
     return TrainConfig(
-        data_root=str(Path(data_root).expanduser().absolute()),
-        out=str(Path(out).expanduser().absolute()),
+        data_root=str(absolute_path(data_root)),
+        out=str(absolute_path(out)),
         preset=preset,
         **values,
     )

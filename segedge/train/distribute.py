@@ -83,25 +83,87 @@ def tf_config(cluster: Cluster) -> str:
     return json.dumps({"cluster": {"worker": list(cluster.workers)}, "task": task})
 
 
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+
+
+def _tf_config_error(what: str) -> ConfigError:
+    return ConfigError(f"TF_CONFIG {what}; expected {TF_CONFIG_EXAMPLE}")
+
+
+def _is_address(value: object) -> bool:
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def _job_addresses(cluster: dict, job: str) -> list[str]:
+    """One job's addresses in task order, as TF's ClusterSpec reads them: a list, or a dict {index: address}.
+
+    A bare string is neither (TF refuses it too); taken as a list it would be split into characters.
+    """
+    tasks = cluster.get(job, [])
+    if isinstance(tasks, dict):
+        try:
+            by_index = {int(i): a for i, a in tasks.items()}
+        except (TypeError, ValueError):
+            raise _tf_config_error(f'cluster "{job}" maps task indices to addresses, but a key of '
+                                   f"{sorted(map(str, tasks))} is not a number") from None
+        if sorted(by_index) != list(range(len(by_index))):
+            raise _tf_config_error(f'cluster "{job}" names task indices {sorted(by_index)}; '
+                                   f"segedge needs 0..{len(by_index) - 1} with none missing")
+        tasks = [by_index[i] for i in range(len(by_index))]
+    elif isinstance(tasks, str):
+        raise _tf_config_error(f'cluster "{job}" is the string {tasks!r}: it must be a list of "host:port" '
+                               f"(e.g. [{json.dumps(tasks)}])")
+    elif not isinstance(tasks, (list, tuple)):
+        raise _tf_config_error(f'cluster "{job}" is {json.dumps(tasks)}: it must be a list of "host:port"')
+    for address in tasks:
+        if not _is_address(address):
+            raise _tf_config_error(f'cluster "{job}": {json.dumps(address)} is not "host:port" (e.g. "10.0.0.5:12345")')
+    return list(tasks)
+
+
 def cluster_from_env(environ: dict[str, str] | None = None) -> Cluster | None:
-    """The cluster TF_CONFIG describes, or None when it is unset or names a single worker."""
+    """The cluster TF_CONFIG describes, or None when it is unset or names a single worker.
+
+    Every mistake is one ConfigError line naming TF_CONFIG and the key: a malformed cluster would
+    otherwise surface minutes later as a TensorFlow traceback, or (a string split into characters,
+    a worker listed twice) as a cluster that never forms.
+    """
     raw = (os.environ if environ is None else environ).get("TF_CONFIG", "").strip()
     if not raw:
         return None
     try:
         data = json.loads(raw)
-        cluster, task = data["cluster"], data["task"]
-        chief, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
-        kind, index = task["type"], int(task["index"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        example = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
-        raise ConfigError(f"TF_CONFIG is not valid ({exc}); expected {example}") from exc
-    if kind not in ("chief", "worker") or len(chief) > 1:
-        raise ConfigError(f"TF_CONFIG task type {kind!r}: segedge runs 'worker' tasks (and at most one 'chief')")
+    except ValueError as exc:
+        raise _tf_config_error(f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise _tf_config_error("is not a JSON object")
+    cluster, task = data.get("cluster"), data.get("task")
+    if not isinstance(cluster, dict):
+        raise _tf_config_error('has no "cluster" object' if cluster is None else '"cluster" is not an object')
+    if not isinstance(task, dict):
+        raise _tf_config_error('has no "task" object' if task is None else '"task" is not an object')
+    kind, index = task.get("type"), task.get("index")
+    if kind not in ("chief", "worker"):
+        raise ConfigError(f"TF_CONFIG task type {json.dumps(kind)}: segedge runs 'worker' tasks "
+                          "(and at most one 'chief')")
+    if index is None:
+        raise _tf_config_error('"task" has no "index"')
+    if isinstance(index, bool) or not isinstance(index, (int, str)) or not str(index).strip().isdigit():
+        raise _tf_config_error(f'task "index" is {json.dumps(index)}: it must be a whole number from 0')
+    index = int(index)
+    chief, workers = _job_addresses(cluster, "chief"), _job_addresses(cluster, "worker")
+    if len(chief) > 1:
+        raise ConfigError(f'TF_CONFIG cluster "chief" names {len(chief)} tasks; a cluster has at most one chief')
     everyone = tuple(chief + workers)
+    twice = sorted({a for a in everyone if everyone.count(a) > 1})
+    if twice:
+        raise ConfigError(f"TF_CONFIG cluster names {', '.join(twice)} twice; each task needs its own host:port")
     position = index if kind == "chief" else len(chief) + index
-    if not 0 <= position < len(everyone):
-        raise ConfigError(f"TF_CONFIG task index {index} is out of range for its {kind} list")
+    if not 0 <= position < len(everyone) or (kind == "chief" and not chief):
+        size = len(chief) if kind == "chief" else len(workers)
+        raise ConfigError(f'TF_CONFIG task index {index} is out of range for its {size} "{kind}" '
+                          f"task{'' if size == 1 else 's'}")
     return Cluster(everyone, position) if len(everyone) > 1 else None
 
 

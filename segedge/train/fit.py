@@ -55,18 +55,54 @@ class TrainResult:
     def best_val_miou(self) -> float | None:
         return self.best_row.get("val_miou")
 
+    def val_basis(self) -> str:
+        """What the val mIoU was measured on, e.g. "449 val images at 96x96 model size".
+
+        export and bench print other mIoU figures for the same model (held-out images at model
+        size; the reference set at each photo's own size), so each names its basis.
+        """
+        if self.config is None or "val" not in self.split_counts:
+            return ""
+        images = self.split_counts["val"]
+        if self.config.validation_steps:  # --validation-steps caps the batches scored
+            images = min(images, self.config.validation_steps * self.config.batch_size)
+        return f"{plural(images, 'val image')} at {self.config.height}x{self.config.width} model size"
+
     def summary(self) -> str:
-        """One line: where the best epoch is and what it scored."""
+        """One line: where the best epoch is and what it scored, in percent like every mIoU segedge prints."""
         if not self.best_epoch:
             return f"no epoch finished; nothing saved in {self.run_dir}"
         row = self.best_row
         how = "stopped early" if self.stopped_early else "done"
+        basis = self.val_basis()
         return (
-            f"{how} after {self.epochs_completed} epoch(s) in {self.seconds:.0f} s: best epoch {self.best_epoch} "
-            f"val mIoU {100 * row.get('val_miou', float('nan')):.2f} % "
+            f"{how} after {plural(self.epochs_completed, 'epoch')} in {self.seconds:.0f} s: best epoch "
+            f"{self.best_epoch} val mIoU {100 * row.get('val_miou', float('nan')):.2f} %"
+            f"{f' ({basis})' if basis else ''} "
             f"val_loss {row.get('val_loss', float('nan')):.4f} "
             f"-> {self.run_dir / 'model.keras'}"
         )
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def split_line(config: TrainConfig, counts: dict[str, int]) -> str:
+    """The split the run trains and validates on, printed before the first epoch."""
+    return (f"split {config.split}{_ratio_note(config)}: {counts['train']} train / {counts['val']} val / "
+            f"{counts['test']} test; {config.num_classes} classes")
+
+
+def _ratio_note(config: TrainConfig) -> str:
+    """A pairs dataset without split files is split by ratio: say so, the kind alone reads 'official'."""
+    from segedge.data.pairs import SPLITS_DIR, is_pairs_root
+
+    root = Path(config.data_root)
+    if not is_pairs_root(root) or any((root / SPLITS_DIR / f"{s}.txt").is_file() for s in ("train", "val")):
+        return ""
+    return f" (by ratio: --val-fraction {config.val_fraction:g}, no {SPLITS_DIR}/ files)"
 
 
 def _result(paths: RunPaths, config: TrainConfig, counts: dict[str, int], initial: int, state: RunState,
@@ -87,7 +123,7 @@ def build_compiled(config: TrainConfig, encoder_weights: str | None):
     from segedge.train.model import build_unet
 
     model = build_unet((config.height, config.width), config.num_outputs, encoder_weights, config.freeze,
-                       config.bn_momentum)
+                       config.bn_momentum, config.encoder_width, config.decoder_widths, config.encoder)
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=make_loss(config.void_handling, config.num_outputs),
@@ -130,11 +166,12 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
         for folder in (paths.root, paths.checkpoints):  # what a run killed mid-write left behind
             fileio.remove_stale_temps(folder)
         if state.stopped_early or state.epoch >= config.epochs:  # nothing left to do: don't read the data
+            print(split_line(config, split.counts()), flush=True)
             return _result(paths, config, split.counts(), state.epoch, state, started)
     else:
         claim = check_new_run(paths, overwrite)
         state, split = RunState(), None
-    encoder_weights = resolve_encoder_weights(config.encoder_weights)
+    encoder_weights = resolve_encoder_weights(config.encoder_weights, config.encoder_width, config.encoder)
 
     from segedge.train.pipeline import load_training_data, train_dataset, train_steps, val_dataset
 
@@ -142,17 +179,18 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
     if resume:
         check_resumed_classes(paths.root, data.classes, data.classes_file)
     config = config.replace(split=data.split.kind, out=str(paths.root), num_classes=data.classes.num_classes)
+    print(split_line(config, data.split.counts()), flush=True)  # before the minutes of training, not after
     initial = state.epoch
 
     import keras
 
-    from segedge.train.callbacks import RunCheckpoint
+    from segedge.train.callbacks import PercentProgbar, RunCheckpoint
 
     if strategy is None:  # a caller may pass its own (a test's MirroredStrategy over two logical CPUs)
         strategy = distribute.select_strategy(cluster, config.worker_timeout_s)  # before any other TF op
     config = config.replace(num_workers=cluster.size if cluster else 1, num_replicas=strategy.num_replicas_in_sync)
-    print(f"{cluster.role if cluster else 'single worker'}: {config.num_workers} worker(s), "
-          f"{config.num_replicas} replica(s) in sync, global batch {config.batch_size} "
+    print(f"{cluster.role if cluster else 'single worker'}: {plural(config.num_workers, 'worker')}, "
+          f"{plural(config.num_replicas, 'replica')} in sync, global batch {config.batch_size} "
           f"({config.batch_size / config.num_replicas:g} per replica), lr {config.learning_rate:g} "
           f"({distribute.LEARNING_RATE_RULE}) -> {paths.root}", flush=True)
     keras.utils.set_random_seed(config.seed)
@@ -183,7 +221,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False, ca
             initial_epoch=initial,
             steps_per_epoch=train_steps(data.train, config),
             validation_data=distribute.shard_by_data(val_dataset(data.val, config)),
-            callbacks=[checkpoint, *callbacks],
+            callbacks=[checkpoint, *callbacks, PercentProgbar()],  # Keras' own bar would print fractions
             shuffle=False,  # the dataset already shuffles, per epoch, from the seed
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
         )

@@ -41,13 +41,13 @@ class KerasBackend:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
 
-        # The Keras model takes scaled values; the exported artifacts take the pixels (issue 16). With ``spec``,
+        # The Keras model takes scaled values; the exported artifacts take the pixels 0..255. With ``spec``,
         # uint8 pixels (what the edge's Segmenter hands every backend) are scaled here, as export's reference did.
         self.path, self.threads, self._tf, self.spec = Path(path), threads, tf, spec
         if not self.path.is_file():
             raise ModelError(f"{self.path}: Keras model not found")
         try:
-            self._model = keras.models.load_model(self.path, compile=False)
+            self._model = keras.models.load_model(self.path, compile=False, safe_mode=True)
         except (ValueError, OSError) as exc:
             raise ModelError(f"{self.path}: cannot load the Keras model ({exc})") from exc
         model = self._model

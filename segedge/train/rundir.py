@@ -28,7 +28,7 @@ from segedge import fileio, outputs
 from segedge.classes import CLASSES_FILE, ClassSpec
 from segedge.data import Split
 from segedge.errors import ConfigError, DataError, ModelError
-from segedge.train.config import TrainConfig
+from segedge.train.config import TrainConfig, absolute_path
 
 STATE_VERSION = 1
 FIRST_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", "pixel_accuracy", "val_pixel_accuracy", "miou")
@@ -40,7 +40,7 @@ class RunPaths:
 
     @classmethod
     def at(cls, root: str | Path) -> RunPaths:
-        return cls(Path(root).expanduser().absolute())
+        return cls(absolute_path(root))
 
     @property
     def model(self) -> Path:
@@ -134,10 +134,24 @@ def load_classes(run: str | Path) -> ClassSpec:
     return ClassSpec.load(path, error=ModelError) if path.exists() else ClassSpec.voc()
 
 
+def class_difference(run: ClassSpec, dataset: ClassSpec) -> str:
+    """How the dataset's classes differ from the run's, naming which side is which; "" when they agree.
+
+    ``ClassSpec.differs`` says "2 classes vs 3", which leaves the reader to guess which is the run.
+    """
+    if not run.differs(dataset):
+        return ""
+    if len(run) != len(dataset):
+        return f"the run trained on {len(run)} classes, the dataset names {len(dataset)}"
+    i = next((i for i, (a, b) in enumerate(zip(run.names, dataset.names, strict=True)) if a != b), None)
+    if i is None:
+        return f"the run's: {run.differs(dataset)}"
+    return f"class {i} is {run.names[i]!r} in the run, {dataset.names[i]!r} in the dataset"
+
+
 def check_resumed_classes(run: str | Path, classes: ClassSpec, source: str) -> None:
     """A resumed run must see the classes it started with: its head has one output per class."""
-    saved = load_classes(run)
-    why = saved.differs(classes)
+    why = class_difference(load_classes(run), classes)
     if why:
         raise DataError(f"{source}: the dataset's classes differ from those run {RunPaths.at(run).root} started "
                         f"with ({RunPaths.at(run).classes}): {why}; resume on the same dataset or start a new run")

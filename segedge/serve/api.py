@@ -195,12 +195,17 @@ async def stream(request: Request) -> Response:
                              headers={"Cache-Control": "no-store"})
 
 
-async def fresh_frame(feed, wait_s: float = 1.0):
-    """The newest frame, waiting up to ``wait_s`` for one drawn after now when nobody was watching."""
+async def fresh_frame(feed, wait_s: float = 3.0):
+    """The newest frame, waiting up to ``wait_s`` for one drawn after now when nobody was watching.
+
+    A source that has not sent its first frame yet is waited for too, so a snapshot asked for
+    as the camera opens gets that frame rather than a 503 (a busy 2-core board draws the first
+    overlay well after the first frame is counted).
+    """
     idle = not feed.watched
     feed.watch()
     frame = feed.latest
-    if idle and feed.state == "streaming":
+    if (idle or frame is None) and feed.state in ("starting", "streaming"):
         seen = frame.seq if frame is not None else -1
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and (feed.latest is None or feed.latest.seq == seen):

@@ -195,12 +195,12 @@ class LiveFeed:
                     index, rgb, inferred = item
                     last = item
                     got += 1
+                    if got == 1:  # before the count: whoever sees a frame counted sees "streaming" too
+                        self._set("streaming", "frames flowing")
                     self.frames += 1
                     self.stats.frames.inc()
                     self.fps.tick()
                     self.stats.fps.set(self.fps.fps)
-                    if got == 1:
-                        self._set("streaming", "frames flowing")
                     drops = pipeline.capture_dropped + pipeline.inference_dropped
                     if drops > counted_drops:
                         self._count_drops(drops - counted_drops)

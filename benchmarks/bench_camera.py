@@ -44,6 +44,7 @@ from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
 from segedge.commands.predict import stream_copies  # noqa: E402
+from segedge.contract.preprocess import resize_uint8  # noqa: E402
 from segedge.edge.camera import (  # noqa: E402
     CameraOptions,
     _save_frame,
@@ -53,7 +54,6 @@ from segedge.edge.camera import (  # noqa: E402
     run_camera,
 )
 from segedge.edge.predictor import Segmenter, default_threads, load  # noqa: E402
-from segedge.preprocess import resize_uint8  # noqa: E402
 
 BOUND = 0.9  # fps >= 0.9 x 1000 / invoke p50
 SIZE = (640, 480)

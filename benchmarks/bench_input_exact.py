@@ -6,8 +6,8 @@ from a [-1, 1] calibration range). For float models, stop after scaling.
 After: resize, then hand the uint8 pixels to a uint8 input with scale 1 and zero
 point 0 as they are. A float model gets them cast to float32.
 
-Both paths run the edge's own functions (``segedge.preprocess``,
-``segedge.runtime``) on a 500x375 photo, N frames, and report the median.
+Both paths run the edge's own functions (``segedge.contract.preprocess``,
+``segedge.contract.runtime``) on a 500x375 photo, N frames, and report the median.
 
     python benchmarks/bench_input_exact.py [--size 224] [--frames 300]
 """
@@ -21,8 +21,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from segedge.preprocess import PreprocessSpec, resize_uint8, scale_pixels
-from segedge.runtime import TensorSpec, model_values, quantize, typed_input
+from segedge.contract.preprocess import PreprocessSpec, resize_uint8, scale_pixels
+from segedge.contract.runtime import TensorSpec, model_values, quantize, typed_input
 
 OLD_INT8 = TensorSpec("image", (1, -1, -1, 3), "uint8", 2.0 / 255.0, 127)
 NEW_INT8 = TensorSpec("image", (1, -1, -1, 3), "uint8", 1.0, 0)

@@ -185,10 +185,10 @@ STAGES = ("decode + orient", "resize + tensor", "invoke", "full-size mask", "cla
 def stage_table(bundle: Path, photo: Path, modes: list[str], threads: int, rounds: int,
                 artifact: str) -> list[list[str]]:
     """This checkout's predict of one photo split at its seams, in this process (median ms per stage)."""
+    from segedge.contract.preprocess import resize_uint8
     from segedge.data.images import read_upright
     from segedge.edge.postprocess import save_image, save_mask
     from segedge.edge.predictor import load
-    from segedge.preprocess import resize_uint8
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -140,7 +140,7 @@ def profile_onnx(path: str, threads: int, runs: int, warmup: int) -> dict:
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory(prefix="segedge-ops-") as tmp:
-        from segedge.runtime import ort_session_options
+        from segedge.contract.runtime import ort_session_options
 
         options = ort_session_options(ort, threads)  # exactly what the edge backend runs with
         options.enable_profiling = True

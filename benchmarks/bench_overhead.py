@@ -28,9 +28,9 @@ import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, percentile
 from segedge.bench.timing import logits_to_mask, time_invoke
-from segedge.manifest import REFERENCE_NAME, load_manifest
-from segedge.preprocess import PreprocessSpec, scale_pixels
-from segedge.runtime import OnnxBackend, TFLiteBackend, open_backend, tflite_interpreter_class
+from segedge.contract.manifest import REFERENCE_NAME, load_manifest
+from segedge.contract.preprocess import PreprocessSpec, scale_pixels
+from segedge.contract.runtime import OnnxBackend, TFLiteBackend, open_backend, tflite_interpreter_class
 
 
 def resolve(target: Path, artifact: str) -> tuple[Path, PreprocessSpec | None, np.ndarray | None]:
@@ -150,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'post-processing (finish+argmax)':<34}{post_ms:>10.3f}{100 * post_ms / bare_ms:>9.2f}%")
     print(f"harness within 5 % of bare: {'yes' if figures['within_5_pct'] else 'NO'}")
     if args.json:
-        from segedge import fileio
-
+        from segedge.util import fileio
         fileio.write_json(args.json, figures)
     return 0
 

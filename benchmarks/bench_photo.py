@@ -41,12 +41,12 @@ from photos import write_photos  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
+from segedge.contract.manifest import load_manifest  # noqa: E402
+from segedge.contract.preprocess import resize_uint8  # noqa: E402
 from segedge.data.images import mask_to_image, read_upright  # noqa: E402
 from segedge.edge.predictor import Segmenter, load  # noqa: E402
 from segedge.edge.runner import predict_files  # noqa: E402
 from segedge.edge.sources import Source, resolve_inputs  # noqa: E402
-from segedge.manifest import load_manifest  # noqa: E402
-from segedge.preprocess import resize_uint8  # noqa: E402
 
 BOUND = 1.25  # end to end <= 1.25 x the best int8 artifact's bare invoke p50
 STREAM_ROWS = ("stream one after another", "stream pipelined")

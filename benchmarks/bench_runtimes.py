@@ -18,7 +18,7 @@ How the numbers are made honest on a shared, noisy machine:
 * ``--isolate`` gives every row and round a process of its own: with 2 threads on
   2 cores, idle runtime thread pools that spin after a run (onnxruntime, XNNPACK)
   slow down whichever row runs next in a shared worker;
-* an artifact is timed through ``segedge.runtime.open_backend``'s
+* an artifact is timed through ``segedge.contract.runtime.open_backend``'s
   ``prepare -> invoke -> finish`` (float in, float logits out, the same work
   ``predict`` does); ``invoke_p50_ms`` is the runtime alone;
 * ``agree`` is argmax agreement with the Keras fp32 model on the timed batch:
@@ -158,8 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def realistic_images(count: int, size: int, seed: int) -> np.ndarray:
     """uint8 (N, S, S, 3): the synthetic VOC generator's scenes (textured background, shapes), resized."""
+    from segedge.contract.preprocess import PreprocessSpec, resize_uint8
     from segedge.data.synth import make_sample
-    from segedge.preprocess import PreprocessSpec, resize_uint8
 
     rng = np.random.default_rng(seed)
     spec = PreprocessSpec(size, size)
@@ -167,7 +167,7 @@ def realistic_images(count: int, size: int, seed: int) -> np.ndarray:
 
 
 def scale(pixels: np.ndarray, scaling: str = "mobilenet") -> np.ndarray:
-    from segedge.preprocess import SCALING_CONSTANTS
+    from segedge.contract.preprocess import SCALING_CONSTANTS
 
     factor, offset = SCALING_CONSTANTS[scaling]
     return (pixels.astype(np.float32) * np.float32(factor) + np.float32(offset)).astype(np.float32)
@@ -329,7 +329,7 @@ def build_synthetic(args, workdir: Path) -> dict:
 
 
 def bundle_plan(args) -> dict:
-    from segedge.manifest import load_manifest, verify_artifact_file
+    from segedge.contract.manifest import load_manifest, verify_artifact_file
 
     bundle = Path(args.bundle)
     manifest = load_manifest(bundle)
@@ -394,7 +394,7 @@ class _Keras:
 
 class _Artifact:
     def __init__(self, path: str, threads: int) -> None:
-        from segedge.runtime import open_backend
+        from segedge.contract.runtime import open_backend
 
         self.backend = open_backend(path, threads=threads)
         shape = self.backend.input.shape

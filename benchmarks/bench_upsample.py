@@ -7,16 +7,16 @@ together with the bare runtime call (``backend.invoke``, the input already
 prepared), so load on a shared machine hits every row alike:
 
 * ``pil``: each class plane resized by PIL (mode "F"), then argmax: what
-  ``segedge.upsample`` did before the block-wise mask, and the reference for "equal";
+  ``segedge.contract.upsample`` did before the block-wise mask, and the reference for "equal";
 * ``numpy``: the same bilinear weights as two dense matrix products
   (``Wy @ plane @ Wx.T`` for all classes at once), then argmax;
 * ``cv2``: ``cv2.resize(INTER_LINEAR)`` on the (h, w, C) logit planes, then
   argmax (only when OpenCV is importable; it is the optional camera extra);
-* ``block``: ``segedge.upsample.upsampled_argmax``: the model-size argmax,
+* ``block``: ``segedge.contract.upsample.upsampled_argmax``: the model-size argmax,
   enlarged, where a pixel's 2x2 source taps agree, and bilinear logits of the
   classes that can win only where they do not;
-* ``default``: ``segedge.upsample.full_size_mask`` as predict runs it: ``block``
-  unless ``segedge.upsample.MaskCost`` predicts enlarging every plane is
+* ``default``: ``segedge.contract.upsample.full_size_mask`` as predict runs it: ``block``
+  unless ``segedge.contract.upsample.MaskCost`` predicts enlarging every plane is
   cheaper for this image (many mixed blocks), then ``cv2`` when importable,
   else ``pil``;
 * ``mask``: argmax at model size, then nearest (``--upsample mask``), for scale.
@@ -51,9 +51,9 @@ from photos import write_photos  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
+from segedge.contract.preprocess import Placement, resize_uint8  # noqa: E402
+from segedge.contract.upsample import _taps, full_size_mask, resize_logits, upsampled_argmax  # noqa: E402
 from segedge.edge.predictor import default_threads, load  # noqa: E402
-from segedge.preprocess import Placement, resize_uint8  # noqa: E402
-from segedge.upsample import _taps, full_size_mask, resize_logits, upsampled_argmax  # noqa: E402
 
 BOUND = 0.15  # the target: the full-size mask costs at most 15 % of int8 inference per frame
 

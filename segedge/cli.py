@@ -14,8 +14,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from segedge import __version__
 from segedge.commands import data, print_error
-from segedge.errors import EXIT_INTERRUPTED
-from segedge.quiet import QuietStderr
+from segedge.util.errors import EXIT_INTERRUPTED
+from segedge.util.quiet import QuietStderr
 
 
 def usage_line(exc: typer.TyperException) -> str:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge import fileio
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
+from segedge.contract.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels
 from segedge.data.splits import make_split
 from segedge.data.voc import VocDataset
-from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels
+from segedge.util import fileio
 
 TINY_SIZE = 64
 TINY_CALIB = 8
@@ -107,8 +107,8 @@ def micro_run(synth_root: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def micro_bundle(micro_run: Path, tmp_path_factory) -> Path:
     """``micro_run`` exported to TFLite fp32/int8 and ONNX fp32 (a few seconds); read-only by convention."""
+    from segedge.contract.targets import parse_targets
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     out = tmp_path_factory.mktemp("micro_bundle") / "bundle"
     export_bundle(micro_run, out, parse_targets("fp32,int8,onnx"), calib=2, eval_count=2)
@@ -125,8 +125,8 @@ def tiny_run(synth_root: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run: Path, tmp_path_factory) -> Path:
     """``tiny_run`` exported to all six targets (calib 8, eval 6); read-only by convention."""
+    from segedge.contract.targets import parse_targets
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     out = tmp_path_factory.mktemp("export_bundle") / "bundle"
     export_bundle(tiny_run, out, parse_targets("all"), calib=TINY_CALIB, eval_count=TINY_EVAL)

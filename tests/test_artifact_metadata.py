@@ -1,7 +1,7 @@
 """Issue 16, item 6: labels, palette, void, outputs and pre-processing live inside every artifact.
 
 Read back with the edge's reader (``flatbuffers`` for TFLite, onnxruntime for
-ONNX; no TensorFlow), compared with ``segedge.labels`` (the independent
+ONNX; no TensorFlow), compared with ``segedge.contract.labels`` (the independent
 source of VOC's names and colours) and with the manifest written beside it.
 """
 
@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segedge import metadata
 from segedge.cli import app
+from segedge.contract import metadata
+from segedge.contract.labels import PALETTE, VOC_CLASSES, VOID
+from segedge.contract.manifest import load_manifest
+from segedge.contract.runtime import open_backend
 from segedge.edge.predictor import load
-from segedge.errors import ModelError
-from segedge.labels import PALETTE, VOC_CLASSES, VOID
-from segedge.manifest import load_manifest
-from segedge.runtime import open_backend
+from segedge.util.errors import ModelError
 
 
 def invoke(*args: object):
@@ -57,8 +57,7 @@ def test_every_artifact_carries_the_labels_palette_and_preprocessing(tiny_bundle
         assert (pre["height"], pre["width"]) == (info.input.shape[1], info.input.shape[2])
         assert pre["input"] == "pixels" and pre["scaling"] == manifest.preprocess.scaling
         # the manifest's hash covers the embedded metadata (embedded before hashing)
-        from segedge import fileio
-
+        from segedge.util import fileio
         assert fileio.sha256_file(tiny_bundle / info.file) == info.sha256
 
 

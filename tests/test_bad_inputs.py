@@ -5,7 +5,7 @@
 bundle (``Env`` copies them into ``tmp_path`` on first use) and returns the
 CLI arguments to run. The test then runs ``segedge`` in-process and checks:
 
-- the exit code is ``expect_exit`` (``segedge.errors``: 2 config/usage,
+- the exit code is ``expect_exit`` (``segedge.util.errors``: 2 config/usage,
   3 data, 4 model, 7 parity gate, 8 output);
 - every ``must_contain`` string is in the output (templates: ``{first}`` is
   the first training id of the synthetic dataset); the offending file or value
@@ -39,9 +39,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segedge import fileio, outputs
 from segedge.cli import app
 from segedge.data.voc import VocDataset
+from segedge.util import fileio, outputs
 
 runner = CliRunner()
 
@@ -57,9 +57,9 @@ def bundles(micro_run: Path, synth_root: Path, tmp_path_factory) -> dict[str, Pa
     pytest.importorskip("tensorflow")
     from fixtures_export import micro_model, write_run
 
+    from segedge.contract.targets import parse_targets
     from segedge.data.synth import SynthConfig, generate
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     base = tmp_path_factory.mktemp("bad_input_bundles")
     run96 = write_run(synth_root, base / "run96", micro_model(96), image_size=96)

@@ -20,11 +20,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segedge import fileio
 from segedge.bench.report import SCHEMA_VERSION
 from segedge.bench.run import ROW_KEYS
 from segedge.cli import app
-from segedge.manifest import load_manifest
+from segedge.contract.manifest import load_manifest
+from segedge.util import fileio
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1", "--e2e-images", "2", "--gallery", "2"]
 # The healthy bundle is benched under the DEFAULT agreement bound (0.98 of pixels) for every artifact.
@@ -146,7 +146,7 @@ def _upright_originals(bundle: Path) -> tuple[list[np.ndarray], list[np.ndarray]
 
     from PIL import ImageOps
 
-    from segedge.reference import Reference
+    from segedge.contract.reference import Reference
 
     ref = Reference.load(bundle / "reference.npz")
     images = [np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(b))).convert("RGB")) for b in ref.originals]
@@ -279,7 +279,7 @@ def test_shuffled_keras_reference_fails_the_gate_after_writing_the_report(tiny_b
 
 def _scramble_int8_weights(path: Path) -> int:
     """Overwrite the model's large int8 constant tensors in place; the flatbuffer stays valid."""
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.runtime import tflite_interpreter_class
 
     interpreter = tflite_interpreter_class()(model_path=str(path))
     interpreter.allocate_tensors()

@@ -16,7 +16,7 @@ from segedge.bench.child import ChildJob
 from segedge.bench.machine import cpu_temperature, cpu_temperatures, heat_state, throttled
 from segedge.bench.run import BenchConfig, run_bench
 from segedge.bench.timing import time_invoke
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 pytest.importorskip("ai_edge_litert")
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from segedge.bench.profile import summarize_onnx, tflite_plan, timed_node_events
 from segedge.bench.timing import throughput_fps, time_invoke
 from segedge.cli import app
-from segedge.manifest import load_manifest
+from segedge.contract.manifest import load_manifest
 
 FAST = ["--runs", "3", "--warmup", "1", "--threads", "1", "--e2e-images", "1", "--gallery", "0", "--no-keras",
         "--max-miou-drop", "5", "--no-plot"]

@@ -11,7 +11,7 @@ from segedge.bench.gallery import choose_images, outline
 from segedge.bench.gate import GateBounds, evaluate_gate, parse_min_agreement
 from segedge.bench.run import parse_threads
 from segedge.bench.stats import mean, percentile, std, summarize_ns
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 
 @pytest.mark.parametrize(("p", "expected"), [(0, 1.0), (25, 1.75), (50, 2.5), (90, 3.7), (99, 3.97), (100, 4.0)])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from segedge.manifest import load_manifest
+from segedge.contract.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIMES_HEAD = ["artifact", "runtime", "batch", "threads", "p50 ms", "p90 ms", "min ms", "invoke p50", "x keras",

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 import segedge.edge.postprocess as postprocess
+from segedge.contract.labels import VOC_CLASSES, VOID
 from segedge.data import read_mask
 from segedge.data.images import mask_to_image
 from segedge.edge.postprocess import class_fractions, overlay, save_image, save_mask
-from segedge.labels import VOC_CLASSES, VOID
 
 
 def scene(width: int, height: int, seed: int) -> tuple[Image.Image, np.ndarray]:

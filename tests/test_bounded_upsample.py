@@ -7,11 +7,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import segedge.upsample as upsample
-import segedge.upsample_blocks as upsample_blocks
-from segedge.preprocess import Placement
-from segedge.runtime import TensorSpec, dequantize
-from segedge.upsample import full_size_mask, resize_logits, upsampled_argmax
+import segedge.contract.upsample as upsample
+import segedge.contract.upsample_blocks as upsample_blocks
+from segedge.contract.preprocess import Placement
+from segedge.contract.runtime import TensorSpec, dequantize
+from segedge.contract.upsample import full_size_mask, resize_logits, upsampled_argmax
 
 WHOLE = 1 << 40  # a band larger than any output here: one band, the unbanded mask
 WAYS = {"by rows": 1, "flat": 1 << 30}  # ROWS_WAY_FROM: every band mixed row by row, or every band flat

@@ -20,9 +20,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segedge.cli import app
-from segedge.errors import ConfigError
-from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels, unscale_pixels
+from segedge.contract.preprocess import PreprocessSpec, resize_mask, resize_uint8, scale_pixels, unscale_pixels
 from segedge.train.config import make_config, parse_image_size
+from segedge.util.errors import ConfigError
 
 MEAN = (123.675, 116.28, 103.53)  # ImageNet, pixel units (torchvision's values x 255)
 STD = (58.395, 57.12, 57.375)
@@ -177,7 +177,7 @@ def test_byo_needs_data_and_run_folders_refuse_byo_options(small_keras, micro_ru
 
 def test_export_resize_letterbox_pads_the_reference_inputs(micro_run, tmp_path):
     """``export --resize letterbox`` on a stretch run: the bundle (and its reference set) letterbox."""
-    from segedge.reference import Reference
+    from segedge.contract.reference import Reference
 
     bundle = tmp_path / "bundle"
     result = cli("export", micro_run, "--out", bundle, "--format", "fp32", "--eval-images", "4",
@@ -251,8 +251,8 @@ def test_byo_on_a_voc_folder_calibrates_on_train_and_scores_val_masks(synth_root
     pytest.importorskip("tensorflow")
     import keras
 
+    from segedge.contract.labels import VOC_CLASSES
     from segedge.data.voc import VocDataset
-    from segedge.labels import VOC_CLASSES
 
     keras.utils.set_random_seed(2)
     inputs = keras.Input((64, 64, 3))

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from segedge.edge.camera import CameraOptions, is_live, run_camera
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 cv2 = pytest.importorskip("cv2")
 

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segedge.classes import ClassSpec
 from segedge.cli import app
+from segedge.contract.classes import ClassSpec
 from segedge.data import open_dataset
 from segedge.data.images import mask_to_image, read_mask
-from segedge.errors import DataError, ModelError
+from segedge.util.errors import DataError, ModelError
 
 # The VOC devkit's first colours (labelcolormap), written out, not computed.
 VOC_FIRST = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0)]

@@ -7,7 +7,7 @@ simulated by a ``sitecustomize`` module on ``PYTHONPATH`` that makes chosen
 modules unimportable (``ModuleNotFoundError``, as when a package is absent):
 being on ``PYTHONPATH`` it also applies to the fresh processes bench starts per
 artifact. The documented codes (``/work/notes/errors-docs.md`` -> README) are
-written out below, not read from ``segedge.errors``, so a changed code fails.
+written out below, not read from ``segedge.util.errors``, so a changed code fails.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ def test_export_says_when_calib_and_eval_exceed_the_split(micro_run, tmp_path):
     from typer.testing import CliRunner
 
     from segedge.cli import app
-    from segedge.manifest import load_manifest
+    from segedge.contract.manifest import load_manifest
 
     split = json.loads((micro_run / "split.json").read_text())
     held_out_name = "test" if split["test"] else "val"

@@ -16,8 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segedge.cli import app
-from segedge.errors import ConfigError
-from segedge.targets import parse_one_name, parse_targets, split_names
+from segedge.contract.targets import parse_one_name, parse_targets, split_names
+from segedge.util.errors import ConfigError
 
 # command -> (new names that --help must list, old names it must not)
 HELP = {
@@ -155,8 +155,8 @@ def test_default_artifact_is_the_runtimes_int8_then_its_fp32(tiny_bundle, tmp_pa
     """The documented rule, checked by taking each expected choice away in turn (files only, nothing runs)."""
     import shutil
 
+    from segedge.contract.manifest import load_manifest
     from segedge.edge.artifacts import choose_artifact
-    from segedge.manifest import load_manifest
 
     shutil.copy2(tiny_bundle / "manifest.json", tmp_path / "manifest.json")
     manifest = load_manifest(tmp_path)

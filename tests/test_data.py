@@ -8,7 +8,7 @@ from segedge.data import VocDataset, make_split
 from segedge.data.check import check_dataset
 from segedge.data.splits import Split, seed_counts
 from segedge.data.synth import SynthConfig, generate
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 
 def test_reader_reads_pairs_of_matching_size(synth_root):

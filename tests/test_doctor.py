@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from segedge.bench import doctor
 from segedge.cli import app
-from segedge.errors import EdgeUnavailableError, MissingExtraError
+from segedge.util.errors import EdgeUnavailableError, MissingExtraError
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("ai_edge_litert")

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segedge.contract.manifest import load_manifest
 from segedge.data.voc import VocDataset
 from segedge.edge.predictor import Segmenter, load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
-from segedge.errors import ConfigError
-from segedge.manifest import load_manifest
+from segedge.util.errors import ConfigError
 
 ORIENTATION = 0x0112  # EXIF tag
 

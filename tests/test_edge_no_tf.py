@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     import segedge.edge
     # The edge stage, plus the runtime module it runs artifacts with (shared with bench and export).
     modules = sorted([m.name for m in pkgutil.walk_packages(segedge.edge.__path__, "segedge.edge.")]
-                     + ["segedge.runtime"])
+                     + ["segedge.contract.runtime"])
     for name in modules:
         importlib.import_module(name)
     import segedge.commands.predict
@@ -73,7 +73,7 @@ def _write_clip(path: Path) -> bool:
 
 def test_predict_runs_with_tensorflow_blocked(tiny_bundle, tmp_path):
     """Without OpenCV only the --camera runs are left out; images and folders are always checked."""
-    from segedge.manifest import load_manifest
+    from segedge.contract.manifest import load_manifest
 
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
@@ -92,4 +92,4 @@ def test_predict_runs_with_tensorflow_blocked(tiny_bundle, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-2000:]
     modules = json.loads(result.stdout.strip().splitlines()[-1])["modules"]
-    assert {"segedge.edge.predictor", "segedge.runtime", "segedge.edge.camera"} <= set(modules)
+    assert {"segedge.edge.predictor", "segedge.contract.runtime", "segedge.edge.camera"} <= set(modules)

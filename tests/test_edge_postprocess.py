@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segedge.contract.labels import NUM_CLASSES, PALETTE, VOC_CLASSES, VOID
 from segedge.data import read_mask
 from segedge.edge.postprocess import class_fractions, logits_to_masks, overlay, save_image, save_mask
-from segedge.labels import NUM_CLASSES, PALETTE, VOC_CLASSES, VOID
 
 
 def test_extra_void_output_becomes_255():

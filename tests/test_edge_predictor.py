@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segedge.contract.manifest import load_manifest
+from segedge.contract.runtime import TensorSpec, quantize
 from segedge.edge.predictor import default_threads, load
-from segedge.errors import ConfigError, ModelError
-from segedge.manifest import load_manifest
-from segedge.runtime import TensorSpec, quantize
+from segedge.util.errors import ConfigError, ModelError
 
 BACKENDS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
 
@@ -139,7 +139,7 @@ def test_quantize_saturates_with_a_nonzero_zero_point():
 def test_python_api_one_liner(tiny_bundle):
     from segedge.edge import load as api_load
 
-    seg = api_load(tiny_bundle / "model_int8.tflite")  # the file name segedge.targets gives the int8 TFLite
+    seg = api_load(tiny_bundle / "model_int8.tflite")  # the file name segedge.contract.targets gives the int8 TFLite
     mask = seg.predict(odd_image(40, 30))
     assert mask.shape == (30, 40)
     assert seg.predict(np.asarray(odd_image(40, 30))).shape == (30, 40)  # an RGB array works too
@@ -237,8 +237,8 @@ def test_letterbox_manifest_restores_the_original_size(tiny_bundle, tmp_path):
     edit_manifest(bundle, lambda d: d["preprocess"].update(resize="letterbox"))
     # The file's embedded metadata must say so too (a manifest alone that disagrees with it is refused).
     pytest.importorskip("tensorflow")
-    from segedge import fileio, metadata
-
+    from segedge.contract import metadata
+    from segedge.util import fileio
     model = bundle / load_manifest(bundle).artifacts[name].file
     document = metadata.read_artifact(model)
     document["preprocess"]["resize"] = "letterbox"

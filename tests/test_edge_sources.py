@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from segedge.edge.sources import resolve_inputs
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 
 def make_tree(root: Path) -> Path:

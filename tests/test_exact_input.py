@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segedge.contract.manifest import load_manifest
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.contract.runtime import dequantize, open_backend
 from segedge.export.calibration import CalibrationSource
-from segedge.manifest import load_manifest
-from segedge.preprocess import PreprocessSpec
-from segedge.runtime import dequantize, open_backend
 
 
 def all_levels(height: int, width: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def _edge_tensor(bundle: Path, name: str):
 
 def test_tflite_int8_first_convolution_sees_every_level(tiny_bundle: Path):
     """The quantized input tensor holds p, and so does the tensor the first convolution reads."""
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.runtime import tflite_interpreter_class
 
     info, pixels, tensor, input_spec = _edge_tensor(tiny_bundle, "int8")
     assert tensor.dtype == np.dtype(input_spec.dtype)

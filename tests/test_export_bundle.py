@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge import fileio
+from segedge.contract.labels import VOC_CLASSES
+from segedge.contract.manifest import SCHEMA_VERSION, Manifest, load_manifest, verify_artifact_file
+from segedge.contract.metrics import agreement
+from segedge.contract.preprocess import scale_pixels
+from segedge.contract.runtime import open_backend
+from segedge.contract.targets import TARGETS
 from segedge.data.splits import Split
 from segedge.export.reference import Reference
-from segedge.labels import VOC_CLASSES
-from segedge.manifest import SCHEMA_VERSION, Manifest, load_manifest, verify_artifact_file
-from segedge.metrics import agreement
-from segedge.preprocess import scale_pixels
-from segedge.runtime import open_backend
-from segedge.targets import TARGETS
+from segedge.util import fileio
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +122,8 @@ def test_tflite_graph_has_a_fixed_batch_and_no_shape_arithmetic(tiny_bundle, man
     """A dynamic batch adds SHAPE/STRIDED_SLICE/PACK per transposed conv and leaves XNNPACK (design.md)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from segedge.contract.targets import TARGETS
     from segedge.export.graph import rewrite_plan
-    from segedge.targets import TARGETS
 
     interpreter = Interpreter(model_path=str(tiny_bundle / manifest.artifacts[name].file))
     op_list = [op["op_name"] for op in interpreter._get_ops_details()]

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from segedge import fileio
 from segedge.cli import app
-from segedge.errors import ExportError, ModelError
-from segedge.manifest import load_manifest
-from segedge.targets import parse_targets
+from segedge.contract.manifest import load_manifest
+from segedge.contract.targets import parse_targets
+from segedge.util import fileio
+from segedge.util.errors import ExportError, ModelError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -102,7 +102,7 @@ KILLED_EXPORT = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import segedge.export.bundle as bundle
-    from segedge.targets import parse_targets
+    from segedge.contract.targets import parse_targets
 
     def hang(*args, **kwargs):
         Path(sys.argv[3]).write_text("converting")

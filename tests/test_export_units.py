@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from segedge.commands.export import resolve_formats
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.contract.targets import parse_targets
 from segedge.data.splits import Split
-from segedge.errors import ConfigError, ExportError, ModelError
 from segedge.export.calibration import CalibrationSource, OrtCalibrationReader, load_calibration, pick_ids
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
 from segedge.export.reference import reference_split
 from segedge.export.run import open_run
-from segedge.preprocess import PreprocessSpec
-from segedge.targets import parse_targets
+from segedge.util.errors import ConfigError, ExportError, ModelError
 
 SPEC = PreprocessSpec(32, 32, "mobilenet")
 

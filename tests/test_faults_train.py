@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from segedge import fileio
 from segedge.train.rundir import RunPaths, load_state, read_history
+from segedge.util import fileio
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow

@@ -41,10 +41,10 @@ from segedge.data.sbd import train_aug_ids
 from segedge.data.splits import make_split
 from segedge.data.synth import SynthConfig, generate
 from segedge.data.voc import VocDataset
-from segedge.errors import OutputError
 from segedge.train import model as model_module
 from segedge.train.config import make_config
 from segedge.train.pipeline import build_split
+from segedge.util.errors import OutputError
 
 REPO = Path(__file__).resolve().parents[1]
 VOC_IDS = [f"synth_{i:06d}" for i in range(12)]  # synth: the last round(12 * 0.4) = 5 are val
@@ -458,7 +458,7 @@ def test_sbd_needs_a_voc_folder_first(tmp_path):
 
 
 def test_train_aug_split_without_sbd_says_how_to_get_it(voc_source):
-    from segedge.errors import DataError
+    from segedge.util.errors import DataError
 
     with pytest.raises(DataError, match="segedge data fetch sbd"):
         make_split(VocDataset.open(voc_source), "train_aug")
@@ -609,7 +609,7 @@ def test_cli_names_match_the_source_registry():
 def test_sbd_mat_files_that_are_not_class_masks_are_named(tmp_path):
     sio = pytest.importorskip("scipy.io")
     from segedge.data.sbd import read_cls_mat
-    from segedge.errors import DataError
+    from segedge.util.errors import DataError
 
     sio.savemat(tmp_path / "inst.mat", {"GTinst": {"Segmentation": np.zeros((4, 4), np.uint8)}})
     sio.savemat(tmp_path / "labels.mat", {"GTcls": {"Segmentation": np.full((4, 4), 40, np.uint8)}})
@@ -625,7 +625,7 @@ def test_sbd_mat_files_that_are_not_class_masks_are_named(tmp_path):
 def test_sbd_without_scipy_names_the_extra_before_downloading(served, voc_source, tmp_path, monkeypatch):
     import importlib
 
-    from segedge.errors import MissingExtraError
+    from segedge.util.errors import MissingExtraError
 
     def no_scipy(name, *args, **kwargs):
         if name.split(".")[0] == "scipy":

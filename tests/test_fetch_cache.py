@@ -20,7 +20,7 @@ from test_fetch import _cli, _error_lines, _leftovers, _register
 from segedge.data import download as download_module
 from segedge.data.check import check_dataset
 from segedge.data.download import MARKER, cache_dir, discard, owns
-from segedge.errors import ConfigError, OutputError
+from segedge.util.errors import ConfigError, OutputError
 
 NAME = "VOCtrainval_11-May-2012.tar"
 # test_fetch's local server, private caches and synthetic VOC tar

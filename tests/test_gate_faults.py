@@ -28,9 +28,9 @@ from PIL import Image
 from segedge.bench import child
 from segedge.bench import run as bench_run
 from segedge.bench.run import BenchConfig, run_bench
+from segedge.contract.preprocess import ResizeMode
 from segedge.data.voc import VocDataset
-from segedge.errors import ModelError, SegedgeError
-from segedge.preprocess import ResizeMode
+from segedge.util.errors import ModelError, SegedgeError
 
 FLOAT = ["fp32", "onnx"]  # float artifacts: Keras arithmetic up to rounding, default bounds hold by construction
 INT8 = ["int8", "onnx-int8"]  # asserted only against faults that change (nearly) every pixel by construction
@@ -55,8 +55,8 @@ def proof_data(synth_root: Path, tiny_run: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def proof_bundle(tiny_run: Path, proof_data: Path, tmp_path_factory) -> Path:
+    from segedge.contract.targets import parse_targets
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     out = tmp_path_factory.mktemp("proof_bundle") / "bundle"
     export_bundle(tiny_run, out, parse_targets("fp32,onnx,int8,onnx-int8"), calib=8, eval_count=EVAL,
@@ -89,7 +89,7 @@ def assert_fails_naming_each(result, formats: list[str] = FLOAT) -> None:
 
 
 def test_reference_set_holds_originals_and_full_size_masks(proof_bundle, proof_data):
-    from segedge.reference import Reference
+    from segedge.contract.reference import Reference
 
     ref = Reference.load(proof_bundle / "reference.npz")
     dataset = VocDataset.open(proof_data)
@@ -184,7 +184,7 @@ def test_swapped_resize_mode_fails(proof_bundle, in_process, monkeypatch):
 
 def test_wrong_scaling_fails(proof_bundle, in_process, monkeypatch):
     """The classic 'divide by 255' on the device: the models take pixels 0..255 (their scaling is inside)."""
-    import segedge.runtime as runtime
+    import segedge.contract.runtime as runtime
 
     original = runtime.model_values
 
@@ -206,7 +206,7 @@ def test_bgr_channel_order_fails(proof_bundle, in_process, monkeypatch):
 
 
 def _two_busiest_classes(bundle: Path) -> tuple[int, int]:
-    from segedge.reference import Reference
+    from segedge.contract.reference import Reference
 
     ref = Reference.load(bundle / "reference.npz")
     counts = np.bincount(np.concatenate([k.ravel() for k in ref.keras_full]), minlength=256)[:21]
@@ -247,7 +247,7 @@ def test_class_order_edited_in_the_manifest_fails(proof_bundle, in_process, tmp_
 def test_class_order_edited_in_manifest_and_metadata_is_caught_by_the_reference_set(proof_bundle, in_process,
                                                                                     tmp_path, monkeypatch):
     """The gate's own check: labels recorded in reference.npz at export, not only those embedded in the files."""
-    import segedge.metadata as metadata
+    import segedge.contract.metadata as metadata
 
     bundle = Path(shutil.copytree(proof_bundle, tmp_path / "bundle"))
     data = json.loads((bundle / "manifest.json").read_text())
@@ -271,7 +271,7 @@ def _fault_on_data_images(monkeypatch, faulty: set[str]) -> None:
     fresh). Every non-void pixel then differs from the Keras mask by
     construction, while the reference set's masks stay healthy.
     """
-    from segedge.reference import flatten
+    from segedge.contract.reference import flatten
 
     original = bench_run.run_child
 

@@ -1,7 +1,7 @@
 import numpy as np
 
+from segedge.contract.labels import NUM_CLASSES, PALETTE, VOC_CLASSES, VOID, flat_palette
 from segedge.data.images import mask_to_image, read_mask
-from segedge.labels import NUM_CLASSES, PALETTE, VOC_CLASSES, VOID, flat_palette
 
 
 def test_voc_classes_and_palette_match_the_devkit():

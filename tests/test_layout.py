@@ -1,10 +1,18 @@
-"""The package layout as rules: which stage may import which, no heavy imports on the device side, small modules.
+"""The package layout as rules: which part may import which, no heavy imports on the device side, small modules.
 
-Stages run data -> train -> export -> edge -> bench (quant sits beside export). A stage may import
-the stages before it that it needs, never one after it, so the edge install (LiteRT/onnxruntime,
-no TensorFlow) can ship ``edge`` without the rest. Modules directly under ``segedge/`` (errors,
-targets, manifest, preprocess, runtime, ...) are the shared base every stage may use; they import no
-stage. Every import is read with ``ast``: top-level ones and those inside functions alike.
+``ls segedge/`` shows three kinds of package:
+
+* the stages, run data -> train -> export -> edge -> bench (quant beside export, serve on top of
+  edge, commands on top of all). A stage may import the stages before it that it needs, never
+  one after it, so the edge install (LiteRT/onnxruntime, no TensorFlow) can ship ``edge`` alone.
+* ``contract``: what defines and runs a bundle (manifest, metadata, reference set, pre-processing,
+  upsampling, runtime, targets, classes, labels, metrics). export writes what it defines; edge and
+  bench read it. It imports only ``util`` and itself, never a stage.
+* ``util``: errors, output folders, atomic files, progress, plots, optional extras. It imports
+  nothing of segedge but itself.
+
+``cli.py`` is the top and may import anything. Every import is read with ``ast``: top-level ones
+and those inside functions alike.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segedge"
 STAGES = ("data", "train", "export", "edge", "bench", "quant", "serve", "commands")
+# the layers under every stage -> the layers each may import besides itself
+LAYERS: dict[str, set[str]] = {"contract": {"util"}, "util": set()}
 HEAVY = ("tensorflow", "keras", "tf2onnx", "tf_keras")
 MAX_LINES = 350
 
@@ -70,6 +80,11 @@ def stage_of(module: str) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0] == "segedge" and parts[1] in STAGES else None
 
 
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) >= 2 and parts[0] == "segedge" and parts[1] in LAYERS else None
+
+
 def modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
@@ -87,18 +102,41 @@ def test_stages_import_only_the_stages_before_them():
     for path in modules():
         here = module_name(path)
         stage = stage_of(here)
+        if stage is None:
+            continue
         for target in imports(path):
             other = stage_of(target)
-            if stage is None:  # a shared base module (or cli.py, the top)
-                if other is not None and here != "segedge.cli":
-                    wrong.append(f"{here} (shared base) imports {target}")
-                continue
             if other is None or other == stage or other in MAY_IMPORT[stage]:
                 continue
             if any(here == a and (target == b or target.startswith(b + ".")) for a, b in EXCEPTIONS):
                 continue
             wrong.append(f"{here} ({stage}) imports {target} ({other})")
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_contract_and_util_import_no_stage_and_util_imports_no_contract():
+    wrong = []
+    for path in modules():
+        here = module_name(path)
+        layer = layer_of(here)
+        if layer is None:
+            continue
+        for target in imports(path):
+            if not target.startswith("segedge.") or target.split(".")[1] == "__version__":
+                continue
+            other = layer_of(target)
+            if other == layer or other in LAYERS[layer]:
+                continue
+            wrong.append(f"{here} ({layer}) imports {target}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_only_the_packages_and_the_cli_lie_directly_under_segedge():
+    """A new shared module goes into contract/ or util/, so ls segedge/ keeps showing the layout."""
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in {"__init__.py", "cli.py"})
+    assert not loose, loose
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert packages == sorted([*STAGES, *LAYERS]), packages
 
 
 def test_the_keras_exception_is_still_needed():

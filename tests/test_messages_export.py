@@ -29,8 +29,8 @@ def test_int8_stem_pads_the_pixels_with_127(micro_bundle):
     pytest.importorskip("ai_edge_litert", reason="reads a TFLite file: needs segedge[edge]")
     from ai_edge_litert.interpreter import OpResolverType
 
-    from segedge.manifest import load_manifest
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.manifest import load_manifest
+    from segedge.contract.runtime import tflite_interpreter_class
 
     manifest = load_manifest(micro_bundle)
     size = manifest.preprocess.height

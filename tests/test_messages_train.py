@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import segedge
-from segedge.classes import ClassSpec
-from segedge.errors import user_path
+from segedge.contract.classes import ClassSpec
+from segedge.util.errors import user_path
 
 REPO = Path(segedge.__file__).resolve().parents[1]
 PROCESS_TIMEOUT_S = 300  # one tiny training process, start to finish, on a busy 2-core machine
@@ -66,12 +66,12 @@ def test_class_mismatch_says_which_side_is_the_run():
 
 def test_export_class_mismatch_line_names_the_run_and_the_dataset(synth_root: Path, tmp_path: Path):
     """export's "(2 classes vs 3)" did not say which was the run's."""
-    from segedge import fileio
+    from segedge.contract.preprocess import PreprocessSpec
     from segedge.data.splits import make_split
     from segedge.data.voc import VocDataset
-    from segedge.errors import DataError
     from segedge.export.run import open_run
-    from segedge.preprocess import PreprocessSpec
+    from segedge.util import fileio
+    from segedge.util.errors import DataError
 
     run = tmp_path / "run"
     run.mkdir()

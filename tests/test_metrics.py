@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from segedge.metrics import agreement, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from segedge.contract.metrics import agreement, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 
 def test_hand_computed_miou_ignores_void_and_absent_classes():

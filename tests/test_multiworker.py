@@ -203,8 +203,8 @@ def test_workers_option_writes_tf_config_and_roles() -> None:
     ("h:1,h:2", 2, "out of range"),
 ])
 def test_bad_workers_option_is_one_config_error(spec: str, index: int | None, words: str) -> None:
-    from segedge.errors import ConfigError
     from segedge.train.distribute import parse_workers
+    from segedge.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match=words) as caught:
         parse_workers(spec, index)
@@ -212,8 +212,8 @@ def test_bad_workers_option_is_one_config_error(spec: str, index: int | None, wo
 
 
 def test_bad_tf_config_is_one_config_error() -> None:
-    from segedge.errors import ConfigError
     from segedge.train.distribute import cluster_from_env
+    from segedge.util.errors import ConfigError
 
     for raw in ("{not json", json.dumps({"cluster": {"worker": ["h:1"]}}),
                 json.dumps({"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "ps", "index": 0}})):
@@ -246,8 +246,8 @@ def _tf_config(cluster: dict, task_type: str = "worker", index: object = 0) -> s
     (json.dumps(["a:1"]), "is not a JSON object"),
 ])
 def test_tf_config_mistakes_are_one_line_naming_the_key(raw: str, words: str) -> None:
-    from segedge.errors import ConfigError
     from segedge.train.distribute import cluster_from_env
+    from segedge.util.errors import ConfigError
 
     with pytest.raises(ConfigError, match=words) as caught:
         cluster_from_env({"TF_CONFIG": raw})

@@ -26,8 +26,9 @@ def run_blocked(code: str) -> subprocess.CompletedProcess:
 def test_light_modules_import_with_tensorflow_blocked():
     result = run_blocked(
         """
-        import segedge.cli, segedge.data, segedge.labels, segedge.preprocess, segedge.manifest
-        import segedge.metrics, segedge.targets, segedge.data.synth, segedge.data.check
+        import segedge.cli, segedge.data, segedge.contract.labels, segedge.contract.preprocess
+        import segedge.contract.manifest
+        import segedge.contract.metrics, segedge.contract.targets, segedge.data.synth, segedge.data.check
         import sys
         assert not any(m.split(".")[0] in {"tensorflow", "keras", "tf2onnx"} for m in sys.modules)
         """

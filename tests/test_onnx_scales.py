@@ -11,10 +11,10 @@ pytest.importorskip("onnxruntime.quantization")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from segedge.contract.preprocess import PreprocessSpec  # noqa: E402
 from segedge.export.calibration import CalibrationSource  # noqa: E402
 from segedge.export.onnx import quantize_onnx  # noqa: E402
 from segedge.export.onnx_scales import concat_groups, shared_range_overrides  # noqa: E402
-from segedge.preprocess import PreprocessSpec  # noqa: E402
 
 SIZE = 8
 

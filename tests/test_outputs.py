@@ -1,4 +1,4 @@
-"""Nothing a user owns is ever deleted: the output-folder rule (``segedge.outputs``) through the real CLI.
+"""Nothing a user owns is ever deleted: the output-folder rule (``segedge.util.outputs``) through the real CLI.
 
 Every command that writes a folder (``data synth``, ``train``, ``export``, ``bench``, ``predict --out``)
 may create it, use an existing empty folder, or replace (only with ``--overwrite``) a folder carrying
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from segedge import outputs
 from segedge.cli import app
+from segedge.util import outputs
 
 runner = CliRunner()
 SYNTH = ["--images", "3", "--size", "32"]
@@ -148,8 +148,8 @@ def test_a_broken_or_hand_made_marker_proves_nothing(tmp_path: Path):
 def micro_bundle_ro(micro_run: Path, tmp_path_factory) -> Path:
     """A read-only fp32 bundle of ``micro_run`` (converts in seconds)."""
     pytest.importorskip("tensorflow")
+    from segedge.contract.targets import parse_targets
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     out = tmp_path_factory.mktemp("outputs_bundle") / "bundle"
     export_bundle(micro_run, out, parse_targets("fp32"), eval_count=2)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from segedge import fileio, outputs
 from segedge.cli import app
-from segedge.errors import OutputError
 from segedge.quant.layers import LayerError
 from segedge.quant.report import REPORT_JSON, QuantReport
 from segedge.quant.report_files import REPORT_MD, REPORT_NAMES, report_target, write_report
+from segedge.util import fileio, outputs
+from segedge.util.errors import OutputError
 
 runner = CliRunner()
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from test_ownership_outputs import linked_folder
 
-from segedge import fileio, outputs
-from segedge.errors import OutputError, SegedgeError
+from segedge.util import fileio, outputs
+from segedge.util.errors import OutputError, SegedgeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_concurrent_sibling_builds_in_two_processes(tmp_path: Path):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from segedge import fileio
+        from segedge.util import fileio
         with fileio.atomic_dir(Path({str(tmp_path)!r}) / "bundle-int8") as tmp:
             (tmp / "a.bin").write_bytes(b"a")
             print("started", flush=True)
@@ -210,7 +210,7 @@ def test_sigterm_removes_scratch_and_the_half_built_folder(tmp_path: Path):
         import os, sys, tempfile, time
         from pathlib import Path
         tempfile.tempdir = {str(tmp_path / "tmp")!r}
-        from segedge import fileio
+        from segedge.util import fileio
         with fileio.atomic_dir(Path({str(tmp_path)!r}) / "bundle") as tmp:
             with fileio.scratch_dir() as scratch:
                 (scratch / "savedmodel").mkdir()
@@ -236,7 +236,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_build(tmp_path: Path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from segedge import fileio
+        from segedge.util import fileio
         with fileio.atomic_dir(Path({str(tmp_path)!r}) / "bundle") as tmp:
             (tmp / "model.tflite").write_bytes(b"half")
             print("ready", flush=True)

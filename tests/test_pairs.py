@@ -19,7 +19,7 @@ from segedge.cli import app
 from segedge.data import PairsDataset, open_dataset
 from segedge.data.check import check_dataset
 from segedge.data.images import mask_to_image
-from segedge.errors import ConfigError, DataError
+from segedge.util.errors import ConfigError, DataError
 
 CLASSES = {"classes": ["background", "leaf", "stem"]}
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from segedge.cli import app
 from segedge.edge.camera import PICAM_SIZE, CameraOptions, PicameraCapture, open_source, run_camera
-from segedge.errors import MissingExtraError
+from segedge.util.errors import MissingExtraError
 
 cv2 = pytest.importorskip("cv2")
 
@@ -127,7 +127,7 @@ def test_cli_picam_without_picamera2_is_one_line(monkeypatch, tmp_path):
 
 
 def test_other_sources_still_go_through_opencv(tmp_path):
-    from segedge.errors import DataError
+    from segedge.util.errors import DataError
 
     with pytest.raises(DataError, match="no such camera device or video file"):
         open_source(str(tmp_path / "missing.avi"))

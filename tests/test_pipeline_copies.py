@@ -27,7 +27,7 @@ from segedge.edge.copies import BackendPool, split_threads
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 cv2 = pytest.importorskip("cv2")
 from test_camera_pipeline import CountingCapture  # noqa: E402 - numbered frames; the camera tests' stand-in

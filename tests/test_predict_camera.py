@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from videos import write_video
 
 from segedge.cli import app
+from segedge.contract.manifest import load_manifest
 from segedge.data import read_mask
 from segedge.edge.camera import CameraOptions, RollingFps, cv2_module, frame_to_rgb, run_camera
 from segedge.edge.predictor import load
-from segedge.errors import DataError, MissingExtraError
-from segedge.manifest import load_manifest
+from segedge.util.errors import DataError, MissingExtraError
 
 cv2 = pytest.importorskip("cv2")
 
@@ -128,7 +128,7 @@ def test_a_camera_run_lets_onnxruntime_idle_threads_sleep(tiny_bundle, tmp_path,
     """In the camera loop the capture and writer threads need the cores onnxruntime's pool would spin on."""
     import onnxruntime as ort
 
-    import segedge.runtime as runtime
+    import segedge.contract.runtime as runtime
 
     real, spins = runtime.ort_session_options, []
 

@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segedge.cli import app
+from segedge.contract.manifest import load_manifest
 from segedge.data import read_image, read_mask
-from segedge.manifest import load_manifest
 
 ARTIFACTS = [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32")]
 

@@ -22,7 +22,7 @@ from segedge.edge.pipeline import YIELD_NICE
 from segedge.edge.predictor import load
 from segedge.edge.runner import predict_files
 from segedge.edge.sources import resolve_inputs
-from segedge.errors import DataError, ModelError
+from segedge.util.errors import DataError, ModelError
 
 ORIENTATION = 0x0112  # EXIF tag; 6: a viewer turns the stored pixels 90 degrees clockwise
 WORKERS = ("segedge-capture", "segedge-inference", "segedge-writer")
@@ -193,7 +193,7 @@ def test_predict_cli_ctrl_c_keeps_the_finished_masks_and_says_so(tiny_bundle, va
 
     from segedge.cli import app
     from segedge.edge.predictor import Segmenter
-    from segedge.errors import EXIT_INTERRUPTED
+    from segedge.util.errors import EXIT_INTERRUPTED
 
     root, upright = varied
     calls = []

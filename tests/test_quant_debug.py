@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge import fileio
-from segedge.manifest import load_manifest
+from segedge.contract.manifest import load_manifest
 from segedge.quant.apply import apply_results
 from segedge.quant.context import load_context
 from segedge.quant.fallback import onnx_builder, onnx_fallback, tflite_fallback
@@ -27,6 +26,7 @@ from segedge.quant.requant_onnx import onnx_fallback_nodes, onnx_float_nodes
 from segedge.quant.requant_tflite import float_layer_dtypes
 from segedge.quant.scoring import score_model
 from segedge.quant.tflite_layers import layer_name
+from segedge.util import fileio
 
 SAMPLES = 4
 

@@ -23,9 +23,9 @@ import pytest
 from typer.testing import CliRunner
 
 from segedge.cli import app
-from segedge.errors import ParityError
-from segedge.manifest import load_manifest
-from segedge.metrics import confusion_matrix, mean_iou
+from segedge.contract.manifest import load_manifest
+from segedge.contract.metrics import confusion_matrix, mean_iou
+from segedge.util.errors import ParityError
 
 SIZE = 64
 BOUND = 20.0  # mIoU points: K = 0 misses it by construction, K = 1 meets it by construction
@@ -69,10 +69,10 @@ def poisoned(synth_root: Path, tmp_path_factory) -> tuple[Path, Path]:
     """(run, bundle): masks rewritten to the float classifier's classes; fp32 + int8 TFLite, read-only."""
     from fixtures_export import write_run
 
+    from segedge.contract.targets import parse_targets
     from segedge.data.images import mask_to_image
     from segedge.data.voc import VocDataset
     from segedge.export.bundle import export_bundle
-    from segedge.targets import parse_targets
 
     base = tmp_path_factory.mktemp("poisoned")
     root = Path(shutil.copytree(synth_root, base / "voc"))

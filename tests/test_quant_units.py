@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
-from segedge.errors import ConfigError
 from segedge.quant.layers import ErrorStats, LayerError, sort_rows
 from segedge.quant.report import REPORT_JSON, QuantReport
 from segedge.quant.report_files import REPORT_MD, REPORT_PNG, write_report
 from segedge.quant.scoring import drop_noise
 from segedge.quant.search import LARGE_FRACTION, Trial, coarse_ks, parse_k, search_smallest_k
 from segedge.quant.tflite_layers import layer_name
+from segedge.util.errors import ConfigError
 
 
 class Curve:

@@ -1,6 +1,6 @@
 """The ``segedge`` script hides TensorFlow/absl/LiteRT start-up and INFO chatter; ``--verbose`` shows it.
 
-Native code writes these lines to fd 2 directly, so the script filters fd 2 (``segedge.quiet.QuietStderr``):
+Native code writes these lines to fd 2 directly, so the script filters fd 2 (``segedge.util.quiet.QuietStderr``):
 known noise is dropped, every other line (a real C++ error) still reaches the terminal.
 """
 
@@ -33,7 +33,7 @@ def segedge(*args: object, cwd: Path, timeout: float = 300) -> subprocess.Comple
 
 FILTER_PROBE = r"""
 import os, sys
-from segedge.quiet import QuietStderr
+from segedge.util.quiet import QuietStderr
 quiet = QuietStderr()
 quiet.start()
 os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"

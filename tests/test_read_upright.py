@@ -16,7 +16,7 @@ from PIL import Image
 
 from segedge.data.images import read_upright, read_upright_pair
 from segedge.data.voc import VocDataset
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 # tag -> how to STORE an upright picture so that a viewer applying the tag shows it upright
 STORE = {

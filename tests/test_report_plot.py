@@ -12,8 +12,8 @@ from PIL import Image
 
 from segedge.bench.gallery import ENTRY_HEIGHT, LABEL_HEIGHT, classes_present, legend_layout, render_strip
 from segedge.bench.report_plot import draw_latency_vs_miou, plot_latency_vs_miou, spread_labels, y_limits
-from segedge.labels import VOID
-from segedge.plotting import png_canvas
+from segedge.contract.labels import VOID
+from segedge.util.plotting import png_canvas
 
 pytest.importorskip("matplotlib")
 

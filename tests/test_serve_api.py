@@ -259,7 +259,7 @@ def test_bad_parameters_and_unknown_paths_are_json(server):
 
 
 def test_model_health_metrics_and_openapi(server, micro_bundle):
-    from segedge.manifest import load_manifest
+    from segedge.contract.manifest import load_manifest
 
     manifest = load_manifest(micro_bundle)
     status, _, body = call(server.base, "/v1/model")

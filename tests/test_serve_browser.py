@@ -118,7 +118,7 @@ def frames_shown(tools: DevTools) -> int:
 
 
 def test_page_shows_the_live_overlay_legend_frames_and_an_uploaded_mask(chrome, micro_bundle, tmp_path):
-    from segedge.manifest import load_manifest
+    from segedge.contract.manifest import load_manifest
 
     clip = write_video(tmp_path / "clip.avi", frames=30, size=(160, 120))
     server = ServeProcess(micro_bundle, "--format", "fp32", "--camera", str(clip))

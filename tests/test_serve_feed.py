@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 pytest.importorskip("cv2")
 pytest.importorskip("prometheus_client", reason="segedge serve needs the serve extra: pip install 'segedge[serve]'")

@@ -99,7 +99,7 @@ def replace(path: Path, data: bytes) -> None:
 
 def break_reference(bundle: Path) -> None:
     """Reference masks that no model matches: loading succeeds, the self-check does not."""
-    from segedge.reference import Reference
+    from segedge.contract.reference import Reference
 
     ref = Reference.load(bundle / "reference.npz")
     ref.keras_full = [((mask.astype(np.int64) + 1) % 21).astype(np.uint8) for mask in ref.keras_full]
@@ -207,10 +207,10 @@ def test_bad_options_are_one_line_before_the_model_loads(micro_bundle, args, wor
 
 
 def test_picam_without_picamera2_fails_at_start_not_in_a_retry_loop(micro_bundle, monkeypatch):
-    import segedge.optional
+    import segedge.util.optional
 
-    real = segedge.optional.installed
-    monkeypatch.setattr(segedge.optional, "installed", lambda module: module != "picamera2" and real(module))
+    real = segedge.util.optional.installed
+    monkeypatch.setattr(segedge.util.optional, "installed", lambda module: module != "picamera2" and real(module))
     monkeypatch.setitem(sys.modules, "picamera2", None)  # importing it fails, as where apt never installed it
     result = CliRunner().invoke(app, ["serve", str(micro_bundle), "--camera", "picam"])
     assert result.exit_code == 6 and "python3-picamera2" in result.output, result.output
@@ -329,9 +329,9 @@ def test_a_second_reload_while_one_runs_is_refused(micro_bundle):
 
 
 def test_without_the_serve_extra_it_is_one_line_naming_it(micro_bundle, monkeypatch):
-    import segedge.optional
+    import segedge.util.optional
 
-    monkeypatch.setattr(segedge.optional, "missing_modules", lambda modules: ["starlette"])
+    monkeypatch.setattr(segedge.util.optional, "missing_modules", lambda modules: ["starlette"])
     result = CliRunner().invoke(app, ["serve", str(micro_bundle)])
     assert result.exit_code == 6 and 'pip install "segedge[serve]"' in result.output, result.output
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from segedge.data.check import check_dataset
 from segedge.data.synth import SynthConfig, generate
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 IMAGES = 100
 SIZE = 64

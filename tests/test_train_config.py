@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from segedge.errors import ConfigError, DataError, OutputError
-from segedge.preprocess import PreprocessSpec
+from segedge.contract.preprocess import PreprocessSpec
 from segedge.train.config import PRESETS, TrainConfig, make_config
 from segedge.train.model import IMAGENET_WEIGHTS_FILE, resolve_encoder_weights
 from segedge.train.rundir import RunPaths, check_new_run, history_csv
+from segedge.util.errors import ConfigError, DataError, OutputError
 
 
 def test_seed_preset_is_the_write_up(tmp_path):

@@ -11,11 +11,11 @@ from fixtures_train import tiny_config
 from typer.testing import CliRunner
 
 from segedge.cli import app
+from segedge.contract.preprocess import PreprocessSpec
 from segedge.data import Split
-from segedge.errors import OutputError
-from segedge.preprocess import PreprocessSpec
 from segedge.train.config import TrainConfig
 from segedge.train.rundir import RunPaths, load_state, read_history
+from segedge.util.errors import OutputError
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow

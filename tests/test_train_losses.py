@@ -1,4 +1,4 @@
-"""Void in the loss and the metrics: ignored, never NaN, same numbers as segedge.metrics."""
+"""Void in the loss and the metrics: ignored, never NaN, same numbers as segedge.contract.metrics."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 pytest.importorskip("tensorflow")
 

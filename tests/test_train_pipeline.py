@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fixtures_train import tiny_config
 
+from segedge.contract.preprocess import resize_mask, resize_uint8, scale_pixels
 from segedge.data import VocDataset
 from segedge.data.splits import seed_counts
-from segedge.errors import DataError
-from segedge.preprocess import resize_mask, resize_uint8, scale_pixels
+from segedge.util.errors import DataError
 
 pytest.importorskip("tensorflow")
 

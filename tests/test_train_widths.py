@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from segedge.errors import ConfigError
 from segedge.train.config import TrainConfig, make_config
 from segedge.train.widths import ENCODER_WIDTHS, make_divisible, model_description, scaled_decoder_widths
+from segedge.util.errors import ConfigError
 
 
 def test_config_records_the_width_and_the_scaled_decoder(tmp_path):
@@ -105,11 +105,12 @@ def test_the_model_size_reaches_the_manifest_and_every_artifacts_metadata(synth_
     pytest.importorskip("tensorflow", reason="exports a model")
     from fixtures_export import write_run
 
-    from segedge import fileio, metadata
+    from segedge.contract import metadata
+    from segedge.contract.manifest import load_manifest
+    from segedge.contract.targets import parse_targets
     from segedge.export.bundle import export_bundle
-    from segedge.manifest import load_manifest
-    from segedge.targets import parse_targets
     from segedge.train.model import build_unet
+    from segedge.util import fileio
 
     run = write_run(synth_root, tmp_path / "run", build_unet(64, 21, **model))
     config = json.loads((run / "config.json").read_text())

@@ -1,13 +1,13 @@
-"""``segedge.upsample``: logits -> mask at the image's size, both modes, against hand-derived boundaries."""
+"""``segedge.contract.upsample``: logits -> mask at the image's size, both modes, against hand-derived boundaries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from segedge.errors import ConfigError
-from segedge.preprocess import Placement
-from segedge.upsample import check_upsample, full_size_mask, resize_logits, upsampled_argmax
+from segedge.contract.preprocess import Placement
+from segedge.contract.upsample import check_upsample, full_size_mask, resize_logits, upsampled_argmax
+from segedge.util.errors import ConfigError
 
 CROSSING = 4.3  # model-pixel coordinate (pixel i spans [i, i + 1)) where class 1 starts to win
 
@@ -87,7 +87,7 @@ def test_shrinking_takes_the_pil_path():
 
 def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
     """Boundaries everywhere (random logits): every plane enlarged; PIL's answer exactly without OpenCV."""
-    import segedge.upsample as upsample
+    import segedge.contract.upsample as upsample
 
     logits = np.random.default_rng(3).normal(0.0, 1.0, (20, 24, 21)).astype(np.float32)
     placement, size = Placement(0, 0, 24, 20), (120, 100)
@@ -100,7 +100,7 @@ def test_noisy_logits_take_the_dense_path_with_or_without_opencv(monkeypatch):
 
 
 def test_mask_cost_picks_the_block_path_for_few_boundaries_and_dense_for_many():
-    from segedge.upsample import MASK_COST
+    from segedge.contract.upsample import MASK_COST
 
     # a 224 px model, a 1024x768 photo, 600 mixed blocks (a clean mask): enlarging 21 planes costs far more
     assert not MASK_COST.block_is_slower(224 * 224, 21, 1024 * 768, True, blocks=600, pixels=9_000)
@@ -116,8 +116,8 @@ def test_int8_codes_give_the_mask_of_their_dequantized_logits(way, monkeypatch):
     """``to_float``: the argmax runs on an int8 model's codes and only what needs floats is dequantized; the mask
     must be the one the fully dequantized logits give, exactly (the same floats, the same order, ties included),
     on every way to the full size."""
-    import segedge.upsample as upsample
-    from segedge.runtime import TensorSpec, dequantize
+    import segedge.contract.upsample as upsample
+    from segedge.contract.runtime import TensorSpec, dequantize
 
     spec = TensorSpec("logits", (1, 16, 20, 21), "int8", 0.1173, -7)
     rng = np.random.default_rng(11)

@@ -1,4 +1,4 @@
-"""Accuracy per artifact from predicted masks at original resolution, through ``segedge.metrics``.
+"""Accuracy per artifact from predicted masks at original resolution, through ``segedge.contract.metrics``.
 
 Three questions, three numbers: how good is it (mIoU vs ground truth: ONE
 confusion matrix over the whole set at each image's own resolution, void
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from segedge.bench.data import EvalSet
-from segedge.labels import VOID
-from segedge.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from segedge.contract.labels import VOID
+from segedge.contract.metrics import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 
 class MaskSizeError(ValueError):

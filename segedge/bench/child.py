@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from segedge import fileio
 from segedge.bench.machine import installed_version
 from segedge.bench.stats import NS_PER_MS, summarize_ns
 from segedge.bench.timing import (
@@ -30,13 +29,14 @@ from segedge.bench.timing import (
     time_end_to_end,
     time_invoke,
 )
+from segedge.contract.manifest import ArtifactInfo, TensorInfo, load_manifest
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.contract.reference import flatten, unflatten
+from segedge.contract.runtime import feed
 from segedge.data.images import read_upright
 from segedge.edge.predictor import Segmenter
-from segedge.errors import SegedgeError
-from segedge.manifest import ArtifactInfo, TensorInfo, load_manifest
-from segedge.preprocess import PreprocessSpec
-from segedge.reference import flatten, unflatten
-from segedge.runtime import feed
+from segedge.util import fileio
+from segedge.util.errors import SegedgeError
 
 KERAS = "keras"
 
@@ -92,7 +92,7 @@ def _import_runtime(runtime: str) -> str | None:
 
         names = ("onnxruntime",)
     else:
-        from segedge.runtime import tflite_interpreter_class
+        from segedge.contract.runtime import tflite_interpreter_class
 
         tflite_interpreter_class()
         names = ("ai-edge-litert", "tflite-runtime")
@@ -104,7 +104,7 @@ def _open(job: ChildJob):
         from segedge.train.keras_backend import KerasBackend
 
         return KerasBackend(job.path, threads=job.threads, spec=PreprocessSpec.from_dict(job.preprocess))
-    from segedge.runtime import open_backend
+    from segedge.contract.runtime import open_backend
 
     return open_backend(job.path, runtime=job.runtime, threads=job.threads)
 

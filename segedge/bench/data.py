@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segedge.contract.manifest import REFERENCE_NAME
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.contract.reference import Reference
 from segedge.data.images import read_upright
-from segedge.errors import DataError, ModelError
-from segedge.manifest import REFERENCE_NAME
-from segedge.preprocess import PreprocessSpec
-from segedge.reference import Reference
+from segedge.util.errors import DataError, ModelError
 
 
 @dataclass
@@ -94,7 +94,7 @@ def load_dataset_val(root: str | os.PathLike[str], limit: int | None, classes: S
     gives the val images the run held out.
     """
     from segedge.data import open_dataset
-    from segedge.progress import track
+    from segedge.util.progress import track
 
     dataset = open_dataset(root) if val_fraction is None else open_dataset(root, val_fraction)
     source = dataset.classes_file if dataset.classes_file.exists() else f"{dataset.root} (no classes.json: VOC's 21)"

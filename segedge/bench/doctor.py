@@ -23,7 +23,7 @@ from pathlib import Path
 
 import segedge
 from segedge.bench.machine import cpu_temperatures, installed_version, throttled, usable_cores
-from segedge.optional import installed
+from segedge.util.optional import installed
 
 MODELS = Path(__file__).resolve().parent / "doctor_models"
 EXPECTED = [1.0, 3.0, 5.0, 7.0]  # 2 * [0, 1, 2, 3] + 1

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from segedge.bench.data import EvalSet
+from segedge.contract.labels import VOID
 from segedge.data.images import palette_table
-from segedge.labels import VOID
 
 LABEL_HEIGHT = 14
 GAP = 4

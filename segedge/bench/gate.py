@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from segedge.errors import ConfigError
-from segedge.manifest import MANIFEST_NAME, Manifest
+from segedge.contract.manifest import MANIFEST_NAME, Manifest
+from segedge.util.errors import ConfigError
 
 DEFAULT_MAX_MIOU_DROP = 1.0
 DEFAULT_MIN_AGREEMENT = 0.98

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio, outputs
 from segedge.bench.frontier import Point, fastest, frontier, pick_under_budget
 from segedge.bench.options import BenchConfig
 from segedge.bench.report import ReportFiles, write_report
 from segedge.bench.run import BenchResult, run_bench, run_name
-from segedge.errors import ConfigError, ModelError
-from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest
+from segedge.contract.manifest import MANIFEST_NAME, Manifest, load_manifest
+from segedge.util import fileio, outputs
+from segedge.util.errors import ConfigError, ModelError
 
 JSON_NAME, MD_NAME, PLOT_NAME = "report.json", "report.md", "frontier.png"
 KERAS = "keras"  # the source model's row: each sub-report has it; it is not a deployable artifact

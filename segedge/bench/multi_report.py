@@ -12,10 +12,10 @@ import math
 from typing import Any
 
 import segedge
-from segedge import fileio
 from segedge.bench.multi import JSON_NAME, MD_NAME, PLOT_NAME, MultiResult, budget_line, budget_summary, model_size
 from segedge.bench.report_table import machine_lines
-from segedge.plotting import figure_png, matplotlib_available, png_canvas
+from segedge.util import fileio
+from segedge.util.plotting import figure_png, matplotlib_available, png_canvas
 
 SCHEMA_VERSION = 1
 HEADERS = ("bundle", "encoder", "width", "input", "artifact", "threads", "p50 ms", "mIoU %", "size MB", "peak RSS MB",

@@ -110,7 +110,7 @@ def isolated_op_ms(path: str | Path, threads: int, runs: int, warmup: int = 2) -
     """
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.runtime import tflite_interpreter_class
 
     interpreter_class = tflite_interpreter_class()
     model = fbu.read_model_from_bytearray(bytearray(Path(path).read_bytes()))

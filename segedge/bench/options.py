@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
 from segedge.bench.gate import GateBounds
 from segedge.bench.machine import usable_cores
 from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT
-from segedge.errors import ConfigError, MissingExtraError, ModelError
-from segedge.manifest import Manifest
-from segedge.optional import installed
+from segedge.contract.manifest import Manifest
+from segedge.util import fileio
+from segedge.util.errors import ConfigError, MissingExtraError, ModelError
+from segedge.util.optional import installed
 
 
 def default_threads() -> list[int]:

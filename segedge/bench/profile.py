@@ -77,7 +77,7 @@ class Profile:
 
 def tflite_plan(path: str | Path, threads: int = 1) -> Profile:
     """The op types of a .tflite model and which of them XNNPACK takes (delegation plan, no times)."""
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.runtime import tflite_interpreter_class
 
     interpreter_class = tflite_interpreter_class()
     try:
@@ -148,7 +148,7 @@ def onnx_profile(path: str | Path, threads: int, tensor: np.ndarray, runs: int, 
     """
     import onnxruntime as ort
 
-    from segedge.runtime import ort_session_options
+    from segedge.contract.runtime import ort_session_options
 
     with tempfile.TemporaryDirectory(prefix="segedge-profile-") as tmp:
         options = ort_session_options(ort, threads)

@@ -1,9 +1,9 @@
 """Write a bench result as report.json, report.md, report.html, the plot and the gallery.
 
-Every file is written atomically (``segedge.fileio``) and the gallery folder is
+Every file is written atomically (``segedge.util.fileio``) and the gallery folder is
 swapped in whole, so a report folder never mixes two runs' pictures. The folder
 must be new, empty or (with ``overwrite``) a report segedge wrote
-(``segedge.outputs``); replacing one removes only the report's own files. The JSON
+(``segedge.util.outputs``); replacing one removes only the report's own files. The JSON
 carries the same rows as the table plus everything needed to re-draw it; NaN
 becomes null so any JSON reader can load it.
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import segedge
-from segedge import fileio, outputs
 from segedge.bench.gallery import Strip, build_gallery
 from segedge.bench.profile import PROFILE_HEAD, profile_sections
 from segedge.bench.report_html import render_html
@@ -33,7 +32,8 @@ from segedge.bench.report_table import (
     per_class_rows,
 )
 from segedge.bench.run import BenchResult
-from segedge.plotting import matplotlib_available
+from segedge.util import fileio, outputs
+from segedge.util.plotting import matplotlib_available
 
 SCHEMA_VERSION = 1
 JSON_NAME, MD_NAME, HTML_NAME = "report.json", "report.md", "report.html"

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from segedge.plotting import figure_png, png_canvas
+from segedge.util.plotting import figure_png, png_canvas
 
 RUNTIME_MARKERS = {"tflite": "o", "onnx": "s", "keras": "*"}
 LABEL_GAP = 0.055  # axes fraction between label centres: one 8 pt line in a 4.8 in tall figure, with air

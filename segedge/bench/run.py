@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from segedge import metadata
 from segedge.bench.accuracy import MaskSizeError, artifact_accuracy, keras_reference_accuracy
 from segedge.bench.child import KERAS, ChildJob, PredictJob, load_masks
 from segedge.bench.data import EvalSet, load_dataset_val, load_reference
@@ -36,9 +35,10 @@ from segedge.bench.options import (  # noqa: F401 - default_threads, parse_threa
     select_artifacts,
 )
 from segedge.bench.spawn import DEFAULT_CHILD_TIMEOUT, run_child  # noqa: F401 - tests' stand-in run_child reads it here
-from segedge.errors import ModelError
-from segedge.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
-from segedge.optional import require_runtimes
+from segedge.contract import metadata
+from segedge.contract.manifest import MANIFEST_NAME, Manifest, load_manifest, verify_artifact_file
+from segedge.util.errors import ModelError
+from segedge.util.optional import require_runtimes
 
 MB = 1_000_000  # size_mb in report.json and the tables: SI megabytes, as export prints them
 ROW_KEYS: tuple[str, ...] = (

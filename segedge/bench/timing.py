@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from segedge.bench.stats import NS_PER_MS, mean, percentile
-from segedge.preprocess import Placement, PreprocessSpec, resize_uint8, restore_mask
-from segedge.runtime import feed
+from segedge.contract.preprocess import Placement, PreprocessSpec, resize_uint8, restore_mask
+from segedge.contract.runtime import feed
 
 
 class Invokable(Protocol):

@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from segedge.errors import EXIT_INTERRUPTED, SegedgeError
-from segedge.fileio import Terminated
-from segedge.optional import extra_for
+from segedge.util.errors import EXIT_INTERRUPTED, SegedgeError
+from segedge.util.fileio import Terminated
+from segedge.util.optional import extra_for
 
 F = TypeVar("F", bound=Callable)
 err_console = Console(stderr=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from segedge.commands import err_console
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ def _progress() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar on stderr, advanced once per measuring process."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from segedge.progress import stderr
+    from segedge.util.progress import stderr
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
@@ -41,7 +41,7 @@ def _warn(result) -> None:
     """Signs that the timings are disturbed, on stderr: a busy machine must not pass for a slow model."""
     from rich.markup import escape
 
-    from segedge.progress import stderr
+    from segedge.util.progress import stderr
 
     for line in result.warnings:
         stderr.print(f"[yellow]warning:[/] timings may be disturbed: {escape(line)}", highlight=False)
@@ -203,12 +203,12 @@ def bench(
     frontier.png over all of them; --budget-ms picks the most accurate
     artifact under that p50.
     """
-    from segedge import outputs
     from segedge.bench.gate import GateBounds, parse_min_agreement
     from segedge.bench.report import write_report
     from segedge.bench.run import BenchConfig, default_threads, parse_threads, run_bench
-    from segedge.errors import ConfigError, ParityError
-    from segedge.targets import TARGETS, split_names
+    from segedge.contract.targets import TARGETS, split_names
+    from segedge.util import outputs
+    from segedge.util.errors import ConfigError, ParityError
 
     if budget_ms is not None and budget_ms <= 0:
         raise ConfigError(f"--budget-ms must be a positive number of milliseconds, got {budget_ms:g}")

@@ -57,7 +57,7 @@ def check(root: Annotated[Path, typer.Argument(
     classes (each such value is listed with its pixel count and the first files that hold it).
     """
     from segedge.data.check import check_dataset
-    from segedge.errors import user_path
+    from segedge.util.errors import user_path
 
     report = check_dataset(user_path(root))  # messages show own/x for flow/../own/x
     typer.echo(f"dataset: {report.root} ({report.layout} layout, {report.classes.num_classes} classes: "

@@ -23,7 +23,7 @@ def doctor(
     "segedge[edge]"); 9 when it cannot run (a 32-bit OS, a runtime that crashes or hangs), with the fix.
     """
     from segedge.bench.doctor import diagnose, verdict
-    from segedge.errors import EdgeUnavailableError, MissingExtraError
+    from segedge.util.errors import EdgeUnavailableError, MissingExtraError
 
     diagnosis = diagnose(timeout=timeout)
     for check in diagnosis.checks:

@@ -15,14 +15,14 @@ from typing import Annotated
 
 import typer
 
-from segedge import outputs
 from segedge.commands import user_errors
 from segedge.commands._vocab import renamed_list, renamed_value
-from segedge.errors import ConfigError, ModelError, user_path
+from segedge.contract.preprocess import ResizeMode, Scaling
+from segedge.contract.targets import TARGETS, parse_targets, split_names
+from segedge.contract.upsample import DEFAULT_UPSAMPLE, check_upsample
 from segedge.export.options import CalibMethod, ExportOptions, IntIO
-from segedge.preprocess import ResizeMode, Scaling
-from segedge.targets import TARGETS, parse_targets, split_names
-from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
+from segedge.util import outputs
+from segedge.util.errors import ConfigError, ModelError, user_path
 
 DEFAULT_FORMATS = ("fp32", "int8")
 # --int8: the full-integer model of BOTH runtimes, plus the float model of each that it is verified against.
@@ -42,8 +42,8 @@ PANEL_BYO = "Your own Keras model (a .keras file instead of a run folder)"
 
 def _declared_classes(data: Path | None):
     """The classes a --data dataset declares in its classes.json (None without one, or without --data)."""
-    from segedge.errors import DataError
     from segedge.export.byo_data import _open_data, declared_classes
+    from segedge.util.errors import DataError
 
     if data is None:
         return None
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
 
 def _require_export_extra(targets) -> None:
     """Converters, and the runtimes that verify each artifact, before any slow import (one line, exit 6)."""
-    from segedge.optional import require_extra, require_runtimes
+    from segedge.util.optional import require_extra, require_runtimes
 
     require_extra("export")
     require_runtimes((t.runtime.value for t in targets), extra="export")

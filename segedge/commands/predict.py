@@ -18,8 +18,8 @@ from rich.markup import escape
 
 from segedge.commands import err_console, user_errors
 from segedge.commands._vocab import renamed_list
-from segedge.errors import EXIT_INTERRUPTED, ConfigError, DataError
-from segedge.targets import parse_one_name
+from segedge.contract.targets import parse_one_name
+from segedge.util.errors import EXIT_INTERRUPTED, ConfigError, DataError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -145,11 +145,11 @@ def predict(
     input_ = " ".join(inputs) if inputs else None
     _check_options(input_, out, camera, threads, every, show, max_frames, batch, alpha, as_json, copies)
     if upsample is not None:
-        from segedge.upsample import check_upsample
+        from segedge.contract.upsample import check_upsample
 
         check_upsample(upsample)
-    from segedge import outputs
     from segedge.edge.predictor import load
+    from segedge.util import outputs
 
     target = outputs.claim(out, "predictions", reuse=True) if out is not None else None
     if camera is not None:

@@ -50,7 +50,7 @@ def quant_report(
     old_max_drop: Annotated[float | None, typer.Option("--max-miou-drop", hidden=True)] = None,
 ) -> None:
     """Per-layer int8 quantization error (TFLite QuantizationDebugger, ONNX qdq_loss_debug) and float fallback."""
-    from segedge.optional import require_extra, require_runtimes
+    from segedge.util.optional import require_extra, require_runtimes
 
     require_extra("export")  # the TFLite debugger and the ONNX quantizer, before anything slow
     require_runtimes(["tflite"], extra="export")

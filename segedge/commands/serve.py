@@ -15,8 +15,8 @@ import typer
 from rich.markup import escape
 
 from segedge.commands import err_console, user_errors
-from segedge.errors import ConfigError, DataError, MissingExtraError
-from segedge.targets import parse_one_name
+from segedge.contract.targets import parse_one_name
+from segedge.util.errors import ConfigError, DataError, MissingExtraError
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
 
@@ -50,7 +50,7 @@ def check_options(port: int, threads: int | None, copies: int | None, queue: int
 def check_camera(camera: str) -> None:
     """A camera missing now may be plugged in later (the feed retries); a video file that is not there is a typo."""
     from segedge.edge.camera import PICAM, cv2_module, is_live, open_picamera
-    from segedge.optional import installed
+    from segedge.util.optional import installed
 
     cv2_module()  # the camera extra (the pipeline converts every frame with OpenCV), before the model loads
     if camera.strip().lower() == PICAM and not installed("picamera2"):
@@ -118,13 +118,13 @@ def serve(
         args = _without_token(args)
         typer.echo(unit_text(args, model), nl=False)
         return
-    from segedge.optional import missing_modules
+    from segedge.util.optional import missing_modules
 
     missing = missing_modules(SERVE_MODULES)
     if missing:
         raise MissingExtraError(", ".join(missing), "serve")
     if upsample is not None:
-        from segedge.upsample import check_upsample
+        from segedge.contract.upsample import check_upsample
 
         check_upsample(upsample)
     if camera is not None:

@@ -18,9 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from segedge.commands import user_errors
-from segedge.errors import EXIT_INTERRUPTED, ConfigError, user_path
-from segedge.preprocess import ResizeMode
+from segedge.contract.preprocess import ResizeMode
 from segedge.train.config import Augment, CacheMode, Monitor, Preset, SplitChoice, TrainScaling, VoidHandling
+from segedge.util.errors import EXIT_INTERRUPTED, ConfigError, user_path
 
 PANEL_RECIPE = "Recipe (unset options take the preset's value)"
 PANEL_RUN = "Run"
@@ -141,7 +141,7 @@ def train_command(
 ) -> None:
     """Train the U-Net (MobileNetV2 encoder, pix2pix decoder) and write RUN/model.keras, config.json,
     split.json, classes.json, history.csv and checkpoints/."""
-    from segedge.optional import require_extra
+    from segedge.util.optional import require_extra
 
     require_extra("train")  # one line naming segedge[train], before any slow import
     from segedge.train import distribute

@@ -20,8 +20,9 @@ import json
 import os
 from pathlib import Path
 
-from segedge import __version__, fileio
-from segedge.errors import OutputError
+from segedge import __version__
+from segedge.util import fileio
+from segedge.util.errors import OutputError
 
 MARKER = ".segedge-downloads.json"  # in the cache folder: the files segedge downloaded there
 PART_SUFFIX = ".part"  # a download in progress: CACHE/<name>.part, renamed to CACHE/<name> once verified

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
 from segedge.data.dataset import open_dataset
 from segedge.data.images import outside_classes, read_upright_pair
-from segedge.errors import DataError
-from segedge.progress import track
+from segedge.util.errors import DataError
+from segedge.util.progress import track
 
 KNOWN_SPLITS = ("train", "val", "trainval", "test", "train_aug")
 PAIRS_SPLITS = ("train", "val", "test")

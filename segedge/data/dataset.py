@@ -16,10 +16,10 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
 from segedge.data.pairs import DEFAULT_VAL_FRACTION, IMAGES_DIR, MASKS_DIR, PairsDataset, is_pairs_root
 from segedge.data.voc import IMAGE_DIR, VocDataset, resolve_root
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 LAYOUTS = ("voc", "pairs")
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from segedge import __version__
 from segedge.data.cache import MARKER, PART_SUFFIX, _forget, _record, _set_aside, discard, owns
 from segedge.data.cache import cache_dir as cache_dir  # re-exported: callers import it from here
-from segedge.errors import DataError, OutputError
-from segedge.progress import stderr
+from segedge.util.errors import DataError, OutputError
+from segedge.util.progress import stderr
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT_S = 30.0

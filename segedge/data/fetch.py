@@ -41,7 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segedge import fileio, outputs
 from segedge.data.download import (
     Checksum,
     DownloadError,
@@ -63,9 +62,10 @@ from segedge.data.sbd import (
     write_aug_masks,
 )
 from segedge.data.voc import AUG_MASK_DIR, IMAGE_DIR, MASK_DIR, SPLIT_DIR, VocDataset
-from segedge.errors import ConfigError, DataError, OutputError
-from segedge.optional import require
-from segedge.progress import track
+from segedge.util import fileio, outputs
+from segedge.util.errors import ConfigError, DataError, OutputError
+from segedge.util.optional import require
+from segedge.util.progress import track
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ def extract(archive: Path, prefix: str, out: Path, keep: Callable[[str], bool] =
 def _claim_sbd_outputs(aug_dir: Path, split_file: Path, overwrite: bool) -> outputs.Claim:
     """SBD's masks are a marked dataset folder of their own inside DEST; train_aug.txt belongs to them.
 
-    The same rule as every output (segedge.outputs): a SegmentationClassAug/ segedge did not write is never
+    The same rule as every output (segedge.util.outputs): a SegmentationClassAug/ segedge did not write is never
     replaced, even with --overwrite, and neither is a train_aug.txt that came without segedge's masks.
     """
     target = outputs.claim(aug_dir, "dataset", overwrite)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from segedge.classes import ClassSpec
-from segedge.errors import DataError
-from segedge.labels import PALETTE, VOID
+from segedge.contract.classes import ClassSpec
+from segedge.contract.labels import PALETTE, VOID
+from segedge.util.errors import DataError
 
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the PIL transpose that shows the image upright (as ImageOps.exif_transpose uses)

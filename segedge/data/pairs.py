@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segedge.classes import CLASSES_FILE, ClassSpec
+from segedge.contract.classes import CLASSES_FILE, ClassSpec
 from segedge.data.images import read_mask, read_upright, read_upright_pair
 from segedge.data.voc import validate_id
-from segedge.errors import ConfigError, DataError
+from segedge.util.errors import ConfigError, DataError
 
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"

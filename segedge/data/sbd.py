@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segedge.contract.labels import NUM_CLASSES, VOID
 from segedge.data.images import mask_to_image
 from segedge.data.voc import validate_id
-from segedge.errors import DataError
-from segedge.labels import NUM_CLASSES, VOID
-from segedge.optional import require
+from segedge.util.errors import DataError
+from segedge.util.optional import require
 
 TRAIN_AUG = "train_aug"
 SBD_ROOT = Path("benchmark_RELEASE") / "dataset"
@@ -73,7 +73,7 @@ def write_aug_masks(sbd_dataset: Path, voc_root: Path, out_dir: Path, ids: Itera
     Each SBD mask is checked against its image's size (VOC's JPEG when present, else SBD's).
     Returns the number of PNGs written.
     """
-    from segedge.progress import track
+    from segedge.util.progress import track
 
     ids = list(ids)
     written = 0
@@ -102,8 +102,7 @@ def write_aug_masks(sbd_dataset: Path, voc_root: Path, out_dir: Path, ids: Itera
 
 def add_missing_images(sbd_dataset: Path, voc_root: Path, ids: Iterable[str]) -> int:
     """Copy SBD's JPEG for ids VOC's ``JPEGImages`` lacks (add-only, each file atomically)."""
-    from segedge import fileio
-
+    from segedge.util import fileio
     added = 0
     for sample_id in ids:
         target = voc_root / "JPEGImages" / f"{sample_id}.jpg"

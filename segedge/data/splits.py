@@ -16,9 +16,9 @@ from enum import Enum
 
 import numpy as np
 
-from segedge import fileio
 from segedge.data.dataset import Dataset
-from segedge.errors import ConfigError, DataError
+from segedge.util import fileio
+from segedge.util.errors import ConfigError, DataError
 
 SEED_COUNTS = {"train": 2164, "val": 449, "test": 300}
 SEED_TOTAL = sum(SEED_COUNTS.values())

@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from segedge import fileio, outputs
-from segedge.classes import CLASSES_FILE, ClassSpec
+from segedge.contract.classes import CLASSES_FILE, ClassSpec
+from segedge.contract.labels import VOC_CLASSES, VOID
 from segedge.data.images import mask_to_image
 from segedge.data.pairs import IMAGES_DIR, MASKS_DIR
 from segedge.data.synth_shapes import CLASS_STYLES, CLASSES, Placement, render_parts, texture
 from segedge.data.voc import IMAGE_DIR, MASK_DIR, SPLIT_DIR
-from segedge.errors import ConfigError
-from segedge.labels import VOC_CLASSES, VOID
-from segedge.progress import track
+from segedge.util import fileio, outputs
+from segedge.util.errors import ConfigError
+from segedge.util.progress import track
 
 # (short / long side, weight): VOC 2012's commonest aspect ratios, then a tail of odd ones (None: uniform).
 ASPECTS: tuple[tuple[float | None, float], ...] = ((0.75, 0.55), (2 / 3, 0.25), (0.5625, 0.05), (0.8, 0.05),
@@ -219,7 +219,7 @@ def generate(out: str | os.PathLike[str], config: SynthConfig, overwrite: bool =
     VOC layout (the default, byte for byte what it always wrote) or pairs layout (``images/``, ``masks/``, no
     split files: the reader splits by ratio). ``classes.json`` is written when the classes are not VOC's 21
     or the layout is pairs. ``out`` must be new, an empty folder, or (with ``overwrite``) a dataset segedge generated:
-    ``segedge.outputs.claim`` refuses anything else, so no user file is ever replaced.
+    ``segedge.util.outputs.claim`` refuses anything else, so no user file is ever replaced.
     """
     config.check()
     target = outputs.claim(out, "dataset", overwrite)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segedge.classes import CLASSES_FILE, ClassSpec
+from segedge.contract.classes import CLASSES_FILE, ClassSpec
 from segedge.data.images import read_mask, read_upright, read_upright_pair
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"

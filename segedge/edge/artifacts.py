@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from segedge.errors import ConfigError, ModelError
-from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest
-from segedge.targets import TARGETS, Runtime, runtime_for_file
+from segedge.contract.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, load_manifest
+from segedge.contract.targets import TARGETS, Runtime, runtime_for_file
+from segedge.util.errors import ConfigError, ModelError
 
 # Which artifact a bundle folder runs when none is named. The rule: within a runtime (--runtime, else
 # TFLite before ONNX), its int8 model first (the fastest on a Pi, and verified against Keras at export),

@@ -24,7 +24,7 @@ import numpy as np
 
 from segedge.edge.pipeline import END, Pipeline, frame_to_rgb  # noqa: F401 - frame_to_rgb: camera API too
 from segedge.edge.postprocess import save_image, save_mask
-from segedge.errors import DataError, MissingExtraError
+from segedge.util.errors import DataError, MissingExtraError
 
 FPS_WINDOW = 30  # frames in the rolling FPS average
 WINDOW_TITLE = "segedge"

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from segedge.errors import ConfigError
-from segedge.runtime import OnnxBackend, TFLiteBackend
+from segedge.contract.runtime import OnnxBackend, TFLiteBackend
+from segedge.util.errors import ConfigError
 
 Backend = TFLiteBackend | OnnxBackend
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from segedge.contract.preprocess import Placement
+from segedge.contract.upsample import full_size_mask, logits_to_mask
 from segedge.data.images import palette_table
-from segedge.fileio import atomic_path
-from segedge.preprocess import Placement
-from segedge.upsample import full_size_mask, logits_to_mask
+from segedge.util.fileio import atomic_path
 
 VOID_NAME = "void"
 
@@ -36,7 +36,7 @@ def logits_to_masks(logits: np.ndarray, num_classes: int, void: int) -> np.ndarr
 def image_masks(logits: np.ndarray, placements: Sequence[Placement], sizes: Sequence[tuple[int, int]],
                 mode: str, num_classes: int, void: int,
                 to_float: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
-    """One mask per image at its own (width, height): ``segedge.upsample.full_size_mask`` (logits or mask mode).
+    """One mask per image at its own (width, height): ``contract.upsample.full_size_mask`` (logits or mask mode).
 
     The same function the Keras reference set was built with at export, so the
     device's masks and the reference answer differ only by the model.

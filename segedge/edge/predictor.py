@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segedge import metadata
+from segedge.contract import metadata
+from segedge.contract.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, verify_artifact_file
+from segedge.contract.preprocess import Placement, resize_uint8
+from segedge.contract.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
+from segedge.contract.targets import runtime_for_file
+from segedge.contract.upsample import check_upsample
 from segedge.data.images import orientation, read_upright
 from segedge.edge.artifacts import resolve
 from segedge.edge.copies import BackendPool, split_threads, with_copies
 from segedge.edge.postprocess import class_fractions, image_masks, logits_to_masks, overlay
-from segedge.errors import ConfigError, ModelError
-from segedge.manifest import MANIFEST_NAME, ArtifactInfo, Manifest, verify_artifact_file
-from segedge.preprocess import Placement, resize_uint8
-from segedge.runtime import OnnxBackend, TensorSpec, TFLiteBackend, open_backend
-from segedge.targets import runtime_for_file
-from segedge.upsample import check_upsample
+from segedge.util.errors import ConfigError, ModelError
 
 
 def default_threads() -> int:

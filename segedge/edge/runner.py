@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segedge import outputs
 from segedge.data.images import read_upright
 from segedge.edge.pipeline import POLL_SECONDS, ListSource, Pipeline, StreamOptions, lower_priority
 from segedge.edge.postprocess import save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
-from segedge.errors import ConfigError, DataError, OutputError
-from segedge.progress import track
+from segedge.util import outputs
+from segedge.util.errors import ConfigError, DataError, OutputError
+from segedge.util.progress import track
 
 
 @dataclass

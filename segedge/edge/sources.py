@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segedge.data.images import IMAGE_SUFFIXES, is_image_file
-from segedge.errors import ConfigError, DataError
+from segedge.util.errors import ConfigError, DataError
 
 _MAGIC = set("*?[")
 _SUFFIXES = ", ".join(sorted(IMAGE_SUFFIXES))

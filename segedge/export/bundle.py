@@ -6,7 +6,7 @@ Everything is assembled in ``outputs.build`` (``fileio.atomic_dir``) and swapped
 in only after every artifact has been written, read back and verified, so a
 failed or killed export leaves the previous bundle as it was and no half bundle.
 ``out`` must be new, an empty folder or (with ``overwrite``) a bundle segedge
-wrote (``segedge.outputs.claim``), checked before conversion and again at the swap.
+wrote (``segedge.util.outputs.claim``), checked before conversion and again at the swap.
 Converter scratch (SavedModels, pre-processed ONNX) lives in ``fileio.scratch_dir`` inside that build
 folder: removed on the way out (Ctrl-C and SIGTERM included), and with the build folder by the next
 export of the same bundle when this one was killed outright, so a stopped export never leaves a
@@ -23,8 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio, metadata, outputs
-from segedge.errors import ConfigError, ExportError, SegedgeError
+from segedge.contract import metadata
+from segedge.contract.labels import VOID
+from segedge.contract.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
+from segedge.contract.preprocess import InputContract, PreprocessSpec
+from segedge.contract.targets import TARGETS, Precision, Runtime, Target
+from segedge.contract.upsample import DEFAULT_UPSAMPLE, check_upsample
 from segedge.export.byo import ByoModel, ByoRequest, check_byo_output, dataset_has_masks, fixed_size_model, open_byo
 from segedge.export.calibration import CalibrationSource, load_calibration
 from segedge.export.graph import ExportModel, RewritePlan, prepare_export_model, rewrite_plan
@@ -33,12 +37,9 @@ from segedge.export.reference import Reference, build_reference
 from segedge.export.run import RunFolder, check_model_matches, load_keras_model, open_run
 from segedge.export.tflite import Converted, TFLiteSource, convert_tflite
 from segedge.export.verify import check_fp32, read_io, verify_artifact
-from segedge.labels import VOID
-from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, ArtifactInfo, Manifest
-from segedge.preprocess import InputContract, PreprocessSpec
-from segedge.progress import stderr
-from segedge.targets import TARGETS, Precision, Runtime, Target
-from segedge.upsample import DEFAULT_UPSAMPLE, check_upsample
+from segedge.util import fileio, outputs
+from segedge.util.errors import ConfigError, ExportError, SegedgeError
+from segedge.util.progress import stderr
 
 
 def log(message: str) -> None:
@@ -108,8 +109,8 @@ def model_of(run: RunFolder | ByoModel) -> dict[str, Any] | None:
 
 
 def artifact_document(run: RunFolder | ByoModel, target: Target, upsample: str = DEFAULT_UPSAMPLE) -> dict[str, Any]:
-    """What ``segedge.metadata`` embeds in one artifact: labels, palette, void, outputs, pre- and post-processing,
-    and the model's size."""
+    """What ``segedge.contract.metadata`` embeds in one artifact: labels, palette, void, outputs,
+    pre- and post-processing, and the model's size."""
     import segedge
 
     classes, palette = labels_of(run)

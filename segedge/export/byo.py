@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
+from segedge.contract.preprocess import PreprocessSpec
 from segedge.data.splits import Split
-from segedge.errors import ConfigError, ModelError
 from segedge.export.byo_data import (
     _open_data,
     byo_split,
@@ -34,7 +34,7 @@ from segedge.export.byo_data import (
     declared_classes,
 )
 from segedge.export.byo_request import ByoRequest, describe_request
-from segedge.preprocess import PreprocessSpec
+from segedge.util.errors import ConfigError, ModelError
 
 __all__ = ["ByoModel", "ByoRequest", "check_byo_model", "check_byo_output", "dataset_has_masks",
            "fixed_size_model", "is_softmax_output", "open_byo"]

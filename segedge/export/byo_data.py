@@ -13,12 +13,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
 from segedge.data.dataset import open_dataset
 from segedge.data.images import is_image_file, read_upright
 from segedge.data.splits import Split
 from segedge.data.voc import IMAGE_DIR, VocDataset, validate_id
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segedge.classes import ClassSpec
-from segedge.errors import ConfigError
-from segedge.labels import PALETTE
-from segedge.preprocess import ResizeMode
+from segedge.contract.classes import ClassSpec
+from segedge.contract.labels import PALETTE
+from segedge.contract.preprocess import ResizeMode
 from segedge.train.config import parse_image_size
+from segedge.util.errors import ConfigError
 
 PREPROCESS_KEYS = ("height", "width", "image_size", "scaling", "mean", "std", "resize", "classes", "palette")
 

@@ -3,7 +3,7 @@
 Images come from the run's **training** split, are read upright by the one
 reader (``VocDataset.load_image`` = ``segedge.data.images.read_upright``: EXIF
 orientation, 16-bit, alpha, palette) and go through exactly the inference
-pre-processing (``segedge.preprocess``): calibration on anything else
+pre-processing (``segedge.contract.preprocess``): calibration on anything else
 (random noise, another scaling) quantizes the wrong value ranges. Held-out
 reference ids are excluded, so verification never scores on calibration data.
 No TensorFlow or onnxruntime import here.
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segedge.contract.preprocess import PreprocessSpec, resize_uint8, scale_pixels
 from segedge.data.dataset import Dataset
-from segedge.errors import ConfigError, ExportError
-from segedge.preprocess import PreprocessSpec, resize_uint8, scale_pixels
-from segedge.progress import stderr, track
+from segedge.util.errors import ConfigError, ExportError
+from segedge.util.progress import stderr, track
 
 CALIBRATION_SPLIT = "train"
 CALIB_OPTION = "--calib-images"  # the export option that asks for the count (named in the truncation note)

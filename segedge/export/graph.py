@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from segedge.preprocess import PreprocessSpec
+    from segedge.contract.preprocess import PreprocessSpec
 
 FIXED_BATCH = 1
 ONNX_CHANNEL_MULTIPLE = 4
@@ -73,7 +73,7 @@ def rewrite_plan(target) -> RewritePlan:
       share one scale (``segedge.export.onnx_scales``), which is a quantization choice, not a
       graph change.
     """
-    from segedge.targets import Runtime
+    from segedge.contract.targets import Runtime
 
     if target.runtime is Runtime.onnx:
         return RewritePlan("interleave", channel_multiple=ONNX_CHANNEL_MULTIPLE)
@@ -167,7 +167,7 @@ def prepare_export_model(model, *, batch: int = FIXED_BATCH, plan: RewritePlan |
     against the source).
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        from segedge.errors import ModelError
+        from segedge.util.errors import ModelError
 
         raise ModelError(
             f"model {model.name!r} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "

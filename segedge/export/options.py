@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 
 class IntIO(str, Enum):

@@ -5,8 +5,8 @@ the reference set holds what the device is given (each held-out image as its
 original encoded bytes, as in the dataset) and what the original model says
 about it at the image's own resolution, computed through the very pipeline the
 device runs: decode -> EXIF orientation -> resize -> scale -> model -> upsample
-(the manifest's mode) -> argmax (``read_upright``, ``segedge.preprocess``,
-``segedge.upsample``). bench decodes the same bytes with ``segedge predict``'s
+(the manifest's mode) -> argmax (``read_upright``, ``segedge.contract.preprocess``,
+``segedge.contract.upsample``). bench decodes the same bytes with ``segedge predict``'s
 code and compares, so a bug in any of those steps shows.
 
 Model-size arrays (``inputs``, ``truth``, ``keras``, ``logits``) are kept too:
@@ -25,15 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from segedge.contract.labels import VOID
+from segedge.contract.preprocess import Placement, PreprocessSpec, resize_mask, resize_uint8, scale_pixels
+from segedge.contract.reference import Reference
+from segedge.contract.upsample import full_size_mask
 from segedge.data.dataset import Dataset
 from segedge.data.images import read_upright, read_upright_pair
 from segedge.data.splits import Split
-from segedge.errors import ConfigError, ExportError
-from segedge.labels import VOID
-from segedge.preprocess import Placement, PreprocessSpec, resize_mask, resize_uint8, scale_pixels
-from segedge.progress import stderr, track
-from segedge.reference import Reference
-from segedge.upsample import full_size_mask
+from segedge.util.errors import ConfigError, ExportError
+from segedge.util.progress import stderr, track
 
 __all__ = ["Reference", "build_reference", "keras_logits", "reference_split"]
 

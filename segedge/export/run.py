@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
+from segedge.contract.preprocess import PreprocessSpec
 from segedge.data.dataset import Dataset, open_dataset
 from segedge.data.pairs import DEFAULT_VAL_FRACTION
 from segedge.data.splits import Split
-from segedge.errors import ConfigError, DataError, ModelError, user_path
-from segedge.preprocess import PreprocessSpec
 from segedge.train.rundir import RunPaths, class_difference
+from segedge.util import fileio
+from segedge.util.errors import ConfigError, DataError, ModelError, user_path
 
 VOID_HANDLING = ("ignore", "class")
 

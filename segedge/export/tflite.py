@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segedge.contract.targets import Precision
 from segedge.export.calibration import CalibrationSource, representative_dataset
 from segedge.export.graph import ExportModel
 from segedge.export.options import IntIO
-from segedge.targets import Precision
 
 FROM_SAVED_MODEL = "tf.lite.TFLiteConverter.from_saved_model (keras Model.export)"
 FROM_KERAS = "tf.lite.TFLiteConverter.from_keras_model"

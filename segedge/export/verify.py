@@ -1,6 +1,6 @@
 """Run each written artifact in its edge runtime on the reference images and compare with Keras.
 
-Uses ``segedge.runtime.open_backend`` (the code the device runs), so a
+Uses ``segedge.contract.runtime.open_backend`` (the code the device runs), so a
 pass here means the file works the way predict and bench will load it. An
 fp32 artifact that disagrees with Keras is a conversion bug, not quantization
 loss, and fails the export.
@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from segedge.errors import ExportError
+from segedge.contract.manifest import TensorInfo
+from segedge.contract.metrics import agreement, confusion_matrix, mean_iou
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.contract.runtime import open_backend
+from segedge.contract.targets import Precision, Target
 from segedge.export.reference import Reference
-from segedge.manifest import TensorInfo
-from segedge.metrics import agreement, confusion_matrix, mean_iou
-from segedge.preprocess import PreprocessSpec
-from segedge.progress import track
-from segedge.runtime import open_backend
-from segedge.targets import Precision, Target
+from segedge.util.errors import ExportError
+from segedge.util.progress import track
 
 FP32_MIN_AGREEMENT = 0.999
 MB = 1_000_000  # the size unit segedge prints everywhere (export, bench, quant-report): SI megabytes

@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from segedge import fileio
-from segedge.errors import ParityError
-from segedge.manifest import MANIFEST_NAME, ArtifactInfo
+from segedge.contract.manifest import MANIFEST_NAME, ArtifactInfo
+from segedge.contract.targets import TARGETS, Precision
 from segedge.quant.context import ONNX_INT8, QuantContext
 from segedge.quant.fallback import FallbackResult, fallback_layers
 from segedge.quant.requant_onnx import ONNX_REQUANTIZER
 from segedge.quant.requant_tflite import REQUANTIZER
 from segedge.quant.search import AUTO
-from segedge.targets import TARGETS, Precision
+from segedge.util import fileio
+from segedge.util.errors import ParityError
 
 MIXED = Precision.mixed.value
 

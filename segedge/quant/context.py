@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from segedge import fileio
-from segedge.errors import ExportError, ModelError
+from segedge.contract.manifest import MANIFEST_NAME, REFERENCE_NAME, Manifest, load_manifest
+from segedge.contract.preprocess import scale_pixels
 from segedge.export.calibration import CalibrationSource, load_calibration
 from segedge.export.reference import Reference
 from segedge.export.run import RunFolder, open_run
-from segedge.manifest import MANIFEST_NAME, REFERENCE_NAME, Manifest, load_manifest
-from segedge.preprocess import scale_pixels
+from segedge.util import fileio
+from segedge.util.errors import ExportError, ModelError
 
 TFLITE_INT8 = "int8"
 TFLITE_FP32 = "fp32"

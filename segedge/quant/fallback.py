@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from segedge import fileio
-from segedge.errors import ConfigError
-from segedge.manifest import verify_artifact_file
+from segedge.contract.manifest import verify_artifact_file
+from segedge.contract.targets import Precision
 from segedge.quant.context import ONNX_FP32, ONNX_INT8, TFLITE_FP32, TFLITE_INT8, QuantContext
 from segedge.quant.layers import RANKING
 from segedge.quant.report import QuantReport
 from segedge.quant.scoring import drop_noise, keras_miou, score_model
 from segedge.quant.search import AUTO, LARGE_FRACTION, Trial, check_bound, parse_k, search_smallest_k
-from segedge.targets import Precision
+from segedge.util import fileio
+from segedge.util.errors import ConfigError
 
 NOISE_Z = 1.96  # the bound is called meaningful when it exceeds the 95 % half-width of the drop's noise
 
@@ -110,8 +110,7 @@ class Evaluator:
     metadata: dict[str, Any] | None = None  # the bundle artifact's embedded document, read once
 
     def __post_init__(self) -> None:
-        from segedge import metadata
-
+        from segedge.contract import metadata
         self.reference_miou = keras_miou(self.ctx)
         self.metadata = metadata.read_artifact(self.ctx.artifact_path(self.artifact))
 
@@ -196,8 +195,7 @@ def embed_bundle_metadata(path: Path, document: dict[str, Any] | None) -> None:
     The sha256 the search records is then the file that gets written, and predict and bench find the same
     labels and pixel-input contract in it as in the model it replaces.
     """
-    from segedge import metadata
-
+    from segedge.contract import metadata
     if document is not None:
         runtime = "onnx" if path.suffix == ".onnx" else "tflite"
         path.write_bytes(metadata.embed(path.read_bytes(), runtime, document))

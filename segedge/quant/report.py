@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge.errors import ConfigError, ModelError
 from segedge.quant.context import ONNX_FP32, ONNX_INT8, TFLITE_INT8, QuantContext
 from segedge.quant.layers import RANKING, LayerError
 from segedge.quant.tflite_layers import TFLiteDebug, debug_tflite_context
+from segedge.util.errors import ConfigError, ModelError
 
 SCHEMA_VERSION = 1
 REPORT_JSON = "quant_report.json"

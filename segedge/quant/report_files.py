@@ -5,7 +5,7 @@ after a fallback, one ``fallback`` entry per artifact
 (``FallbackResult.to_dict``: every K tried, the pick, the noise estimate and
 whether it was applied).
 
-Where they go follows the one output rule (``segedge.outputs``), decided by ``report_target`` before
+Where they go follows the one output rule (``segedge.util.outputs``), decided by ``report_target`` before
 any slow work: into the bundle (the default) they are added under the bundle's marker, which records
 them once written, and a quant_report.* there that segedge did not record (the user's own) is never
 replaced; any other ``--out`` folder is a quant report output of its own (new, empty, or with
@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio, outputs
-from segedge.manifest import MANIFEST_NAME
+from segedge.contract.manifest import MANIFEST_NAME
 from segedge.quant.layers import LayerError
 from segedge.quant.report import REPORT_JSON, QuantReport
+from segedge.util import fileio, outputs
 
 REPORT_MD = "quant_report.md"
 REPORT_PNG = "quant_report.png"
@@ -123,7 +123,7 @@ def render_markdown(report: QuantReport, fallbacks: list[dict[str, Any]] = ()) -
 
 def plot_worst(rows: list[LayerError], title: str, count: int = PLOT_WORST) -> bytes:
     """Horizontal bars of RMSE / scale for the ``count`` worst layers (PNG bytes)."""
-    from segedge.plotting import figure_png, png_canvas
+    from segedge.util.plotting import figure_png, png_canvas
 
     worst = rows[:count][::-1]
     with png_canvas((8, 0.32 * max(len(worst), 3) + 1.4), 100) as (figure, axes):

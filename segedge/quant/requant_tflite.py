@@ -56,7 +56,7 @@ def float_layer_dtypes(model: bytes | Path, names: Sequence[str]) -> dict[str, s
     output made by a QUANTIZE op from a float tensor (a float last layer
     behind uint8 io); otherwise the tensor's integer dtype; None: not found.
     """
-    from segedge.runtime import tflite_interpreter_class
+    from segedge.contract.runtime import tflite_interpreter_class
 
     interpreter_class = tflite_interpreter_class()
     source: dict[str, Any] = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}

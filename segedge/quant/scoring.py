@@ -1,7 +1,7 @@
 """Score a candidate model on the bundle's reference set, and how noisy that score is (no TensorFlow).
 
-Each candidate runs through ``segedge.runtime.open_backend`` (the code
-the device runs) on ``reference.npz``; mIoU is ``segedge.metrics.mean_iou``
+Each candidate runs through ``segedge.contract.runtime.open_backend`` (the code
+the device runs) on ``reference.npz``; mIoU is ``segedge.contract.metrics.mean_iou``
 against the ground truth, compared with the Keras model's mIoU on the same
 images. With tens of reference images a drop of a fraction of a point is
 within noise, so the drop's spread is estimated by a paired bootstrap over
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segedge.metrics import confusion_matrix, mean_iou
+from segedge.contract.metrics import confusion_matrix, mean_iou
+from segedge.contract.runtime import open_backend
 from segedge.quant.context import QuantContext
-from segedge.runtime import open_backend
 
 LATENCY_REPEATS = 5
 BOOTSTRAP_ROUNDS = 400

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 AUTO = "auto"
 LARGE_FRACTION = 0.5  # a fallback model at or above this fraction of the fp32 size is refused by default

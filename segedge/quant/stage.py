@@ -16,13 +16,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segedge import fileio
-from segedge.errors import ModelError, ParityError
 from segedge.quant.context import TFLITE_INT8, load_context
 from segedge.quant.fallback import FallbackResult, onnx_fallback, tflite_fallback
 from segedge.quant.report import QuantReport, build_report, check_samples
 from segedge.quant.report_files import report_target, write_report
 from segedge.quant.search import check_bound, parse_k
+from segedge.util import fileio
+from segedge.util.errors import ModelError, ParityError
 
 
 @dataclass

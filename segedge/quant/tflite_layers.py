@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from segedge.errors import ExportError
-from segedge.progress import track
 from segedge.quant.context import QuantContext
 from segedge.quant.layers import ErrorStats, LayerError, ratio, sort_rows
+from segedge.util.errors import ExportError
+from segedge.util.progress import track
 
 NUMERIC_VERIFY = "NumericVerify"
 
@@ -53,11 +53,11 @@ def build_debugger(ctx: QuantContext, scratch: Path, batches: Sequence[np.ndarra
     """``QuantizationDebugger`` from the exact converter configuration of the bundle's int8 artifact."""
     import tensorflow as tf
 
+    from segedge.contract.targets import TARGETS, Precision
     from segedge.export.graph import prepare_export_model, rewrite_plan
     from segedge.export.options import IntIO
     from segedge.export.run import check_model_matches, load_keras_model
     from segedge.export.tflite import TFLiteSource, configure_converter
-    from segedge.targets import TARGETS, Precision
 
     model = load_keras_model(ctx.run.model_path)
     check_model_matches(model, ctx.run)

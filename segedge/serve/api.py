@@ -16,13 +16,13 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from segedge.errors import SegedgeError
 from segedge.serve import info, segment
 from segedge.serve.holder import ReloadBusy
 from segedge.serve.openapi import document
 from segedge.serve.state import MAX_STREAMS, ServeState
 from segedge.serve.stats import CONTENT_TYPE_LATEST
 from segedge.serve.uploads import UploadError, check_length, too_many_bytes
+from segedge.util.errors import SegedgeError
 
 RETRY_AFTER_S = 1
 BOUNDARY = "segedgeframe"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from segedge.edge.copies import BackendPool
 from segedge.edge.predictor import Segmenter, load
-from segedge.errors import ModelError, SegedgeError
 from segedge.serve.selfcheck import CheckResult, self_check
+from segedge.util.errors import ModelError, SegedgeError
 
 
 @dataclass(frozen=True)

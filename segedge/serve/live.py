@@ -27,10 +27,10 @@ from PIL import Image
 
 from segedge.edge.camera import RollingFps, cv2_module, is_live, open_source
 from segedge.edge.pipeline import END, Pipeline, StreamOptions
-from segedge.errors import SegedgeError
 from segedge.serve.holder import ModelHolder
 from segedge.serve.stats import Stats
 from segedge.serve.timed import TimedCapture, TimedSegmenter
+from segedge.util.errors import SegedgeError
 
 JPEG_QUALITY = 80
 KEPT_FRAMES = 8  # drawn frames kept, so a snapshot's overlay and mask come from the same frame

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from segedge.contract.manifest import REFERENCE_NAME
+from segedge.contract.reference import Reference
 from segedge.data.images import read_upright
 from segedge.edge.predictor import Segmenter
-from segedge.errors import ModelError
-from segedge.manifest import REFERENCE_NAME
-from segedge.reference import Reference
+from segedge.util.errors import ModelError
 
 CHECK_IMAGES = 3  # a few images: seconds on a Pi, enough to tell a working model from a broken one
 MARGIN = 0.03  # agreement may fall this far below the export's model-size figure (full size differs a little)

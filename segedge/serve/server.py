@@ -18,10 +18,10 @@ from typing import IO
 
 import uvicorn
 
-from segedge.errors import ConfigError
 from segedge.serve.app import build_app
 from segedge.serve.info import model_info
 from segedge.serve.state import ServeState
+from segedge.util.errors import ConfigError
 
 GRACE_S = 1.0  # uvicorn's wait for requests in flight after SIGTERM, within the 2 s a stop may take
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from segedge.data.images import read_upright
-from segedge.errors import DataError
+from segedge.util.errors import DataError
 
 DEFAULT_MAX_BYTES = 20_000_000  # 20 MB: a 48 MP phone JPEG fits; a video does not
 DEFAULT_MAX_PIXELS = 24_000_000  # 24 MP: a 12 MP photo peaks near 220 MB in predict (docs/design.md)

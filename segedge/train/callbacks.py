@@ -19,8 +19,8 @@ from pathlib import Path
 
 import keras
 
-from segedge import fileio
 from segedge.train.rundir import RunPaths, RunState, history_csv
+from segedge.util import fileio
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from segedge.contract.labels import NUM_CLASSES
+from segedge.contract.preprocess import SCALING_CONSTANTS, PreprocessSpec, ResizeMode
 from segedge.data.pairs import DEFAULT_VAL_FRACTION, check_val_fraction
-from segedge.errors import ConfigError, absolute_path
-from segedge.labels import NUM_CLASSES
-from segedge.preprocess import SCALING_CONSTANTS, PreprocessSpec, ResizeMode
 from segedge.train.widths import model_widths
+from segedge.util.errors import ConfigError, absolute_path
 
 CONFIG_VERSION = 1
 SIZE_STEP = 32  # the encoder halves the input 5 times: each side a multiple of 32

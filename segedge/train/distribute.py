@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from segedge.errors import ConfigError, SegedgeError
+from segedge.util.errors import ConfigError, SegedgeError
 
 LEARNING_RATE_RULE = "kept"  # --learning-rate is used as given, whatever the number of replicas
 DEFAULT_TIMEOUT_S = 300

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
-from segedge.errors import ModelError
 from segedge.train import distribute
 from segedge.train.config import TrainConfig
 from segedge.train.model import resolve_encoder_weights
@@ -31,6 +29,8 @@ from segedge.train.rundir import (
     load_state,
     mark_resumed,
 )
+from segedge.util import fileio
+from segedge.util.errors import ModelError
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from segedge.errors import ModelError
-from segedge.preprocess import PreprocessSpec, scale_pixels
-from segedge.runtime import TensorSpec
+from segedge.contract.preprocess import PreprocessSpec, scale_pixels
+from segedge.contract.runtime import TensorSpec
+from segedge.util.errors import ModelError
 
 
 def import_tensorflow() -> None:

@@ -5,11 +5,11 @@
   contributes exactly 0 (never NaN, never a division by zero).
 * ``ConfusionMatrixMetric`` and its two reports (``VoidAwareMeanIoU``,
   ``VoidAwarePixelAccuracy``): a (C, C+1) confusion matrix accumulated over the
-  epoch, the same layout as ``segedge.metrics.confusion_matrix``. Truth outside
+  epoch, the same layout as ``segedge.contract.metrics.confusion_matrix``. Truth outside
   ``0..C-1`` (void 255, or the seed preset's void class 21) is skipped; a
   prediction outside it (the seed preset's class 21) is a miss in the last
   column, never a hit. mIoU is the mean over classes present in truth or
-  prediction, as ``segedge.metrics.mean_iou`` computes it. This is why Keras'
+  prediction, as ``segedge.contract.metrics.mean_iou`` computes it. This is why Keras'
   ``MeanIoU`` over argmax of void-remapped labels is not used: it would score
   the void class and average over all 22.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from segedge.labels import NUM_CLASSES
+from segedge.contract.labels import NUM_CLASSES
 
 PACKAGE = "segedge"
 

@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-from segedge.errors import ConfigError, ModelError
 from segedge.train.widths import (
     DEFAULT_ENCODER,
     DEFAULT_ENCODER_WIDTH,
@@ -22,6 +21,7 @@ from segedge.train.widths import (
     parse_decoder_widths,
     scaled_decoder_widths,
 )
+from segedge.util.errors import ConfigError, ModelError
 
 SKIP_LAYERS: tuple[str, ...] = (
     "block_1_expand_relu",   # 1/2
@@ -104,8 +104,8 @@ def download_imagenet_weights(target: Path, width: float = DEFAULT_ENCODER_WIDTH
     The transfer resumes from ``.part`` in segedge's download cache (never in Keras' folder);
     ``target`` appears only once the file checked out, so Keras never sees half a file.
     """
-    from segedge import fileio
     from segedge.data.download import DownloadError, cache_dir, discard, download
+    from segedge.util import fileio
 
     url, name = imagenet_weights_url(width, encoder), imagenet_weights_file(width, encoder)
     checksum = _weights_checksum(name, width, encoder)

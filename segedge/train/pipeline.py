@@ -6,7 +6,7 @@ Why the reader (PIL) decodes and resizes instead of ``tf.io.decode_*`` +
 * ``tf.io.decode_png`` expands a palette PNG (how VOC stores masks) to RGB
   colours, not class indices, and TF cannot read the CMYK / 16-bit / RGBA files
   the reader already converts. One reader means one set of accepted files.
-* ``segedge.preprocess.resize_uint8`` is the exact resize the exporter's
+* ``segedge.contract.preprocess.resize_uint8`` is the exact resize the exporter's
   reference data and the edge use at inference, so training sees the very same
   pixels (no bilinear-vs-antialiased drift between TF and PIL).
 * Every pair is read once, before the first step: a missing or broken file is a
@@ -29,13 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segedge.classes import ClassSpec
+from segedge.contract.classes import ClassSpec
+from segedge.contract.labels import NUM_CLASSES, VOID
+from segedge.contract.preprocess import PreprocessSpec, resize_mask, resize_uint8
 from segedge.data import Dataset, Split, SplitKind, make_split, open_dataset
-from segedge.errors import DataError
-from segedge.labels import NUM_CLASSES, VOID
-from segedge.preprocess import PreprocessSpec, resize_mask, resize_uint8
-from segedge.progress import track
 from segedge.train.config import Augment, CacheMode, SplitChoice, TrainConfig, VoidHandling
+from segedge.util.errors import DataError
+from segedge.util.progress import track
 
 FLIP_COPIES = 3  # original, horizontally flipped, vertically flipped
 

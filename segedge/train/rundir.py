@@ -2,7 +2,7 @@
 
 Layout (the contract in docs/design.md)::
 
-    RUN/.segedge.json            marker: kind "run" (segedge.outputs), written at run start
+    RUN/.segedge.json            marker: kind "run" (segedge.util.outputs), written at run start
     RUN/model.keras              best epoch, inference-only (no optimizer, no compile config)
     RUN/config.json              TrainConfig.to_dict()
     RUN/split.json               segedge.data.Split
@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio, outputs
-from segedge.classes import CLASSES_FILE, ClassSpec
+from segedge.contract.classes import CLASSES_FILE, ClassSpec
 from segedge.data import Split
-from segedge.errors import ConfigError, DataError, ModelError
 from segedge.train.config import TrainConfig, absolute_path
+from segedge.util import fileio, outputs
+from segedge.util.errors import ConfigError, DataError, ModelError
 
 STATE_VERSION = 1
 FIRST_COLUMNS = ("epoch", "loss", "val_loss", "val_miou", "pixel_accuracy", "val_pixel_accuracy", "miou")
@@ -175,7 +175,7 @@ def load_state(run: str | Path) -> RunState | None:
 
 
 def check_new_run(paths: RunPaths, overwrite: bool) -> outputs.Claim:
-    """May a new run start in ``paths.root``? (``segedge.outputs.claim``: new, empty, or a marked run with
+    """May a new run start in ``paths.root``? (``segedge.util.outputs.claim``: new, empty, or a marked run with
     --overwrite.) Writes nothing; ``Claim.prepare`` then clears the old run's own files and marks the folder."""
     return outputs.claim(paths.root, "run", overwrite,
                          hint=f"continue it with --resume {paths.root}, or ")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 DEFAULT_ENCODER = "mobilenet_v2"  # the seed's
 # Each encoder's width multipliers: the ones keras.applications has ImageNet no-top weights for.

@@ -24,7 +24,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from segedge.errors import ModelError
+from segedge.util.errors import ModelError
 
 KEY = "segedge"
 FORMAT = "segedge-artifact"
@@ -201,9 +201,9 @@ def bare_manifest(path: Path, document: dict[str, Any], tensor_in: Any, tensor_o
     ``tensor_in``/``tensor_out`` are the opened model's own ``TensorSpec``s. The sha256 is the
     file's own (there is no export record to compare it with).
     """
-    from segedge import fileio
-    from segedge.manifest import ArtifactInfo, Manifest, TensorInfo
-    from segedge.preprocess import PreprocessSpec
+    from segedge.contract.manifest import ArtifactInfo, Manifest, TensorInfo
+    from segedge.contract.preprocess import PreprocessSpec
+    from segedge.util import fileio
 
     def tensor(spec: Any) -> TensorInfo:
         return TensorInfo(spec.name, spec.dtype, [int(v) for v in spec.shape], spec.scale, spec.zero_point)

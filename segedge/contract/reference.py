@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segedge import fileio
-from segedge.errors import ModelError
+from segedge.util import fileio
+from segedge.util.errors import ModelError
 
 FORMAT_VERSION = 2  # 1: model-size arrays only; 2: + originals and full-resolution truth / Keras masks
 

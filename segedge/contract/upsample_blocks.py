@@ -1,6 +1,6 @@
 """The full-size argmax of bilinearly enlarged logits, computed per 2x2 block of source taps, in bands.
 
-Its own module because it is the one subtle piece of ``segedge.upsample``: where the four taps
+Its own module because it is the one subtle piece of ``segedge.contract.upsample``: where the four taps
 of a block share an argmax class every pixel of the block is that class, exactly, so only boundary
 blocks are mixed per pixel, and the work runs in bands of output rows so that a 12 MP photo never
 holds full-size float planes or per-pixel index arrays (``BAND_PIXELS``). The same pixels as

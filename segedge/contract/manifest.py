@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segedge import fileio
-from segedge.errors import ModelError
-from segedge.preprocess import PreprocessSpec
+from segedge.contract.preprocess import PreprocessSpec
+from segedge.util import fileio
+from segedge.util.errors import ModelError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -66,7 +66,7 @@ class Manifest:
     created: str
     artifacts: dict[str, ArtifactInfo] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
-    # How logits become a mask at the image's size ({"upsample": "logits"|"mask"}, segedge.upsample);
+    # How logits become a mask at the image's size ({"upsample": "logits"|"mask"}, segedge.contract.upsample);
     # a manifest written before this field existed was exported for nearest on the mask.
     postprocess: dict[str, Any] = field(default_factory=lambda: {"upsample": "mask"})
 

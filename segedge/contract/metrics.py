@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segedge.labels import VOID
+from segedge.contract.labels import VOID
 
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, num_classes: int, void: int = VOID) -> np.ndarray:

@@ -5,7 +5,7 @@ batch to float32 NHWC logits. The batch is uint8 NHWC pixels (what the device
 decodes) or float32 values already scaled per the manifest (older callers).
 Artifacts exported by this segedge take pixels 0..255 and scale them inside the
 graph (``PreprocessSpec.input == "pixels"``, read from the metadata embedded in
-the file, ``segedge.metadata``). ``prepare`` hands them the pixels with no float
+the file, ``segedge.contract.metadata``). ``prepare`` hands them the pixels with no float
 round trip: a uint8 tensor with scale 1 and zero point 0 gets them as they are.
 Integer models are fed with the scale and zero point read from the model
 itself, never from a constant. No TensorFlow anywhere.
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segedge import metadata
-from segedge.errors import ConfigError, MissingExtraError, ModelError
-from segedge.preprocess import PreprocessSpec, scale_pixels, unscale_pixels
-from segedge.targets import Runtime, runtime_for_file
+from segedge.contract import metadata
+from segedge.contract.preprocess import PreprocessSpec, scale_pixels, unscale_pixels
+from segedge.contract.targets import Runtime, runtime_for_file
+from segedge.util.errors import ConfigError, MissingExtraError, ModelError
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Backend(Protocol):
     input: TensorSpec
     output: TensorSpec
 
-    metadata: dict | None           # the document export embedded in the file (segedge.metadata)
+    metadata: dict | None           # the document export embedded in the file (segedge.contract.metadata)
     preprocess: PreprocessSpec | None
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 
 class Runtime(str, Enum):

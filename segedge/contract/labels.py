@@ -1,7 +1,7 @@
 """Pascal VOC's label set: class names, the standard colour palette, void.
 
 VOC is the default dataset, not the only one: a dataset's own classes come from its
-``classes.json`` (``segedge.classes.ClassSpec``), which falls back to these constants.
+``classes.json`` (``segedge.contract.classes.ClassSpec``), which falls back to these constants.
 """
 
 from __future__ import annotations

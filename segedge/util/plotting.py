@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from segedge.optional import installed
+from segedge.util.optional import installed
 
 
 def matplotlib_available() -> bool:

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segedge.errors import ConfigError
-from segedge.preprocess import Placement, restore_mask
-from segedge.upsample_blocks import _taps, mixed_blocks, upsampled_argmax  # noqa: F401 (re-exported)
+from segedge.contract.preprocess import Placement, restore_mask
+from segedge.contract.upsample_blocks import _taps, mixed_blocks, upsampled_argmax  # noqa: F401 (re-exported)
+from segedge.util.errors import ConfigError
 
 
 class Upsample(str, Enum):

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segedge.errors import DataError, SegedgeError
-from segedge.labels import PALETTE, VOC_CLASSES, VOID
+from segedge.contract.labels import PALETTE, VOC_CLASSES, VOID
+from segedge.util.errors import DataError, SegedgeError
 
 CLASSES_FILE = "classes.json"
 MAX_CLASSES = 255  # label values are uint8 and one value must stay free for void

@@ -14,7 +14,7 @@ from enum import Enum
 import numpy as np
 from PIL import Image
 
-from segedge.errors import ConfigError
+from segedge.util.errors import ConfigError
 
 
 class Scaling(str, Enum):

@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 
-from segedge.errors import MissingExtraError
+from segedge.util.errors import MissingExtraError
 
 # extra -> the top-level modules a command that needs it imports (the pip names are in pyproject.toml)
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from segedge.errors import ModelError, OutputError
+from segedge.util.errors import ModelError, OutputError
 
 TMP_PREFIX = ".segedge-tmp-"
 # Every temp segedge makes is named ``.segedge-tmp-<pid>-<token>-<name>``: the pid says whose it is (a temp
@@ -194,7 +194,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
     next run once that process is gone) and the previous folder intact. ``path`` given as a
     symbolic link (a dataset on another disk) is written through: the temp is built beside the
     link's target and swapped there, so the link stays a link. Whether ``path`` may be replaced at
-    all is ``segedge.outputs.claim``'s decision, taken before this is entered;
+    all is ``segedge.util.outputs.claim``'s decision, taken before this is entered;
     ``overwrite=False`` only refuses any existing ``path``.
     """
     final = Path(path).absolute()

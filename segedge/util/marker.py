@@ -2,7 +2,7 @@
 
 This is its own module because the marker is a file format with its own rules (which kinds exist, which
 names a marker may list), read on its own by code that decides nothing (a run's resume, quant-report's
-bundle check), while ``segedge.outputs`` holds the decision built on it: may a command write this folder.
+bundle check), while ``segedge.util.outputs`` holds the decision built on it: may a command write this folder.
 
 Every folder segedge writes (``data synth`` dataset, ``train`` run, ``export`` bundle, ``bench`` report,
 ``quant-report --out`` quant report, ``predict --out`` predictions) holds a small marker::
@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from segedge import __version__, fileio
+from segedge import __version__
+from segedge.util import fileio
 
 MARKER = ".segedge.json"
 Kind = Literal["dataset", "run", "bundle", "report", "quant-report", "predictions"]

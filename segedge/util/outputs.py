@@ -1,6 +1,6 @@
 """May segedge write this output folder? One rule for every command, built on the ownership marker.
 
-Every folder segedge writes holds a marker, ``.segedge.json`` (``segedge.marker``: its format, and why it
+Every folder segedge writes holds a marker, ``.segedge.json`` (``segedge.util.marker``: its format, and why it
 is a module of its own), listing what segedge wrote there. Anything else in the folder is the user's,
 and no segedge command ever deletes or replaces it. The marker's names stay importable from here.
 
@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from segedge import fileio
-from segedge.errors import OutputError
-from segedge.marker import ALSO_OWNED, KINDS, MARKER, NOUNS, PER_FILE, Kind, add_to_marker, read_marker, write_marker
-from segedge.marker import owned as _owned
-from segedge.marker import relative_name as _relative_name
+from . import fileio
+from .errors import OutputError
+from .marker import ALSO_OWNED, KINDS, MARKER, NOUNS, PER_FILE, Kind, add_to_marker, read_marker, write_marker
+from .marker import owned as _owned
+from .marker import relative_name as _relative_name
 
 __all__ = ["ALSO_OWNED", "FLUSH_SECONDS", "KINDS", "MARKER", "NOUNS", "PER_FILE", "SWAPPED", "Claim", "Kind",
            "Recorder", "State", "build", "claim", "claim_names", "describe_entries", "read_marker", "recording",

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,8 +44,11 @@ class ServeProcess:
     def __init__(self, bundle: Path, *args: str, env: dict[str, str] | None = None, prelude: str = "") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.stderr_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"segedge-serve-{self.port}.log"
-        self._stderr = open(self.stderr_path, "w+")  # noqa: SIM115 - read back after the process ends
+        # read back through its own path (the child's writes keep their offset); deleted at stop()
+        handle, name = tempfile.mkstemp(prefix=f"segedge-serve-{self.port}-", suffix=".log")
+        self.stderr_path = Path(name)
+        self._stderr = os.fdopen(handle, "w")
+        self._stderr_text: str | None = None
         command = [sys.executable, "-c", prelude + "\nfrom segedge.cli import main; main()", "serve", str(bundle),
                    "--port", str(self.port), "--threads", "1", *args]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
@@ -52,6 +56,7 @@ class ServeProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise AssertionError(f"serve exited {self.process.returncode}: {self.stderr()}")
             try:
                 with urllib.request.urlopen(self.base + "/healthz", timeout=1):
@@ -62,8 +67,8 @@ class ServeProcess:
         raise AssertionError(f"serve did not answer within {START_TIMEOUT_S} s: {self.stderr()}")
 
     def stderr(self) -> str:
-        if not self._stderr.closed:
-            self._stderr.flush()
+        if self._stderr_text is not None:  # stopped: what it wrote, kept when the file was closed
+            return self._stderr_text
         return self.stderr_path.read_text()
 
     def stop(self) -> None:
@@ -74,7 +79,10 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._stderr.close()
+        if self._stderr_text is None:
+            self._stderr.close()
+            self._stderr_text = self.stderr()
+            self.stderr_path.unlink()
 
 
 def call(base: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None,

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from segedge import metrics  # noqa: E402
+from segedge.contract import metrics  # noqa: E402
 from segedge.train.losses import (  # noqa: E402
     MaskedSparseCrossEntropy,
     VoidAwareMeanIoU,

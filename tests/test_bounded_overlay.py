@@ -81,3 +81,29 @@ def test_save_image_writes_an_rgb_overlay_and_converts_other_modes(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), np.asarray(shown))
     save_image(tmp_path / "g.png", image.convert("L"))
     assert Image.open(tmp_path / "g.png").mode == "RGB"
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.3])
+def test_bands_and_columns_without_a_class_are_skipped_and_the_picture_is_the_same(alpha, monkeypatch):
+    """A small object: most bands hold only background and the others only a few columns of class; the tint
+    over just those columns is the one-pass tint, and drawing in place gives the same picture on the image."""
+    image, _ = scene(300, 200, 5)
+    mask = np.zeros((200, 300), np.uint8)
+    mask[90:120, 140:170] = 8
+    mask[119, 299] = 15  # a class at the last column: the box reaches the edge
+    before = np.asarray(image).copy()
+    monkeypatch.setattr(postprocess, "OVERLAY_BAND_PIXELS", 300 * 16)
+    got = np.asarray(overlay(image, mask, alpha=alpha, legend=False))
+    np.testing.assert_allclose(got.astype(np.int32), one_pass(image, mask, alpha).astype(np.int32), atol=1)
+    np.testing.assert_array_equal(got[mask == 0], before[mask == 0])
+    drawn = overlay(image, mask, alpha=alpha, legend=False, in_place=True)
+    assert drawn is image
+    np.testing.assert_array_equal(np.asarray(image), got)
+
+
+def test_counts_given_draw_the_same_legend_as_counted():
+    image, mask = scene(400, 300, 6)
+    counted = np.asarray(overlay(image, mask, classes=VOC_CLASSES))
+    given = np.asarray(overlay(image, mask, classes=VOC_CLASSES, counts=postprocess.mask_counts(mask)))
+    np.testing.assert_array_equal(given, counted)
+    assert postprocess.mask_counts(mask) == np.bincount(mask.ravel(), minlength=256).tolist()

@@ -171,11 +171,11 @@ def test_ctrl_c_in_the_writer_stops_both_threads_and_propagates(tiny_bundle, var
     written = []
 
     class Interrupting(Recording):
-        def fractions(self, mask):
+        def fractions(self, mask, counts=None):
             written.append(mask.shape)
             if len(written) == 2:
                 raise KeyboardInterrupt
-            return self.segmenter.fractions(mask)
+            return self.segmenter.fractions(mask, counts)
 
     with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
         with pytest.raises(KeyboardInterrupt):
@@ -199,11 +199,11 @@ def test_predict_cli_ctrl_c_keeps_the_finished_masks_and_says_so(tiny_bundle, va
     calls = []
     real = Segmenter.fractions
 
-    def fractions(self, mask):
+    def fractions(self, mask, counts=None):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, mask)
+        return real(self, mask, counts)
 
     monkeypatch.setattr(Segmenter, "fractions", fractions)
     out = tmp_path / "masks"
@@ -280,3 +280,41 @@ def test_the_reader_and_writer_yield_to_the_model_thread_and_the_caller_keeps_it
     assert seen["infer"] == {own}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
     assert no_workers_left()
+
+
+@pytest.mark.parametrize("failing", ["overlay", "mask"])
+def test_a_photo_whose_other_file_fails_still_records_the_one_written(tiny_bundle, varied, tmp_path, failing,
+                                                                      monkeypatch):
+    """The mask PNG is written in a second thread beside the overlay: when one of the two fails, the error
+    reaches the caller and the file that was written is recorded (the marker owns it), the other is absent."""
+    import segedge.edge.runner as runner
+
+    root, _ = varied
+    sources = resolve_inputs([str(root / "e_photo.jpg")]).sources
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "save_image" if failing == "overlay" else "save_mask", broken)
+    recorded: list[Path] = []
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter, pytest.raises(OSError, match="disk full"):
+        predict_files(segmenter, sources, tmp_path / "o", single=True, record=recorded.append)
+    kept = "e_photo.png" if failing == "overlay" else "e_photo_overlay.jpg"
+    assert [path.name for path in recorded] == [kept]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [kept]
+
+
+def test_the_overlay_drawn_on_the_read_photo_equals_one_drawn_on_a_copy(tiny_bundle, varied, tmp_path):
+    """predict tints the photo it read in place (no full-size copy): the files are those of the copying path."""
+    from segedge.data.images import read_upright
+    from segedge.edge.postprocess import save_image
+
+    root, _ = varied
+    photo = root / "e_photo.jpg"
+    with load(tiny_bundle, threads=1, artifact="int8") as segmenter:
+        predict_files(segmenter, resolve_inputs([str(photo)]).sources, tmp_path / "o", single=True)
+        image = read_upright(photo)
+        mask = segmenter.predict(image)
+        save_image(tmp_path / "copy.jpg", segmenter.overlay(image, mask))
+    np.testing.assert_array_equal(read_mask(tmp_path / "o" / "e_photo.png"), mask)
+    assert (tmp_path / "o" / "e_photo_overlay.jpg").read_bytes() == (tmp_path / "copy.jpg").read_bytes()

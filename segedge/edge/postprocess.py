@@ -88,9 +88,15 @@ def class_name(index: int, classes: Sequence[str]) -> str:
     return classes[index] if 0 <= index < len(classes) else VOID_NAME
 
 
-def class_fractions(mask: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+def mask_counts(mask: np.ndarray) -> list[int]:
+    """Pixels per index 0..255 of a uint8 mask, counted in C without a copy (bincount widens every pixel to
+    int64: 8 bytes per pixel of a 12 MP photo)."""
+    return _mask_view(mask).histogram()
+
+
+def class_fractions(mask: np.ndarray, classes: Sequence[str], counts: Sequence[int] | None = None) -> dict[str, float]:
     """{class name: fraction of pixels} for the classes present, in class order (void last)."""
-    counts = np.asarray(_mask_view(mask).histogram())  # in C, no copy (bincount widens every pixel to int64)
+    counts = np.asarray(mask_counts(mask) if counts is None else counts)
     total = max(int(counts.sum()), 1)
     return {class_name(i, classes): round(int(counts[i]) / total, 6) for i in np.flatnonzero(counts)}
 
@@ -111,7 +117,8 @@ MIN_LEGEND_FONT = 8  # px: below this the legend is unreadable; the image is sho
 
 
 def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5, classes: Sequence[str] = (),
-            palette: Sequence[Sequence[int]] | None = None, legend: bool = True) -> Image.Image:
+            palette: Sequence[Sequence[int]] | None = None, legend: bool = True,
+            counts: Sequence[int] | None = None, in_place: bool = False) -> Image.Image:
     """The image with every non-background class tinted in its colour, plus a legend, at the image's size.
 
     Background is left untinted (its VOC colour is black, which would only
@@ -120,22 +127,31 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5, classes: S
     most a quarter of the picture, its font shrinking to fit; on an image too
     small even for the smallest font it is left out rather than widening the
     picture. The blend runs in PIL's C code (palette lookup, a paste through a
-    weight mask), band by band: a camera showing every frame pays ~1 ms at
-    640x480, not the 7 ms of float math, and a 12 MP photo holds one copy of
-    itself (the result), not four.
+    weight mask), band by band, and only over each band's columns that hold a
+    class: a camera showing every frame pays ~1 ms at 640x480, not the 7 ms of
+    float math, and a 12 MP photo holds one copy of itself (the result), not four.
+
+    ``counts``: the mask's pixel count per index (``mask_counts``), when the caller already has them.
+    ``in_place``: tint ``image`` itself (an RGB image the caller no longer needs) instead of a copy,
+    which at 12 MP is 36 MB and a full pass over the photo.
     """
-    base = image.convert("RGB")  # the result: a copy, the caller's image is left as it is
+    base = image if in_place and image.mode == "RGB" else image.convert("RGB")  # convert() copies
     mask = np.asarray(mask, dtype=np.uint8)
     if mask.shape != (base.height, base.width):
         raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image {base.width}x{base.height}")
     # PIL's paste through an "L" mask is the blend: out + (colour - out) * weight / 255, in C, in place. The
     # weight is alpha where a class other than background is, 0 on background; an alpha outside 0-1 (an
-    # extrapolating blend) goes through Image.blend. In bands: a band's colours, not the photo's again.
+    # extrapolating blend) goes through Image.blend. In bands: a band's colours, not the photo's again; a
+    # band's columns without a class are left out (weight 0 there: the paste would not change them).
     weights = [0] + [int(round(alpha * 255))] * 255 if 0.0 <= alpha <= 1.0 else None
     step = max(1, OVERLAY_BAND_PIXELS // max(1, base.width))
     for top in range(0, base.height, step):
-        box = (0, top, base.width, min(base.height, top + step))
-        band = mask[box[1] : box[3]]
+        bottom = min(base.height, top + step)
+        tinted = np.flatnonzero(mask[top:bottom].any(axis=0))
+        if not len(tinted):
+            continue
+        box = (int(tinted[0]), top, int(tinted[-1]) + 1, bottom)
+        band = np.ascontiguousarray(mask[top:bottom, box[0] : box[2]])
         colours = _palette_view(band, palette).convert("RGB")
         if weights is not None:
             base.paste(colours, box[:2], _mask_view(band).point(weights))
@@ -143,7 +159,7 @@ def overlay(image: Image.Image, mask: np.ndarray, alpha: float = 0.5, classes: S
             base.paste(Image.blend(base.crop(box), colours, alpha), box[:2], _mask_view(band).point(_TINT_LUT))
     result = base
     table = palette_table(palette)
-    present = _mask_view(mask).histogram()  # pixel count per class index, in C
+    present = mask_counts(mask) if counts is None else counts
     entries = tuple((class_name(i, classes), (int(table[i][0]), int(table[i][1]), int(table[i][2])))
                     for i, count in enumerate(present) if count and i != 0)
     tile = _legend_tile(entries, result.width, result.height) if legend and entries else None

@@ -212,14 +212,19 @@ class Segmenter:
         pixels, placement, size = self.prepare(image)
         return self.mask_from(self.infer_raw(pixels), placement, size)
 
-    def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
-        """The upright image with ``mask`` drawn over it in the bundle's palette, plus a legend."""
+    def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5, *,
+                counts: Sequence[int] | None = None, in_place: bool = False) -> Image.Image:
+        """The upright image with ``mask`` drawn over it in the bundle's palette, plus a legend.
+
+        ``counts``: the mask's pixels per index (``mask_counts``) when already counted. ``in_place``: draw on
+        ``image`` itself, a PIL RGB image the caller is done with (a 12 MP photo: one copy fewer)."""
         if not (isinstance(image, Image.Image) and image.mode == "RGB" and orientation(image) == 1):
             image = as_rgb(image)  # else already what as_rgb gives: its copy would be one more full-size image
-        return overlay(image, mask, alpha, self.manifest.classes, self.manifest.palette)
+        return overlay(image, mask, alpha, self.manifest.classes, self.manifest.palette, counts=counts,
+                       in_place=in_place)
 
-    def fractions(self, mask: np.ndarray) -> dict[str, float]:
-        return class_fractions(mask, self.manifest.classes)
+    def fractions(self, mask: np.ndarray, counts: Sequence[int] | None = None) -> dict[str, float]:
+        return class_fractions(mask, self.manifest.classes, counts)
 
     def close(self) -> None:
         self.backend.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from PIL import Image
 
 from segedge.data.images import read_upright
 from segedge.edge.pipeline import POLL_SECONDS, ListSource, Pipeline, StreamOptions, lower_priority
-from segedge.edge.postprocess import save_image, save_mask
+from segedge.edge.postprocess import mask_counts, save_image, save_mask
 from segedge.edge.predictor import Segmenter, batched
 from segedge.edge.sources import Source
 from segedge.util import outputs
@@ -148,19 +149,37 @@ def _write(segmenter: Segmenter, source: Source, image: Image.Image, mask: np.nd
            overlay: bool, alpha: float, keep_masks: bool,
            record: Callable[[Path], None] | None = None) -> ImageResult:
     """One photo's mask PNG (and overlay) under ``out``, and its JSON entry; each file is recorded once
-    it is in place."""
-    item = ImageResult(source, image.size, segmenter.fractions(mask), mask if keep_masks else None)
-    if out is not None:
-        item.mask_path = save_mask(source.mask_path(out), mask, segmenter.manifest.palette)
+    it is in place.
+
+    The mask PNG is written in a second thread while the overlay is tinted and encoded (PIL's zlib and
+    JPEG code run without the GIL): a 12 MP photo's two files cost the slower of the two, not their sum.
+    The overlay is drawn on ``image`` itself, read here and not needed after, not on a 36 MB copy."""
+    counts = mask_counts(mask)
+    item = ImageResult(source, image.size, segmenter.fractions(mask, counts), mask if keep_masks else None)
+    if out is None:
+        return item
+    palette = segmenter.manifest.palette
+    if not overlay:
+        item.mask_path = save_mask(source.mask_path(out), mask, palette)
         if record is not None:
             record(item.mask_path)
-        if overlay:
-            item.overlay_path = save_image(source.overlay_path(out), segmenter.overlay(image, mask, alpha))
-            if record is not None:
-                record(item.overlay_path)
+        return item
+    with ThreadPoolExecutor(1, thread_name_prefix=MASK_THREAD) as pool:
+        saved = pool.submit(save_mask, source.mask_path(out), mask, palette)
+        try:
+            shown = segmenter.overlay(image, mask, alpha, counts=counts, in_place=True)
+            item.overlay_path = save_image(source.overlay_path(out), shown)
+        finally:
+            try:
+                item.mask_path = saved.result()  # its error, if any, is raised here
+            finally:  # whatever failed, a file written is a file recorded
+                for path in (item.mask_path, item.overlay_path):
+                    if path is not None and record is not None:
+                        record(path)
     return item
 
 
+MASK_THREAD = "segedge-mask-png"
 WRITER_THREAD = "segedge-writer"
 _WRITER_ENDED = object()  # the writer's last word: the stream ended, or a stop or an error ended it
 

@@ -161,6 +161,12 @@ def load_average() -> list[float] | None:
         return None
 
 
+# Rows whose thread counts say nothing of a busy machine: TensorFlow's own thread pools cost a small model
+# more than a second thread gives back, idle or not (a 96 px model's Keras row on an idle 2-core EPYC:
+# 6.54 ms at 1 thread, 7.74 ms at 2; the int8 rows of the same run 0.77 -> 0.50 ms).
+THREADS_SIGN_SKIPS = frozenset({"keras"})
+
+
 def timing_warnings(rows: list[dict[str, object]], cores: int | None,
                     loads: dict[str, list[float] | None] | None = None) -> list[str]:
     """Why the timings of this run may be disturbed; empty when nothing says so.
@@ -169,7 +175,8 @@ def timing_warnings(rows: list[dict[str, object]], cores: int | None,
     above the core count (other processes wanted more CPU than there is, so
     ours waited), read before and after the run and around each row; and, for
     one artifact, more threads measured slower than fewer (by more than
-    ``SLOWER_MARGIN``), which an idle machine with those cores does not do.
+    ``SLOWER_MARGIN``), which an idle machine with those cores does not do
+    (the Keras row aside: ``THREADS_SIGN_SKIPS``).
     """
     warnings = []
     readings = [(f"{when} the run", (values or [None])[0]) for when, values in (loads or {}).items()]
@@ -185,6 +192,8 @@ def timing_warnings(rows: list[dict[str, object]], cores: int | None,
     by_artifact: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         p50, threads = row.get("p50_ms"), row.get("threads")
+        if str(row.get("artifact")) in THREADS_SIGN_SKIPS:
+            continue
         if isinstance(p50, (int, float)) and isinstance(threads, int) and not row.get("error"):
             by_artifact.setdefault(str(row.get("artifact")), []).append((threads, float(p50)))
     slower = []  # one line for all of them: a busy machine slows every artifact, and six warnings read as six faults

@@ -1,4 +1,5 @@
-"""benchmarks/bench_large_photo.py runs at its smallest settings and prints its tables (no timing asserted)."""
+"""benchmarks/bench_large_photo.py and bench_decode_draft.py run at their smallest settings and print their tables
+(no timing asserted)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+def script_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                TF_CPP_MIN_LOG_LEVEL="2")
+
+
 def test_bench_large_photo_prints_memory_floors_and_targets(tiny_bundle, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               TF_CPP_MIN_LOG_LEVEL="2")
+    env = script_env()
     # --old: this checkout again, standing in for another one, so the before rows and the ratio run too
     result = subprocess.run([sys.executable, "benchmarks/bench_large_photo.py", str(tiny_bundle), "--sizes",
                              "64x48,96x72", "--rounds", "1", "--threads", "1", "--cli", "--old", str(REPO),
@@ -39,3 +44,17 @@ def test_bench_large_photo_prints_memory_floors_and_targets(tiny_bundle, tmp_pat
     assert len(targets) == 6 and {r[3] for r in targets} <= {"yes", "no"}
     data = json.loads((tmp_path / "large.json").read_text())
     assert len(data["rows"]) == 8 and all(row["peak_rss"] >= row["idle_rss"] > 0 for row in data["rows"])
+
+
+def test_bench_decode_draft_compares_both_decodes_on_the_reference_set_and_photos(tiny_bundle):
+    result = subprocess.run([sys.executable, "benchmarks/bench_decode_draft.py", str(tiny_bundle), "--sizes",
+                             "96x72,400x300", "--photos", "1", "--rounds", "1", "--threads", "1"],
+                            cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reference = table_rows(result.stdout, ["decode", "images", "agreement with Keras %", "mIoU %",
+                                           "equal to full decode %", "images reduced"])
+    assert [r[0] for r in reference] == ["full decode", "draft"] and reference[0][4] == "100.000"
+    assert all(0.0 <= float(r[2]) <= 100.0 for r in reference)
+    photos = table_rows(result.stdout, ["photo", "photos", "mIoU full %", "mIoU draft %", "masks equal %",
+                                        "decode+resize full ms", "decode+resize draft ms"])
+    assert [r[0] for r in photos] == ["96x72", "400x300"] and all(0.0 <= float(r[4]) <= 100.0 for r in photos)

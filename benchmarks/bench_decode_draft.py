@@ -35,7 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_large_photo import SCENE, parse_size  # noqa: E402
+from bench_large_photo import SCENE, parse_size, timed  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.contract.metrics import agreement, confusion_matrix, mean_iou  # noqa: E402
@@ -77,15 +77,6 @@ def photo_bytes(size: tuple[int, int], seed: int, grain: float) -> tuple[bytes, 
     buffer = io.BytesIO()
     Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=90)
     return buffer.getvalue(), np.asarray(truth, dtype=np.uint8)
-
-
-def timed(function, rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main(argv: list[str] | None = None) -> int:

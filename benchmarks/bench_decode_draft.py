@@ -27,7 +27,6 @@ import argparse
 import io
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

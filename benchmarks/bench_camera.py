@@ -30,7 +30,6 @@ import io
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photos import write_photo  # noqa: E402
+from scratch import scratch_folder  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10, help="save mask + overlay every Nth frame [10]")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="segedge-camera-"))
+    work = scratch_folder("segedge-camera-")
     video = write_video(work / "clip.avi", args.frames)
     segmenter = load(args.bundle, threads=args.threads, artifact=args.format)  # the model alone: as bench times it
     # as predict --camera opens a video file (one copy per thread) and a live camera (one copy)

@@ -46,6 +46,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from scratch import scratch_folder  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.data.synth import make_sample  # noqa: E402
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     modes = args.modes.split(",")
     codes = [("after", ROOT)] + ([("before", args.old.resolve())] if args.old else [])
-    work = Path(tempfile.mkdtemp(prefix="segedge-large-"))
+    work = scratch_folder("segedge-large-")
     small = write_photo(work / "small.jpg", (160, 120), seed=1)
     photos = {size: write_photo(work / f"photo_{size[0]}x{size[1]}.jpg", size, grain=args.grain) for size in sizes}
     overlay = "0" if args.no_overlay else "1"

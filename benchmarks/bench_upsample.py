@@ -33,7 +33,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +47,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photos import write_photos  # noqa: E402
+from scratch import scratch_folder  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.bench.stats import NS_PER_MS  # noqa: E402
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(prefix="segedge-upsample-"))
+    folder = scratch_folder("segedge-upsample-")
     paths = write_photos(folder, args.photos)
     segmenter = load(args.bundle, threads=args.threads, artifact=args.format)
     backend = segmenter.backend

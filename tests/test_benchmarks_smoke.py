@@ -33,14 +33,32 @@ TARGET_FILES = {"fp32": "model_fp32.tflite", "int8": "model_int8.tflite", "onnx"
 pytestmark = pytest.mark.slow
 
 
-def run_script(name: str, *args: object, timeout: int = 600) -> str:
-    """``python benchmarks/NAME ARGS`` from the repository root, as the README runs it; its stdout."""
+def run_script(name: str, *args: object, timeout: int = 600, temp: Path | None = None) -> str:
+    """``python benchmarks/NAME ARGS`` from the repository root, as the README runs it; its stdout.
+
+    ``temp``: the script's temp folder (TMPDIR), which must be empty again when it exits."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                TF_CPP_MIN_LOG_LEVEL="2")
+    if temp is not None:
+        temp.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(temp)
     result = subprocess.run([sys.executable, f"benchmarks/{name}", *map(str, args)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{name} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    if temp is not None:
+        left = leftovers(temp)
+        assert not left, f"{name} left {left} in its temp folder"
     return result.stdout
+
+
+# Importing onnxruntime writes a 51-byte session file, .ses, into the temp folder (TMPDIR=/tmp/x python -c
+# "import onnxruntime" leaves /tmp/x/.ses): onnxruntime's, not the script's; segedge neither writes nor removes it.
+FOREIGN_TEMP_FILES = {".ses"}
+
+
+def leftovers(temp: Path) -> list[str]:
+    """What a script left in its temp folder, besides files other libraries put there."""
+    return sorted(p.name for p in temp.iterdir() if p.name not in FOREIGN_TEMP_FILES)
 
 
 def table_rows(stdout: str, head: list[str]) -> list[list[str]]:
@@ -157,7 +175,7 @@ def test_bench_input_pipeline_prints_its_table(synth_root, tmp_path):
 
 def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     out = run_script("bench_photo.py", tiny_bundle, "--photos", "1", "--rounds", "1", "--warmup", "0",
-                     "--stream", "2", "--json", tmp_path / "photo.json")
+                     "--stream", "2", "--json", tmp_path / "photo.json", temp=tmp_path / "temp")
     rows = table_rows(out, ["artifact", "invoke p50 ms", "end-to-end p50 ms", "x best invoke", "bound", "within"])
     int8 = sorted(name for name, info in load_manifest(tiny_bundle).artifacts.items() if info.precision == "int8")
     assert sorted(r[0].split(" ")[0] for r in rows) == int8 and all(r[4] == "1.25" for r in rows)
@@ -174,8 +192,8 @@ def test_bench_photo_prints_the_target_and_stage_tables(tiny_bundle, tmp_path):
     assert [bool(r[3]) for r in streams] == [False, False, True, True] * len(int8)
 
 
-def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):
-    out = run_script("bench_upsample.py", tiny_bundle, "--photos", "1", "--rounds", "1")
+def test_bench_upsample_compares_every_way_with_pil(tiny_bundle, tmp_path):
+    out = run_script("bench_upsample.py", tiny_bundle, "--photos", "1", "--rounds", "1", temp=tmp_path / "temp")
     rows = table_rows(out, ["row", "p50 ms", "% of invoke p50", "bound %", "within", "equal px % vs pil"])
     assert [r[0] for r in rows[1:]] == ["pil", "numpy", "cv2", "block", "default", "mask"]
     assert rows[1][5] == "100.0000"  # pil against itself
@@ -184,7 +202,7 @@ def test_bench_upsample_compares_every_way_with_pil(tiny_bundle):
 def test_bench_camera_prints_fps_against_the_bound(tiny_bundle, tmp_path):
     pytest.importorskip("cv2")
     out = run_script("bench_camera.py", tiny_bundle, "--frames", "6", "--rounds", "1", "--every", "3",
-                     "--threads", "2", "--json", tmp_path / "camera.json")
+                     "--threads", "2", "--json", tmp_path / "camera.json", temp=tmp_path / "temp")
     rows = table_rows(out, ["loop", "fps", "bound (0.9 x 1000/p50)", "within", "x model-alone fps",
                             "dropped (median)"])
     assert [r[0] for r in rows] == ["pipelined", "pipelined, 1 copy", "pipelined, live", "sequential"]

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_benchmarks_smoke import table_rows
+from test_benchmarks_smoke import leftovers, table_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,9 @@ def script_env() -> dict[str, str]:
 
 
 def test_bench_large_photo_prints_memory_floors_and_targets(tiny_bundle, tmp_path):
-    env = script_env()
+    temp = tmp_path / "temp"  # the script's photos and outputs go here, and must be gone when it exits
+    temp.mkdir()
+    env = {**script_env(), "TMPDIR": str(temp)}
     # --old: this checkout again, standing in for another one, so the before rows and the ratio run too
     result = subprocess.run([sys.executable, "benchmarks/bench_large_photo.py", str(tiny_bundle), "--sizes",
                              "64x48,96x72", "--rounds", "1", "--threads", "1", "--cli", "--old", str(REPO),
@@ -42,6 +44,7 @@ def test_bench_large_photo_prints_memory_floors_and_targets(tiny_bundle, tmp_pat
     assert {r[0] for r in stages} == {"logits", "mask"} and len(stages) == 18
     targets = table_rows(result.stdout, ["target", "measured", "bound", "within"])
     assert len(targets) == 6 and {r[3] for r in targets} <= {"yes", "no"}
+    assert not leftovers(temp), leftovers(temp)
     data = json.loads((tmp_path / "large.json").read_text())
     assert len(data["rows"]) == 8 and all(row["peak_rss"] >= row["idle_rss"] > 0 for row in data["rows"])
 

@@ -34,14 +34,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_large_photo import SCENE, parse_size, timed  # noqa: E402
+from bench_large_photo import parse_size, scene_photo, timed  # noqa: E402
 from tables import print_markdown_table  # noqa: E402
 
 from segedge.contract.metrics import agreement, confusion_matrix, mean_iou  # noqa: E402
 from segedge.contract.preprocess import resize_uint8  # noqa: E402
 from segedge.contract.reference import Reference  # noqa: E402
 from segedge.data.images import orientation, read_upright  # noqa: E402
-from segedge.data.synth import make_sample  # noqa: E402
 from segedge.edge.predictor import load  # noqa: E402
 
 
@@ -59,22 +58,19 @@ def decode(data: bytes, request: tuple[int, int] | None) -> tuple[Image.Image, t
     return read_upright(image), size
 
 
-def masks(segmenter, data: bytes, request: tuple[int, int] | None) -> np.ndarray:
+def mask_and_input_size(segmenter, data: bytes, request: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The full-size mask ``segedge predict`` would write, and the size of the decoded image the resize started
+    from (smaller than the photo where the reduced decode took effect)."""
     image, size = decode(data, request)
     pixels, placement = resize_uint8(image, segmenter.manifest.preprocess)
-    return segmenter.mask_from(segmenter.infer_raw(pixels), placement, size)
+    return segmenter.mask_from(segmenter.infer_raw(pixels), placement, size), image.size
 
 
 def photo_bytes(size: tuple[int, int], seed: int, grain: float) -> tuple[bytes, np.ndarray]:
     """A synthetic photo as JPEG bytes (quality 90) and its truth at the photo's size."""
-    rng = np.random.default_rng(seed)
-    photo, truth = make_sample(rng, SCENE, max_shapes=4)
-    photo, truth = photo.resize(size, Image.BICUBIC), truth.resize(size, Image.NEAREST)
-    pixels = np.asarray(photo, dtype=np.float32)
-    if grain:
-        pixels = pixels + rng.normal(0.0, grain, pixels.shape).astype(np.float32)
+    photo, truth = scene_photo(size, seed, grain)
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB").save(buffer, format="JPEG", quality=90)
+    photo.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue(), np.asarray(truth, dtype=np.uint8)
 
 
@@ -98,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     reference = Reference.load(args.bundle / "reference.npz")
     rows = []
     for name, req in (("full decode", None), ("draft", request)):
-        got = [masks(segmenter, data, req) for data in reference.originals]
+        got, decoded = zip(*(mask_and_input_size(segmenter, data, req) for data in reference.originals), strict=True)
         cm = sum(confusion_matrix(t, m, manifest.num_classes, manifest.void) for t, m in zip(reference.truth_full, got,
                                                                                            strict=True))
         pixels = sum(m.size for m in got)
         agree = sum(agreement(m, k) * m.size for m, k in zip(got, reference.keras_full, strict=True)) / pixels
         rows.append([name, str(len(got)), f"{100 * agree:.3f}", f"{100 * mean_iou(cm):.2f}"])
         if req is None:
-            full = got
+            full, full_sizes = got, decoded
         else:
             same = sum(agreement(a, b) * a.size for a, b in zip(full, got, strict=True)) / pixels
-            touched = sum(1 for data in reference.originals if decode(data, req)[0].size != decode(data, None)[0].size)
+            touched = sum(1 for a, b in zip(full_sizes, decoded, strict=True) if a != b)
             rows[-1] += [f"{100 * same:.3f}", str(touched)]
     rows[0] += ["100.000", "0"]
     print("\nreference set (the gate's images, each at its own size)")
@@ -123,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             data, truth = photo_bytes(size, seed, args.grain)
             got = {}
             for req in (None, request):
-                got[req] = masks(segmenter, data, req)
+                got[req] = mask_and_input_size(segmenter, data, req)[0]
                 cms[req] = cms[req] + confusion_matrix(truth, got[req], manifest.num_classes, manifest.void)
                 times[req].append(timed(lambda data=data, req=req: resize_uint8(decode(data, req)[0], spec),
                                         args.rounds))

@@ -96,14 +96,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def write_photo(path: Path, size: tuple[int, int], seed: int = 0, grain: float = 0.0) -> Path:
-    """A synthetic scene (``segedge data synth``'s generator) enlarged smoothly to ``size``, JPEG quality 90.
+def scene_photo(size: tuple[int, int], seed: int = 0, grain: float = 0.0) -> tuple[Image.Image, Image.Image]:
+    """A synthetic scene (``segedge data synth``'s generator) enlarged smoothly to ``size``, and its truth
+    (the palette mask, enlarged nearest).
 
     ``grain``: the standard deviation of pixel noise added at full size, as a sensor adds it: a JPEG of a
     smooth drawing decodes several times faster than a photo's; the model, at its own size, sees the
     grain averaged away, so the mask's boundaries stay the scene's."""
     rng = np.random.default_rng(seed)
-    photo, _ = make_sample(rng, SCENE, max_shapes=4)
+    photo, truth = make_sample(rng, SCENE, max_shapes=4)
     photo = photo.resize(size, Image.BICUBIC)
     if grain:
         pixels = np.asarray(photo, dtype=np.float32)
@@ -111,7 +112,12 @@ def write_photo(path: Path, size: tuple[int, int], seed: int = 0, grain: float =
             band = pixels[row : row + 256]
             band += rng.normal(0.0, grain, band.shape).astype(np.float32)
         photo = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), "RGB")
-    photo.save(path, format="JPEG", quality=90)
+    return photo, truth.resize(size, Image.NEAREST)
+
+
+def write_photo(path: Path, size: tuple[int, int], seed: int = 0, grain: float = 0.0) -> Path:
+    """``scene_photo``'s picture as a JPEG, quality 90."""
+    scene_photo(size, seed, grain)[0].save(path, format="JPEG", quality=90)
     return path
 
 

@@ -107,3 +107,10 @@ def test_counts_given_draw_the_same_legend_as_counted():
     given = np.asarray(overlay(image, mask, classes=VOC_CLASSES, counts=postprocess.mask_counts(mask)))
     np.testing.assert_array_equal(given, counted)
     assert postprocess.mask_counts(mask) == np.bincount(mask.ravel(), minlength=256).tolist()
+    # the counts given are the ones the legend lists (not counted again): one class only, a shorter legend
+    one = [0] * 256
+    one[8] = 1
+    listed = np.asarray(overlay(image, mask, classes=VOC_CLASSES, counts=one))
+    plain = np.asarray(overlay(image, mask, legend=False))
+    assert (listed != counted).any()
+    np.testing.assert_array_equal(listed[150:], plain[150:])  # one legend line: the lower half is the tint alone
